@@ -1,0 +1,54 @@
+# rvpo-repro: `make help` lists every target.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch is installed on its own first, so no version range can pull a CUDA build.
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint smoke reproduce bench lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements/cpu-lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -c requirements/cpu-lock.txt -e '.[dev]'
+	$(PY) -m rvpo_repro.envcheck --torch $(TORCH_VERSION)
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv: the pinned CPU torch first, then the suite in editable mode with [dev]
+test: $(STAMP) ## run every CPU test (slow end-to-end ones included); gpu tests skip without a GPU
+	$(PY) -m pytest
+
+test-fast: $(STAMP) ## run the tests not marked slow
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check rvpo_repro tests benchmarks
+	$(VENV)/bin/ruff format --check rvpo_repro tests benchmarks
+
+smoke: $(STAMP) ## one short train-then-evaluate job of the default task (under 2 minutes)
+	$(PY) -m rvpo_repro.train experiment=toy_smoke
+
+# The default experiment: 3 aggregators x 3 seeds on the offline tiny model (CPU, ~10 minutes).
+REPRO_AGGREGATORS ?= grpo,gdpo,rvpo
+REPRO_SEEDS ?= 0,1,2
+reproduce: $(STAMP) ## run the offline CPU experiment (train + evaluate, finished runs skipped) and print its table
+	$(PY) -m rvpo_repro.train --multirun experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
+	$(PY) -m rvpo_repro.summary --experiment toy
+
+bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, statistics)
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lock: $(STAMP) ## rewrite requirements/cpu-lock.txt from the current venv
+	{ head -2 requirements/cpu-lock.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/cpu-lock.tmp
+	mv requirements/cpu-lock.tmp requirements/cpu-lock.txt
+
+clean: ## remove the venv, caches and Hydra outputs (keeps results/)
+	rm -rf $(VENV) .cache outputs multirun .pytest_cache .ruff_cache .benchmarks .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
