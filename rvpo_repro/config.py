@@ -8,7 +8,7 @@ silently ignored later. `register_configs()` is called by every entry point befo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
-class ModelSource(str, Enum):
+class ModelSource(StrEnum):
     tiny = "tiny"  # built offline from a seed (rvpo_repro.models)
     pretrained = "pretrained"  # hub id or local directory
 
@@ -94,7 +94,7 @@ class TrainerConfig:
     use_vllm: bool = False
     vllm_mode: str = "colocate"  # colocate | server
     bf16: bool = False
-    eval_checkpoints: bool = False  # also evaluate intermediate checkpoints
+    eval_checkpoints: bool = False  # also evaluate the policy at every checkpoint save (best vs final)
 
 
 @dataclass
@@ -122,7 +122,7 @@ class JudgeConfig:
     cache_path: str | None = None
 
 
-class WandbMode(str, Enum):
+class WandbMode(StrEnum):
     offline = "offline"
     online = "online"
     disabled = "disabled"
@@ -185,7 +185,9 @@ def register_configs() -> None:
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
-def compose(overrides: list[str] | None = None, config_name: str = "train", return_hydra_config: bool = False):
+def compose(
+    overrides: list[str] | None = None, config_name: str = "train", return_hydra_config: bool = False
+):
     """Compose a config from `conf/` outside a Hydra app (tests, notebooks, scripts)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -213,4 +215,6 @@ def validate(cfg: Any) -> None:
         try:
             OmegaConf.merge(OmegaConf.structured(schema), plain)
         except Exception as exc:  # omegaconf raises several types; all mean "does not fit"
-            raise ValueError(f"config group '{group}' does not fit its schema {schema.__name__}: {exc}") from exc
+            raise ValueError(
+                f"config group '{group}' does not fit its schema {schema.__name__}: {exc}"
+            ) from exc

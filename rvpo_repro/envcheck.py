@@ -23,7 +23,9 @@ def check_torch(expected: str) -> list[str]:
     problems = []
     base = torch.__version__.split("+")[0]
     if base != expected:
-        problems.append(f"torch {torch.__version__} is installed, expected {expected} (pinned in the Makefile)")
+        problems.append(
+            f"torch {torch.__version__} is installed, expected {expected} (pinned in the Makefile)"
+        )
     if torch.version.cuda is not None and not has_nvidia_device():
         problems.append(
             f"torch {torch.__version__} is a CUDA {torch.version.cuda} build on a machine without an NVIDIA GPU; "

@@ -141,7 +141,9 @@ def _resolve_tiny(cfg: ModelConfig, cache_dir: str | os.PathLike) -> str:
 
 def _resolve_pretrained(cfg: ModelConfig, cache_dir: str | os.PathLike) -> str:
     if not cfg.path:
-        raise ValueError(f"model '{cfg.name}': source=pretrained needs `path` (a hub id or a local directory)")
+        raise ValueError(
+            f"model '{cfg.name}': source=pretrained needs `path` (a hub id or a local directory)"
+        )
     return cfg.path
 
 

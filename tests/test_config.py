@@ -11,7 +11,9 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from rvpo_repro.config import CONF_DIR, GROUP_SCHEMAS, compose, validate
 
-SCHEMA_GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in {"hydra", "experiment"})
+SCHEMA_GROUPS = sorted(
+    p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in {"hydra", "experiment"}
+)
 
 
 def _options(group: str) -> list[str]:

@@ -27,12 +27,14 @@ def test_check_reports_a_version_mismatch():
 
 
 def test_pyproject_range_admits_the_pinned_torch():
-    from packaging.requirements import Requirement
-
     import tomllib
+
+    from packaging.requirements import Requirement
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     torch_req = next(Requirement(d) for d in deps if Requirement(d).name == "torch")
     assert torch_req.specifier.contains(_makefile_torch())
     trl_req = next(Requirement(d) for d in deps if Requirement(d).name == "trl")
-    assert str(trl_req.specifier).startswith("=="), "trl is pinned exactly (the trainer overrides its internals)"
+    assert str(trl_req.specifier).startswith("=="), (
+        "trl is pinned exactly (the trainer overrides its internals)"
+    )

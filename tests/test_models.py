@@ -55,7 +55,9 @@ def test_round_trip_chat_template_and_generate(tiny_model_dir):
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert tok.pad_token_id != tok.eos_token_id
     text = tok.apply_chat_template(
-        [{"role": "user", "content": "Write a line about the river."}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": "Write a line about the river."}],
+        tokenize=False,
+        add_generation_prompt=True,
     )
     assert text == "<|im_start|>user\nWrite a line about the river.<|im_end|>\n<|im_start|>assistant\n"
     # Byte-level BPE: any text round-trips, digits and unicode included.

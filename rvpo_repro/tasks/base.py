@@ -1,0 +1,65 @@
+"""The task interface and its registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rvpo_repro.rewards import RewardChannel
+
+
+@dataclass
+class TaskData:
+    """What a task hands the trainer and the evaluator."""
+
+    train_dataset: Any  # datasets.Dataset with a conversational "prompt" column
+    eval_dataset: Any  # datasets.Dataset with "id" and "prompt" columns (+ task fields)
+    reward_funcs: list[Callable]  # TRL-style single-channel functions or MultiChannelReward objects
+    channels: list[RewardChannel] = field(default_factory=list)
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, dict]  # name -> {"value", "stderr", "n"} (see rvpo_repro.records.metric)
+    examples: list[dict]  # one row per eval example: "id", "score", sub-scores
+
+
+class Task:
+    """Base class. Subclasses set `schema` (a dataclass) and implement `build` and `evaluate`."""
+
+    name: str = ""
+    schema: type = object
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    def build(self, tokenizer: Any, seed: int) -> TaskData:
+        raise NotImplementedError
+
+    def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
+        """Score `generations[i]` (samples for eval example i) and aggregate."""
+        raise NotImplementedError
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    def deco(cls: type[Task]) -> type[Task]:
+        if name in TASKS:
+            raise ValueError(
+                f"task {name!r} is registered twice ({TASKS[name].__module__} and {cls.__module__})"
+            )
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_task(cfg: Any) -> Task:
+    name = cfg["name"] if isinstance(cfg, dict) else cfg.name
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
+    return TASKS[name](cfg)

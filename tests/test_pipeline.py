@@ -1,0 +1,163 @@
+"""End to end through Hydra: train, evaluate, record, W&B offline, skip, resume, crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rvpo_repro.records import load_examples, load_record
+
+pytestmark = pytest.mark.slow
+
+
+def _train_cmd(tmp_path: Path, cache_dir: Path, *overrides: str, multirun: bool = False) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "rvpo_repro.train",
+        *(["--multirun"] if multirun else []),
+        "experiment=toy_smoke",
+        f"paths.results_dir={tmp_path / 'results'}",
+        f"paths.cache_dir={cache_dir}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        *overrides,
+    ]
+
+
+def _env() -> dict:
+    return {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+    return proc
+
+
+def _only_run_dir(tmp_path: Path, experiment: str = "toy_smoke") -> Path:
+    dirs = list((tmp_path / "results" / "runs" / experiment).iterdir())
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
+    proc = _run(_train_cmd(tmp_path, cache_dir, "aggregator=rvpo", "seed=3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = _only_run_dir(tmp_path)
+    assert run_dir.name.startswith("tiny-toy_constraints-rvpo-s3-")
+
+    rec = load_record(run_dir)
+    assert rec.seed == 3 and rec.experiment == "toy_smoke" and len(rec.config_hash) == 12
+    assert rec.config["aggregator"]["name"] == "rvpo" and rec.config["trainer"]["max_steps"] == 10
+    assert rec.environment["packages"]["trl"] == "1.16.0" and "torch" in rec.environment["packages"]
+    assert "commit" in rec.environment["git"] and "dirty" in rec.environment["git"]
+    assert rec.started_at < rec.finished_at
+    assert rec.extra["train"]["global_step"] == 10
+    for name in ["all_constraints", "fluency", "upper", "digit", "bottleneck"]:
+        assert 0.0 <= rec.metrics[name]["value"] <= 3.0
+    assert rec.metrics["digit"]["stderr"] is not None and rec.metrics["digit"]["n"] == 8
+
+    examples = load_examples(run_dir)
+    assert len(examples) == 8 and len({e["id"] for e in examples}) == 8
+    assert {"id", "score", "fluency", "upper", "digit"} <= set(examples[0])
+    mean_score = sum(e["score"] for e in examples) / len(examples)
+    assert mean_score == pytest.approx(rec.metrics["all_constraints"]["value"])
+    assert (run_dir / "model" / "model.safetensors").exists()
+
+    wandb_runs = list((tmp_path / "hydra" / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1 and list(wandb_runs[0].glob("run-*.wandb"))
+    debug = (wandb_runs[0] / "logs" / "debug.log").read_text()
+    assert "got exitcode: 0" in debug
+
+    # Same config again: skipped, record untouched.
+    before = (run_dir / "result.json").read_bytes()
+    again = _run(_train_cmd(tmp_path, cache_dir, "aggregator=rvpo", "seed=3"))
+    assert again.returncode == 0 and "skipping finished run" in again.stdout + again.stderr
+    assert (run_dir / "result.json").read_bytes() == before
+
+
+def test_killed_run_resumes_from_checkpoint(tmp_path, cache_dir):
+    overrides = ["aggregator=gdpo", "trainer.max_steps=40", "trainer.save_steps=5", "logger=disabled"]
+    proc = subprocess.Popen(
+        _train_cmd(tmp_path, cache_dir, *overrides),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    ckpt_root = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list(
+            (tmp_path / "results").glob("runs/toy_smoke/*/checkpoints/checkpoint-*/trainer_state.json")
+        )
+        if found:
+            ckpt_root = found[0].parent.parent
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt_root is not None, "no checkpoint appeared before the run ended"
+    run_dir = ckpt_root.parent
+    assert not (run_dir / "result.json").exists()
+
+    done = _run(_train_cmd(tmp_path, cache_dir, *overrides))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rec = load_record(run_dir)
+    assert rec.extra["train"]["resumed_from"] and "checkpoint-" in rec.extra["train"]["resumed_from"]
+    assert rec.extra["train"]["global_step"] == 40
+
+
+def test_crashing_reward_fails_clearly_and_finishes_wandb(tmp_path, cache_dir, monkeypatch):
+    import wandb
+
+    from rvpo_repro.config import compose
+    from rvpo_repro.tasks.toy_constraints import ToyRewards
+    from rvpo_repro.train import train_and_evaluate
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("reward exploded on purpose")
+
+    monkeypatch.setattr(ToyRewards, "score", boom)
+    cfg = compose(
+        [
+            "experiment=toy_smoke",
+            f"paths.results_dir={tmp_path / 'results'}",
+            f"paths.cache_dir={cache_dir}",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ]
+    )
+    with pytest.raises(RuntimeError, match="reward exploded on purpose"):
+        train_and_evaluate(cfg)
+    assert wandb.run is None, "the W&B run was left open"
+    debug = next((tmp_path / "out" / "wandb").glob("offline-run-*/logs/debug.log")).read_text()
+    assert "got exitcode: 1" in debug
+    assert not list((tmp_path / "results").glob("runs/*/*/result.json"))
+
+
+def test_multirun_survives_a_failed_job(tmp_path, cache_dir):
+    """One job with a bad option fails; the other job of the sweep still finishes its record."""
+    proc = _run(
+        _train_cmd(
+            tmp_path,
+            cache_dir,
+            "aggregator=rvpo,grpo",
+            "aggregator.risk=2.0",
+            "logger=disabled",
+            "trainer.max_steps=2",
+            multirun=True,
+        )
+    )
+    assert proc.returncode != 0  # grpo takes no risk coefficient
+    assert "risk" in proc.stderr
+    run_dir = _only_run_dir(tmp_path)
+    assert (
+        "-rvpo-" in run_dir.name
+        and json.loads((run_dir / "result.json").read_text())["run_id"] == run_dir.name
+    )

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from rvpo_repro.tasks import get_task
+from rvpo_repro.tasks.toy_constraints import ToyConstraintsConfig, ToyRewards, make_prompts
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_prompts_are_seeded_and_eval_topics_held_out():
+    cfg = ToyConstraintsConfig()
+    train, eval_ = make_prompts(cfg)
+    assert (train, eval_) == make_prompts(cfg)
+    assert make_prompts(ToyConstraintsConfig(data_seed=1))[0] != train
+    assert len(train) == cfg.num_train_prompts and len(eval_) == cfg.num_eval_prompts
+    assert not {r["topic"] for r in train} & {r["topic"] for r in eval_}
+    assert len({r["id"] for r in train + eval_}) == len(train) + len(eval_)
+    row = eval_[0]
+    assert row["prompt"][0]["role"] == "user" and row["topic"] in row["prompt"][0]["content"]
+
+
+def test_channels_score_as_documented():
+    r = ToyRewards(fluency_scale=3.0)
+    assert [c.name for c in r.channels] == ["fluency", "upper", "digit"]
+    assert [c.binary for c in r.channels] == [False, True, True] and r.channels[0].high == 3.0
+    assert r.score_text("the Sun") == [3.0, 1.0, 0.0]
+    fluency, upper, digit = r.score_text("sun 42!")
+    assert fluency == pytest.approx(3.0 * 4 / 7) and upper == 0.0 and digit == 1.0
+    assert r.score_text("") == [0.0, 0.0, 0.0]
+    assert r.score_text("É ٣")[1:] == [0.0, 1.0]  # only ASCII capitals count; any Unicode digit counts
+    assert ToyRewards(fluency_scale=10.0).score_text("ab")[0] == 10.0
+
+
+def test_trl_conversational_completions():
+    rows = ToyRewards()(["p"], [[{"role": "assistant", "content": "A 1"}]], completion_ids=[[1, 2, 3]])
+    assert rows == [[3.0 * 2 / 3, 1.0, 1.0]]
+
+
+def test_evaluate_metrics_bottleneck_and_examples(tokenizer):
+    task = get_task(ToyConstraintsConfig(num_eval_prompts=2))
+    data = task.build(tokenizer, seed=0)
+    gens = [["The 1 sun", "the sun"], ["Moon 7", "Moon 8"]]
+    result = task.evaluate(data.eval_dataset, gens, tokenizer)
+    ex = {e["id"]: e for e in result.examples}
+    first, second = data.eval_dataset["id"]
+    assert ex[first]["score"] == 0.5 and ex[second]["score"] == 1.0
+    assert ex[first]["upper"] == 0.5 and ex[first]["digit"] == 0.5
+    m = result.metrics
+    assert m["all_constraints"]["value"] == 0.75 and m["all_constraints"]["n"] == 2
+    assert m["all_constraints"]["stderr"] == pytest.approx(0.25)
+    assert m["upper"]["value"] == 0.75 and m["digit"]["value"] == 0.75
+    assert m["bottleneck"]["value"] == 0.75 and m["bottleneck"]["channel"] in {"upper", "digit"}
+
+
+def test_unknown_task_lists_registered():
+    with pytest.raises(ValueError, match="toy_constraints"):
+        get_task({"name": "nope"})
