@@ -160,6 +160,13 @@ class TrainConfig:
     seed: int = 0
 
 
+@dataclass
+class EvaluateConfig(TrainConfig):
+    """`rvpo-eval`: the train config of a run plus the checkpoint to evaluate."""
+
+    checkpoint: str = MISSING  # a saved model directory (a run's model/ or checkpoints/checkpoint-N)
+
+
 GROUP_SCHEMAS: dict[str, type] = {
     "model": ModelConfig,
     "aggregator": AggregatorConfig,
@@ -174,6 +181,7 @@ def register_configs() -> None:
     """Register the top-level schema and one `<group>_schema` option per group."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
     for group, schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name=f"{group}_schema", node=schema)
     from rvpo_repro.tasks import TASKS  # each task brings its own schema

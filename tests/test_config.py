@@ -96,3 +96,15 @@ def test_typo_inside_a_yaml_file_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "CONF_DIR", Path(conf))
     with pytest.raises((ConfigCompositionException, ConfigKeyError), match="per_device_batch"):
         config.compose(["model=tiny"])
+
+
+def test_evaluate_config_shares_the_groups_and_needs_a_checkpoint():
+    from omegaconf.errors import MissingMandatoryValue
+
+    from rvpo_repro.config import EvaluateConfig
+
+    cfg = compose(["experiment=toy", "checkpoint=/some/model"], config_name="evaluate")
+    assert OmegaConf.get_type(cfg) is EvaluateConfig
+    assert cfg.checkpoint == "/some/model" and cfg.experiment_name == "toy" and cfg.trainer.max_steps == 200
+    with pytest.raises(MissingMandatoryValue, match="checkpoint"):
+        _ = compose(config_name="evaluate").checkpoint

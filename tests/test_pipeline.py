@@ -76,6 +76,24 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
     debug = (wandb_runs[0] / "logs" / "debug.log").read_text()
     assert "got exitcode: 0" in debug
 
+    # rvpo-eval on the saved policy: a record of its own under <experiment>-eval, same eval set.
+    ev = _run(
+        [
+            sys.executable,
+            "-m",
+            "rvpo_repro.evaluate",
+            "experiment=toy_smoke",
+            f"checkpoint={run_dir / 'model'}",
+        ]
+        + _train_cmd(tmp_path, cache_dir)[4:]
+    )
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    eval_dir = _only_run_dir(tmp_path, "toy_smoke-eval")
+    eval_rec = load_record(eval_dir)
+    assert eval_rec.extra["checkpoint"] == str(run_dir / "model")
+    assert {e["id"] for e in load_examples(eval_dir)} == {e["id"] for e in examples}
+    assert eval_rec.config["model"]["path"] == str((run_dir / "model").resolve())
+
     # Same config again: skipped, record untouched.
     before = (run_dir / "result.json").read_bytes()
     again = _run(_train_cmd(tmp_path, cache_dir, "aggregator=rvpo", "seed=3"))
