@@ -31,6 +31,7 @@ from rvpo_repro.provenance import REDACTED, environment_info, git_info, is_secre
 
 RESULT_FILE = "result.json"
 EXAMPLES_FILE = "examples.jsonl"
+LOG_HISTORY_FILE = "log_history.jsonl"  # per-step training metrics (TRL's log_history), for curves
 SCHEMA_VERSION = 1
 
 # Key paths that do not change what a run computes: where files go, how it is logged, and the
@@ -239,6 +240,13 @@ def _atomic_write(path: Path, text: str) -> None:
             os.close(dir_fd)
 
 
+def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
+    """Write rows as JSON Lines, atomically (non-finite floats become null)."""
+    path = Path(path)
+    _atomic_write(path, "".join(_dumps(row) + "\n" for row in rows))
+    return path
+
+
 def _encode_examples(examples: list[dict]) -> str:
     lines, seen = [], set()
     for i, row in enumerate(examples):
@@ -297,7 +305,17 @@ def load_record(path: str | Path) -> RunRecord:
 
 def load_examples(path: str | Path) -> list[dict]:
     """Load the per-example rows from a run dir or an examples.jsonl file."""
-    file = _file(path, EXAMPLES_FILE)
+    return read_jsonl(_file(path, EXAMPLES_FILE))
+
+
+def load_log_history(path: str | Path) -> list[dict]:
+    """Per-step training metrics of a run (empty when the run kept none)."""
+    file = _file(path, LOG_HISTORY_FILE)
+    return read_jsonl(file) if file.exists() else []
+
+
+def read_jsonl(file: Path) -> list[dict]:
+    """JSON Lines -> dicts, with errors naming the file and line."""
     rows = []
     with file.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def completion_text(completion: Any) -> str:
+    """The text of a completion; TRL hands conversational ones as [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content") or "" for m in completion)
+
+
 @dataclass(frozen=True)
 class RewardChannel:
     """Metadata of one channel: binary channels count as constraints (satisfied iff reward == high)."""

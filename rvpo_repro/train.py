@@ -116,6 +116,7 @@ def train_and_evaluate(cfg: DictConfig) -> Path:
         t0 = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume)
         train_seconds = time.perf_counter() - t0
+        records.write_jsonl(run_dir / records.LOG_HISTORY_FILE, trainer.state.log_history)
         final_dir = run_dir / "model"
         trainer.save_model(str(final_dir))
         tokenizer.save_pretrained(str(final_dir))

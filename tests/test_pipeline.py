@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro.records import load_examples, load_record
+from rvpo_repro.records import load_examples, load_log_history, load_record
 
 pytestmark = pytest.mark.slow
 
@@ -70,6 +70,9 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
     mean_score = sum(e["score"] for e in examples) / len(examples)
     assert mean_score == pytest.approx(rec.metrics["all_constraints"]["value"])
     assert (run_dir / "model" / "model.safetensors").exists()
+    history = load_log_history(run_dir)  # per-step curves for the report
+    steps = [h for h in history if "channels/digit/satisfied" in h]
+    assert len(steps) == 10 and all("aggregator/weight/digit" in h and "aggregator/risk" in h for h in steps)
 
     wandb_runs = list((tmp_path / "hydra" / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1 and list(wandb_runs[0].glob("run-*.wandb"))

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from rvpo_repro.rewards import MultiChannelReward, RewardChannel
+from rvpo_repro.rewards import MultiChannelReward, RewardChannel, completion_text
 from rvpo_repro.tasks.base import EvalResult, Task, TaskData, register_task
 
 TEMPLATES = [
@@ -45,13 +45,6 @@ class ToyConstraintsConfig:
     eval_words_share: float = 0.25  # topic words held out for evaluation
     eval_samples: int = 4  # completions per eval prompt
     fluency_scale: float = 3.0
-
-
-def completion_text(completion: Any) -> str:
-    """TRL hands conversational completions as [{"role": "assistant", "content": ...}]."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(m.get("content", "") for m in completion)
 
 
 class ToyRewards(MultiChannelReward):
