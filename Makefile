@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint smoke reproduce bench lock clean
+.PHONY: help install test test-fast lint smoke reproduce report bench lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -40,7 +40,10 @@ REPRO_AGGREGATORS ?= grpo,gdpo,rvpo
 REPRO_SEEDS ?= 0,1,2
 reproduce: $(STAMP) ## run the offline CPU experiment (train + evaluate, finished runs skipped) and print its table
 	$(PY) -m rvpo_repro.train --multirun experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
-	$(PY) -m rvpo_repro.summary --experiment toy
+	$(PY) -m rvpo_repro.report --experiment toy
+
+report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
+	$(PY) -m rvpo_repro.report --experiment $(or $(EXPERIMENTS),$(notdir $(wildcard results/runs/*)))
 
 bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, statistics)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

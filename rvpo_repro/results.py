@@ -8,6 +8,27 @@ import pandas as pd
 
 from rvpo_repro.records import load_examples, load_record
 
+KEY_COLUMNS = {
+    "experiment",
+    "run_id",
+    "run_dir",
+    "model",
+    "task",
+    "aggregator",
+    "seed",
+    "config_hash",
+    "git_commit",
+}
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """The numeric metric columns of a `collect` frame (not keys, not `<metric>_stderr`)."""
+    return [
+        c
+        for c in df.columns
+        if c not in KEY_COLUMNS and not c.endswith("_stderr") and df[c].dtype.kind in "fi"
+    ]
+
 
 def record_dirs(results_dir: str | Path, experiment: str | None = None) -> list[Path]:
     """Run directories with a finished record (result.json), sorted."""

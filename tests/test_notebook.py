@@ -1,0 +1,47 @@
+"""notebooks/analysis.ipynb runs end to end on synthetic toy records and reproduces the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+from test_report import write_runs  # noqa: E402  (tests/ is on sys.path under pytest's rootdir import)
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+
+
+def test_committed_notebook_has_no_outputs():
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_toy_records(tmp_path, monkeypatch):
+    results = write_runs(tmp_path / "results", "toy", seeds=(0, 1))
+    monkeypatch.setenv("RVPO_RESULTS_DIR", str(results))
+    monkeypatch.setenv("RVPO_EXPERIMENT", "toy")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert (results / "tables" / "toy.md").is_file() and (results / "report" / "toy" / "index.html").is_file()
+    html_outputs = " ".join(
+        o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
+    assert "hier. bootstrap" in html_outputs and "p (Holm)" in html_outputs  # the results table is shown
+    images = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
+    ]
+    assert len(images) >= 3

@@ -1,0 +1,341 @@
+"""rvpo-report on synthetic run records: tables, figures, the HTML page and degenerate cases."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rvpo_repro import figures, records, report
+from rvpo_repro.report import DASH, build_report, load_reference, paper_numbers
+
+ENV = {
+    "python": "3.11.7",
+    "platform": "Linux-test",
+    "packages": {"torch": "2.13.0+cpu", "trl": "1.16.0", "numpy": "2.4.6"},
+    "cuda_available": False,
+    "cuda_device": None,
+    "git": {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": False, "branch": "main"},
+}
+# Per aggregator: chance that a sample has a digit, and mean fluency (0-3). GDPO neglects the digit
+# constraint; RVPO keeps it and pays a little fluency for it (a result against RVPO the page must show).
+EFFECTS = {"grpo": (0.55, 2.6), "gdpo": (0.35, 2.7), "rvpo": (0.85, 2.5), "hard_min": (0.8, 2.2)}
+
+
+def aggregator_cfg(name: str, risk: float | None = None, schedule: str | None = None) -> dict:
+    cfg = {"name": name, "risk": None, "risk_start": None, "risk_end": None, "schedule": None}
+    if schedule == "linear":
+        cfg |= {"risk_start": 0.5, "risk_end": risk, "schedule": "linear"}
+    elif risk is not None:
+        cfg |= {"risk": risk, "schedule": "constant"}
+    return cfg
+
+
+def write_runs(results_dir, experiment="toy", aggregators=("grpo", "gdpo", "rvpo"), seeds=(0, 1, 2),
+               n_examples=40, with_examples=True, with_history=True, metric_names=None, logger_mode="disabled"):  # fmt: skip
+    """Finished toy-like records under results_dir/runs/<experiment>/. `aggregators` holds names or
+    aggregator config dicts (for risk variants). Deterministic: every draw is seeded."""
+    results_dir = Path(results_dir)
+    for i, agg in enumerate(aggregators):
+        agg = aggregator_cfg(agg) if isinstance(agg, str) else agg
+        p_digit, fluency = EFFECTS[agg["name"]]
+        if agg.get("risk") is not None or agg.get("risk_end") is not None:  # larger k: more digits
+            p_digit = min(0.95, p_digit - 0.1 + 0.1 * (agg.get("risk_end") or agg["risk"]))
+        for seed in seeds:
+            rng = np.random.default_rng(1000 * i + seed)
+            p_seed = np.clip(p_digit + rng.normal(0, 0.04), 0.02, 0.98)
+            rows = []
+            for e in range(n_examples):
+                digit = rng.random(4) < p_seed
+                upper = rng.random(4) < 0.9
+                rows.append(
+                    {
+                        "id": f"eval-{e:04d}",
+                        "score": float(np.mean(digit & upper)),
+                        "fluency": float(np.clip(rng.normal(fluency, 0.2), 0, 3)),
+                        "upper": float(upper.mean()),
+                        "digit": float(digit.mean()),
+                    }
+                )
+            ex = pd.DataFrame(rows)
+            metrics = {"all_constraints": records.metric(ex.score.mean(), ex.score.sem(), n_examples)}
+            for c in ("fluency", "upper", "digit"):
+                metrics[c] = records.metric(ex[c].mean(), ex[c].sem(), n_examples)
+            norm = {"fluency": ex.fluency.mean() / 3, "upper": ex.upper.mean(), "digit": ex.digit.mean()}
+            worst = min(norm, key=norm.get)
+            metrics["bottleneck"] = records.metric(norm[worst], None, n_examples) | {"channel": worst}
+            if metric_names:  # rename metrics (and their per-example columns) for paper-mapped experiments
+                metrics = {metric_names.get(k, k): v for k, v in metrics.items()}
+                rows = [
+                    {metric_names.get(k, k) if k != "score" else k: v for k, v in r.items()} for r in rows
+                ]
+            cfg = {
+                "experiment_name": experiment,
+                "model": {"name": "tiny"},
+                "task": {"name": "toy_constraints"},
+                "aggregator": agg,
+                "seed": seed,
+                "logger": {"mode": logger_mode, "project": "rvpo-repro", "entity": None},
+                "paths": {"results_dir": str(results_dir)},
+            }
+            rec = records.new_record(cfg, metrics, started_at="2026-01-01T00:00:00+00:00", environment=ENV)
+            d = records.run_dir(cfg)
+            records.write_record(d, rec, rows if with_examples else [])
+            if with_history:
+                records.write_jsonl(d / records.LOG_HISTORY_FILE, history(rng, agg, p_seed, fluency))
+    return results_dir
+
+
+def history(rng, agg: dict, p_digit: float, fluency: float, steps: int = 60) -> list[dict]:
+    rows = []
+    for step in range(1, steps + 1):
+        t = step / steps
+        digit = float(np.clip(0.5 + (p_digit - 0.5) * t + rng.normal(0, 0.05), 0, 1))
+        upper = float(np.clip(0.7 + 0.2 * t + rng.normal(0, 0.05), 0, 1))
+        flu = float(np.clip(2.0 + (fluency - 2.0) * t + rng.normal(0, 0.05), 0, 3))
+        row = {"loss": 0.0, "step": step, "reward": flu + upper + digit, "rewards/fluency/mean": flu}
+        row |= {"rewards/upper/mean": upper, "rewards/digit/mean": digit}
+        row |= {"channels/upper/satisfied": upper, "channels/digit/satisfied": digit}
+        row |= {"channels/bottleneck": min(flu / 3, upper, digit), "channels/all_constraints": upper * digit}
+        if agg["name"] == "rvpo":
+            row |= {"aggregator/risk": agg.get("risk") or 0.5 + 1.5 * t}
+            w = np.exp(-np.array([flu / 3, upper, digit]) * 2)
+            row |= {
+                f"aggregator/weight/{c}": float(v)
+                for c, v in zip(("fluency", "upper", "digit"), w / w.sum(), strict=True)
+            }
+        rows.append(row)
+    return rows + [{"train_runtime": 1.0, "step": steps}]
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = write_runs(tmp_path_factory.mktemp("results"))
+    return root, build_report("toy", root, root)
+
+
+def test_tables_written_in_three_formats_with_values_from_the_records(toy):
+    root, rep = toy
+    assert {k: p.name for k, p in rep.tables.items()} == {"md": "toy.md", "csv": "toy.csv", "tex": "toy.tex"}
+    csv = pd.read_csv(rep.tables["csv"])
+    runs = report.load_runs(root, "toy")
+    for (method, metric), row in csv.set_index(["method", "metric"]).iterrows():
+        values = runs.df.loc[runs.df.method == method, metric]
+        assert row["mean"] == pytest.approx(values.mean()) and row["seeds"] == 3
+        assert row.ci_low <= row["mean"] <= row.ci_high
+    md = rep.tables["md"].read_text()
+    assert "| method" in md and "p (Holm)" in md and "hier. bootstrap" in md
+    tex = rep.tables["tex"].read_text()
+    assert r"\begin{tabular}" in tex and r"all\_constraints" in tex and "—" not in tex
+
+
+def test_p_values_present_named_and_holm_adjusted(toy):
+    _, rep = toy
+    t = rep.table
+    assert set(t[t.method == "gdpo"].test) == {"baseline"}
+    others = t[t.method != "gdpo"]
+    assert others.p.notna().all() and others.p_welch.notna().all()
+    # per-example columns exist for every metric but the bottleneck, which only has per-seed values
+    assert set(others[others.metric != "bottleneck"].test) == {"hier. bootstrap"}
+    assert set(others[others.metric == "bottleneck"].test) == {"Welch (seeds)"}
+    assert (others.p_holm >= others.p - 1e-12).all()
+    digit = t[(t.method == "rvpo") & (t.metric == "digit")].iloc[0]
+    assert digit.delta > 0.3 and digit.p_holm < 0.05
+
+
+def test_findings_report_results_against_rvpo(toy):
+    _, rep = toy
+    page = rep.page.read_text()
+    assert "rvpo vs gdpo on all_constraints" in page
+    assert re.search(r"rvpo scores below gdpo on: [^<]*fluency", page)  # RVPO pays fluency: shown
+
+
+def test_no_paper_counterpart_is_stated(toy):
+    _, rep = toy
+    assert set(rep.table.paper_best) == {DASH} and set(rep.table.paper_final) == {DASH}
+    assert "The paper reports no numbers for experiment `toy`" in rep.tables["md"].read_text()
+
+
+def test_paper_numbers_beside_pooled_per_aggregator_experiments(tmp_path):
+    # the repo keeps one experiment per aggregator (rubric_medicine_7b_gdpo, ..._rvpo): a glob pools them
+    names = {"all_constraints": "healthbench/score", "digit": "healthbench/axis:completeness"}
+    write_runs(tmp_path, "rubric_medicine_7b_gdpo", ["gdpo"], metric_names=names, with_history=False)
+    annealed = aggregator_cfg("rvpo", 2.0, "linear")
+    write_runs(tmp_path, "rubric_medicine_7b_rvpo", [annealed], metric_names=names, with_history=False)
+    rep = build_report("rubric_medicine_7b_*", tmp_path, tmp_path, metric="healthbench/score")
+    assert rep.experiment == "rubric_medicine_7b" and rep.tables["md"].name == "rubric_medicine_7b.md"
+    t = rep.table.set_index(["method", "metric"])
+    assert t.loc[("rvpo", "healthbench/score"), ["paper_best", "paper_final"]].tolist() == [
+        "0.23 [S]",
+        "0.204 [S]",
+    ]
+    assert t.loc[("gdpo", "healthbench/score"), ["paper_best", "paper_final"]].tolist() == [
+        "0.198 [S]",
+        "0.026 [S]",
+    ]
+    assert t.loc[("rvpo", "healthbench/axis:completeness"), "paper_final"] == "15.2% [S]"
+    assert (
+        t.loc[("gdpo", "fluency"), "paper_final"] == DASH
+        and t.loc[("gdpo", "fluency"), "paper_source"] == DASH
+    )
+    assert t.loc[("rvpo", "healthbench/score"), "test"] == "hier. bootstrap"  # `score` column, primary
+    md = rep.tables["md"].read_text()
+    assert "paper final" in md and "rubric_medicine_7b_gdpo, rubric_medicine_7b_rvpo" in md
+    assert (tmp_path / "report" / "rubric_medicine_7b" / "index.html").is_file()
+
+
+def test_same_method_in_two_pooled_experiments_stays_apart(tmp_path):
+    write_runs(tmp_path, "toy_a", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    write_runs(tmp_path, "toy_b", ["rvpo"], seeds=(0, 1), with_history=False)
+    runs = report.load_runs(tmp_path, "toy_*")
+    assert sorted(set(runs.df.method)) == ["gdpo", "rvpo [toy_a]", "rvpo [toy_b]"]
+
+
+def test_reference_file_is_valid_and_graded():
+    ref = load_reference()
+    assert len(ref["entries"]) >= 25 and "rvpo" in ref["papers"]
+    assert all(e["paper"] in ref["papers"] and e["grade"] in "PSI" for e in ref["entries"])
+    rvpo_14b = paper_numbers(
+        ref, "rubric_medicine_14b_main", "overall", {"aggregator": "rvpo", "schedule": "linear"}
+    )
+    assert (rvpo_14b["best"]["value"], rvpo_14b["best"]["grade"]) == (0.261, "P")
+    fixed5 = {"aggregator": "rvpo", "schedule": "constant", "risk": 5.0}
+    got = paper_numbers(ref, "rubric_medicine_7b_risk", "healthbench/score", fixed5)
+    assert (got["best"]["value"], got["final"]["value"]) == (0.241, 0.095)
+    assert paper_numbers(ref, "rubric_medicine_7b_risk", "healthbench/score", fixed5 | {"risk": 1.0}) == {}
+    bfcl = paper_numbers(ref, "tool_calling_3b_rvpo", "overall", {"aggregator": "rvpo", "risk": 1.0})
+    assert bfcl["final"]["value"] == 80.4 and "best" not in bfcl
+
+
+def test_figures_are_non_empty_pngs(toy):
+    _, rep = toy
+    names = {Path(p).name for p, _ in rep.figures}
+    assert {
+        "curves_channels.png",
+        "curves_bottleneck.png",
+        "curves_aggregator.png",
+        "final_scores.png",
+    } <= names
+    assert all(is_png(Path(p)) for p, _ in rep.figures)
+    assert "risk.png" not in names and any("No risk variation" in n for n in rep.notes)
+
+
+def test_risk_figure_for_an_ablation(tmp_path):
+    aggs = ["gdpo", *(aggregator_cfg("rvpo", k) for k in (0.5, 1.0, 2.0))]
+    write_runs(tmp_path, "toy_risk", aggs, seeds=(0, 1), with_history=False)
+    rep = build_report("toy_risk", tmp_path, tmp_path)
+    assert set(rep.table.method) == {"gdpo", "rvpo (k=0.5)", "rvpo (k=1)", "rvpo (k=2)"}
+    risk = tmp_path / "figures" / "toy_risk" / "risk.png"
+    assert is_png(risk) and any("log_history" in n for n in rep.notes)
+
+
+def test_html_links_resolve_and_page_states_provenance(toy):
+    _, rep = toy
+    page = rep.page.read_text()
+    links = re.findall(r'(?:href|src)="([^"]+)"', page)
+    assert len(links) >= 8
+    for link in links:
+        assert not link.startswith(("/", "http")), link
+        assert (rep.page.parent / link).resolve().is_file(), link
+    assert ENV["git"]["commit"] in page and "trl" in page and "1.16.0 (9 runs)" in page
+    assert "python -m rvpo_repro.report --experiment toy" in page
+    assert "Welch" in page and "hierarchical bootstrap" in page
+
+
+def test_one_seed_explains_missing_p_value(tmp_path):
+    write_runs(tmp_path, "toy", seeds=(0,))
+    rep = build_report("toy", tmp_path, tmp_path)
+    rows = rep.table[rep.table.method != "gdpo"]
+    assert rows.p.isna().all() and rows.p_holm.isna().all()
+    assert rows.note.str.contains("at least 2 seeds").all()
+    assert "one run has no seed-to-seed spread" in rep.tables["md"].read_text()
+    assert set(rep.table.ci_method[rep.table.metric != "bottleneck"]) == {"example bootstrap (1 seed)"}
+
+
+def test_no_baseline_runs_gives_a_clear_message(tmp_path, capsys):
+    write_runs(tmp_path, "toy", ["grpo", "rvpo"], seeds=(0, 1), with_history=False)
+    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "no runs of the baseline 'gdpo' in experiment 'toy'" in err and "--baseline" in err
+    md = (tmp_path / "tables" / "toy.md").read_text()
+    assert "no runs of baseline 'gdpo' here" in md
+    assert "no runs of the baseline" in (tmp_path / "report" / "toy" / "index.html").read_text()
+
+
+def test_no_runs_at_all_fails_clearly(tmp_path, capsys):
+    assert (
+        report.main(["--experiment", "missing", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 1
+    )
+    assert "no finished runs" in capsys.readouterr().err
+
+
+def test_without_per_example_scores_falls_back_to_seeds(tmp_path):
+    write_runs(tmp_path, "toy", seeds=(0, 1, 2), with_examples=False, with_history=False)
+    rep = build_report("toy", tmp_path, tmp_path)
+    rows = rep.table[rep.table.method != "gdpo"]
+    assert set(rows.test) == {"Welch (seeds)"} and rows.p.notna().all()
+    assert set(rep.table.ci_method) == {"t over seeds"} and rep.table.examples.isna().all()
+
+
+def test_method_labels_split_variants_only():
+    gdpo = aggregator_cfg("gdpo")
+    labels = report.method_labels([gdpo, aggregator_cfg("rvpo", 1.0), aggregator_cfg("rvpo", 2.0, "linear")])
+    assert labels == ["gdpo", "rvpo (k=1)", "rvpo (k 0.5→2)"]
+    assert report.method_labels([gdpo, aggregator_cfg("rvpo", 2.0)]) == ["gdpo", "rvpo"]
+
+
+def test_wandb_is_skipped_unless_online(tmp_path, monkeypatch):
+    write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False, logger_mode="online")
+    runs = report.load_runs(tmp_path, "toy")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert figures.log_wandb(runs, pd.DataFrame()) is False
+
+
+def test_hier_mean_ci_covers_the_mean_and_widens_with_seed_spread():
+    rng = np.random.default_rng(0)
+    tight = rng.normal(0.5, 0.1, (3, 200))
+    spread = tight + np.array([[-0.2], [0.0], [0.2]])
+    lo, hi = report.hier_mean_ci(tight, seed=0, n_resamples=2000)
+    lo2, hi2 = report.hier_mean_ci(spread, seed=0, n_resamples=2000)
+    assert lo < tight.mean() < hi and (hi2 - lo2) > 3 * (hi - lo)
+    assert not math.isnan(lo)
+
+
+def test_wandb_table_logged_when_online(tmp_path, monkeypatch):
+    write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False, logger_mode="online")
+    runs = report.load_runs(tmp_path, "toy")
+    calls = {}
+
+    class FakeRun:
+        def log(self, data):
+            calls["log"] = data
+
+        def finish(self):
+            calls["finished"] = True
+
+    class FakeWandb:
+        @staticmethod
+        def init(**kwargs):
+            calls["init"] = kwargs
+            return FakeRun()
+
+        class Table:
+            def __init__(self, dataframe):
+                self.dataframe = dataframe
+
+    monkeypatch.setitem(sys.modules, "wandb", FakeWandb)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    table = pd.DataFrame({"method": ["gdpo"], "p": [np.nan]})
+    assert figures.log_wandb(runs, table) is True
+    assert calls["init"]["project"] == "rvpo-repro" and calls["init"]["job_type"] == "report"
+    logged = calls["log"]["report/toy"].dataframe
+    assert logged.p.tolist() == [None] and calls["finished"]
