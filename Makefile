@@ -5,10 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build of torch is installed on its own first, so no version range can pull a CUDA build.
 TORCH_VERSION ?= 2.13.0
+BFCL_VERSION ?= 2026.3.23
+BFCL_REF_VENV ?= .cache/bfcl-ref-venv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint smoke reproduce report bench lock clean
+.PHONY: help install test test-fast lint smoke reproduce report bfcl-ref bench lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -18,6 +20,8 @@ $(STAMP): pyproject.toml requirements/cpu-lock.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
 	$(PY) -m pip install --quiet -c requirements/cpu-lock.txt -e '.[dev]'
+	# BFCL's data (the one real benchmark available offline); --no-deps: its pins clash with this stack
+	$(PY) -m pip install --quiet --no-deps bfcl-eval==$(BFCL_VERSION)
 	$(PY) -m rvpo_repro.envcheck --torch $(TORCH_VERSION)
 	touch $(STAMP)
 
@@ -44,6 +48,16 @@ reproduce: $(STAMP) ## run the offline CPU experiment (train + evaluate, finishe
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.report --experiment $(or $(EXPERIMENTS),$(notdir $(wildcard results/runs/*)))
+
+$(BFCL_REF_VENV)/bin/python:
+	$(PYTHON) -m venv $(BFCL_REF_VENV)
+	$(BFCL_REF_VENV)/bin/pip install --quiet --no-deps bfcl-eval==$(BFCL_VERSION)
+	$(BFCL_REF_VENV)/bin/pip install --quiet numpy==1.26.4 tree_sitter==0.21.3 tree-sitter-java==0.21.0 \
+		tree-sitter-javascript==0.21.4 cohere==5.18.0 mistralai==1.7.0 anthropic openai google-genai \
+		boto3 qwen-agent writer-sdk datamodel-code-generator filelock tenacity overrides soundfile
+
+bfcl-ref: $(STAMP) $(BFCL_REF_VENV)/bin/python ## check our BFCL AST checker against bfcl-eval's own (separate venv)
+	BFCL_REF_PYTHON=$(BFCL_REF_VENV)/bin/python $(PY) -m pytest tests/test_bfcl.py -k agreement -s
 
 bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, statistics)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
