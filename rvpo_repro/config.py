@@ -111,15 +111,27 @@ class EvalConfig:
 
 @dataclass
 class JudgeConfig:
-    backend: str = "none"  # none | openai | hf
+    """An LLM judge (rvpo_repro.judges). The API key is read from the environment variable named
+    by `api_key_env`; the key itself never enters the config, the logs or the records."""
+
+    backend: str = "none"  # none | openai | hf | scripted
     model: str = ""
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable, never the key
     temperature: float = 0.0
+    max_tokens: int | None = None  # None: the back end's default (hf: 256)
     max_concurrency: int = 16
-    max_retries: int = 4
+    max_retries: int = 4  # transport retries (timeouts, 429, 5xx), with exponential backoff
+    reask_limit: int = 3  # re-asks of a malformed verdict before it is recorded as missing
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
     timeout_s: float = 60.0
-    cache_path: str | None = None
+    seed: int = 0  # backoff jitter; hf sampling
+    cache_path: str | None = None  # SQLite verdict cache shared across runs (None = off)
+    transport: str = "auto"  # openai back end: auto | aiohttp | httpx
+    batch_size: int = 16  # hf back end
+    device: str | None = None  # hf back end
+    dtype: str = "float32"  # hf back end
 
 
 class WandbMode(StrEnum):
