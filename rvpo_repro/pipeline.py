@@ -33,7 +33,9 @@ def resolved(cfg: DictConfig) -> dict:
 
 
 def build_task(cfg: DictConfig, tokenizer: Any) -> tuple[Task, TaskData]:
-    task = get_task(cfg.task)
+    from rvpo_repro.judges import make_judge
+
+    task = get_task(cfg.task, judge=make_judge(cfg.judge, cfg.paths.cache_dir), cache_dir=cfg.paths.cache_dir)
     return task, task.build(tokenizer, seed=cfg.seed)
 
 

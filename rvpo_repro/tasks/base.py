@@ -31,8 +31,8 @@ class Task:
     name: str = ""
     schema: type = object
 
-    def __init__(self, cfg: Any):
-        self.cfg = cfg
+    def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache"):
+        self.cfg, self.judge, self.cache_dir = cfg, judge, cache_dir
 
     def build(self, tokenizer: Any, seed: int) -> TaskData:
         raise NotImplementedError
@@ -58,8 +58,10 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     return deco
 
 
-def get_task(cfg: Any) -> Task:
+def get_task(cfg: Any, judge: Any = None, cache_dir: str = ".cache") -> Task:
+    """The registered task `cfg.name`; `judge` serves LLM-judged rewards and evals, `cache_dir`
+    holds what a task writes for itself (fixtures)."""
     name = cfg["name"] if isinstance(cfg, dict) else cfg.name
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
-    return TASKS[name](cfg)
+    return TASKS[name](cfg, judge=judge, cache_dir=cache_dir)

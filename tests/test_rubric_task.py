@@ -1,0 +1,147 @@
+"""Rubric tasks: one judged channel per item, pitfall conventions, missing verdicts, evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rvpo_repro.config import compose
+from rvpo_repro.judges.scripted import ScriptedJudge
+from rvpo_repro.tasks import get_task
+from rvpo_repro.tasks.rubric import PitfallConvention, RubricReward, RubricTaskConfig
+
+RUBRIC = [
+    {"title": "a", "description": "Essential Criteria: Names the diagnosis.", "weight": 5},
+    {"title": "b", "description": "Pitfall Criteria: Recommends stopping treatment.", "weight": -2},
+    {"title": "c", "description": "Optional Criteria: Mentions follow-up.", "weight": 1},
+]
+
+
+def _judge(verdicts: dict[str, bool | None]):
+    """Met iff the criterion text is mapped to True; None -> a malformed reply (missing)."""
+    calls = []
+
+    def reply(request):
+        calls.append(request)
+        criterion = request.messages[-1][1].split("Criterion:\n")[1].split("\n")[0]
+        met = verdicts[criterion]
+        return "not json" if met is None else json.dumps({"explanation": "x", "criteria_met": met})
+
+    return ScriptedJudge(reply), calls
+
+
+def _score(reward, completions=("reply one", "reply two"), rubrics=None):
+    rubrics = rubrics or [RUBRIC, RUBRIC[:1]]
+    prompts = [[{"role": "user", "content": "What is it?"}]] * len(completions)
+    completions = [[{"role": "assistant", "content": c}] for c in completions]
+    return reward(prompts, completions, rubric_json=[json.dumps(r) for r in rubrics])
+
+
+@pytest.mark.parametrize(
+    ("convention", "pitfall_value"),
+    [("met_is_failure", 0.0), ("met_is_success", 1.0)],
+    ids=["failure", "success"],
+)
+def test_channels_per_item_with_both_pitfall_readings(convention, pitfall_value):
+    verdicts = {item["description"]: True for item in RUBRIC}
+    judge, calls = _judge(verdicts)
+    rows = _score(RubricReward(judge, max_channels=4, convention=PitfallConvention(convention)))
+    assert rows[0] == [1.0, pitfall_value, 1.0, None]  # 3 items, channel 4 absent
+    assert rows[1] == [1.0, None, None, None]  # a prompt with one item
+    assert len(calls) == 4  # every (rollout, item) pair of the batch, in one grade call
+
+
+def test_missing_verdict_is_missing_not_zero():
+    verdicts = {
+        RUBRIC[0]["description"]: None,
+        RUBRIC[1]["description"]: False,
+        RUBRIC[2]["description"]: False,
+    }
+    judge, _ = _judge(verdicts)
+    rows = _score(RubricReward(judge, max_channels=3, convention=PitfallConvention.met_is_failure))
+    assert rows[0] == [None, 1.0, 0.0]
+
+
+def test_items_beyond_max_channels_are_dropped():
+    judge, calls = _judge({item["description"]: True for item in RUBRIC})
+    rows = _score(
+        RubricReward(judge, max_channels=2, convention=PitfallConvention.met_is_failure), ["r"], [RUBRIC]
+    )
+    assert rows == [[1.0, 0.0]] and len(calls) == 2
+
+
+def test_task_needs_a_judge(tmp_path):
+    task = get_task(RubricTaskConfig(source="fixture"), judge=None, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="needs an LLM judge"):
+        task.build(tokenizer=None, seed=0)
+
+
+def test_build_and_evaluate_on_fixtures(tmp_path):
+    cfg = RubricTaskConfig(
+        source="fixture", evals=["healthbench", "gpqa"], healthbench_source="fixture", gpqa_source="fixture"
+    )
+    task = get_task(cfg, judge=ScriptedJudge(), cache_dir=str(tmp_path))
+    data = task.build(tokenizer=None, seed=0)
+    assert len(data.channels) == 17 and all(c.binary for c in data.channels)
+    assert {"prompt", "rubric_json", "id"} <= set(data.train_dataset.column_names)
+    benches = data.eval_dataset["benchmark"]
+    assert set(benches) == {"healthbench", "gpqa"}
+    gens = [["Answer: A"] for _ in benches]
+    result = task.evaluate(data.eval_dataset, gens, tokenizer=None)
+    assert "healthbench/score" in result.metrics and "gpqa/accuracy" in result.metrics
+    assert len(result.examples) == len(benches)
+    assert all(e["id"].startswith(e["benchmark"] + "/") for e in result.examples)
+
+
+def test_experiments_resolve():
+    for domain, evals in [("medicine", ["healthbench"]), ("science", ["gpqa"])]:
+        for size in ["3b", "7b", "14b"]:
+            for agg in ["grpo", "gdpo", "rvpo"]:
+                cfg = compose([f"experiment=rubric_{domain}_{size}_{agg}"])
+                assert cfg.experiment_name == f"rubric_{domain}_{size}_{agg}"
+                assert cfg.model.name == f"qwen2.5-{size}" and cfg.task.name == f"rar_{domain}"
+                assert list(cfg.task.evals) == evals and cfg.trainer.num_generations == 16
+                assert cfg.aggregator.name == agg
+                if agg == "rvpo":  # the paper's schedule
+                    assert (cfg.aggregator.schedule, cfg.aggregator.risk_start, cfg.aggregator.risk_end) == (
+                        "linear",
+                        0.5,
+                        2.0,
+                    )
+
+
+@pytest.mark.slow
+def test_rubric_tiny_trains_with_per_item_channels_and_writes_record(tmp_path, cache_dir):
+    import os
+    import subprocess
+    import sys
+
+    from rvpo_repro.records import load_examples, load_log_history, load_record
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "rvpo_repro.train",
+        "experiment=rubric_tiny",
+        f"paths.results_dir={tmp_path / 'results'}",
+        f"paths.cache_dir={cache_dir}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        "logger=disabled",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (run_dir,) = list((tmp_path / "results" / "runs" / "rubric_tiny").iterdir())
+    rec = load_record(run_dir)
+    assert rec.extra["train"]["channels"] == [f"item_{j:02d}" for j in range(12)]
+    assert rec.extra["train"]["global_step"] == 4
+    # The random tiny judge gives no verdict: recorded as missing, never as a score of 0.
+    assert (
+        rec.metrics["healthbench/judge_missing"]["value"] == rec.metrics["healthbench/judge_missing"]["n"] > 0
+    )
+    assert "healthbench/score" not in rec.metrics
+    assert 0.0 <= rec.metrics["gpqa/accuracy"]["value"] <= 1.0
+    benches = {e["benchmark"] for e in load_examples(run_dir)}
+    assert benches == {"healthbench", "gpqa"}
+    assert any("aggregator/risk" in h for h in load_log_history(run_dir))
