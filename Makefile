@@ -57,7 +57,7 @@ $(BFCL_REF_VENV)/bin/python:
 		boto3 qwen-agent writer-sdk datamodel-code-generator filelock tenacity overrides soundfile
 
 bfcl-ref: $(STAMP) $(BFCL_REF_VENV)/bin/python ## check our BFCL AST checker against bfcl-eval's own (separate venv)
-	BFCL_REF_PYTHON=$(BFCL_REF_VENV)/bin/python $(PY) -m pytest tests/test_bfcl.py -k agreement -s
+	BFCL_REF_PYTHON=$(abspath $(BFCL_REF_VENV))/bin/python $(PY) -m pytest tests/test_bfcl.py -k agreement -s
 
 bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, statistics)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
@@ -69,3 +69,30 @@ lock: $(STAMP) ## rewrite requirements/cpu-lock.txt from the current venv
 clean: ## remove the venv, caches and Hydra outputs (keeps results/)
 	rm -rf $(VENV) .cache outputs multirun .pytest_cache .ruff_cache .benchmarks .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# ---- paper sweeps (sweeps/*.yaml via scripts/sweep.py) and the GPU check; see sweeps/README.md.
+# LAUNCHER=local|joblib|slurm; DRY_RUN=1 prints the planned runs and commands; SWEEP_ARGS="seed=0 ..."
+# passes Hydra overrides (a key already in the sweep is replaced). A rerun skips finished runs.
+LAUNCHER ?= local
+DRY_RUN ?=
+SWEEP_ARGS ?=
+SWEEP_CMD = $(PY) scripts/sweep.py $(1) --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
+.PHONY: sweeps reproduce-healthbench_scaling reproduce-gpqa reproduce-tool_calling reproduce-risk_ablation gpu-check
+
+sweeps: $(STAMP) ## list the paper sweeps with their runs and expected GPU-hours
+	$(PY) scripts/sweep.py --list
+
+reproduce-healthbench_scaling: $(STAMP) ## HealthBench table: 3B/7B/14B x grpo/gdpo/rvpo x seeds (LAUNCHER=, DRY_RUN=1)
+	$(call SWEEP_CMD,healthbench_scaling)
+
+reproduce-gpqa: $(STAMP) ## GPQA-Diamond table: 3B/7B/14B x grpo/gdpo/rvpo x seeds on RaR-Science
+	$(call SWEEP_CMD,gpqa)
+
+reproduce-tool_calling: $(STAMP) ## BFCL tool calling: 1.5B/3B x grpo/gdpo/rvpo x seeds
+	$(call SWEEP_CMD,tool_calling)
+
+reproduce-risk_ablation: $(STAMP) ## risk ablation at 7B: k=5, k 0.5->2, k=0, hard min, variance penalty
+	$(call SWEEP_CMD,risk_ablation)
+
+gpu-check: ## RVPO steps of a random-weight Qwen2.5-1.5B on one CUDA GPU: tokens/s, peak memory (<8 min)
+	PY=$(PY) bash scripts/gpu_check.sh
