@@ -17,7 +17,7 @@ import numbers
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import Enum
@@ -314,8 +314,8 @@ def load_log_history(path: str | Path) -> list[dict]:
     return read_jsonl(file) if file.exists() else []
 
 
-def read_jsonl(file: Path) -> list[dict]:
-    """JSON Lines -> dicts, with errors naming the file and line."""
+def read_jsonl(file: Path, required: Sequence[str] = ()) -> list[dict]:
+    """JSON Lines -> dicts, with errors naming the file and line (and `required` keys missing)."""
     rows = []
     with file.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -327,6 +327,10 @@ def read_jsonl(file: Path) -> list[dict]:
                 raise ValueError(f"{file}:{lineno}: malformed JSON: {e.msg}") from e
             if not isinstance(row, dict):
                 raise ValueError(f"{file}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            if missing := [k for k in required if k not in row]:
+                raise ValueError(
+                    f"{file}:{lineno}: record lacks field(s) {missing}; expected {list(required)}"
+                )
             rows.append(row)
     return rows
 

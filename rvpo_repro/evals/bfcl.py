@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rvpo_repro.evals.bfcl_checker import ast_check, is_no_call, language
+from rvpo_repro.records import read_jsonl
 
 __all__ = [
     "CATEGORIES", "ast_check", "available_categories", "bfcl_messages", "load_bfcl", "package_data_dir",
@@ -70,25 +71,6 @@ def available_categories(source: str | Path | None = None) -> list[str]:
     return list(_files(source)[1])
 
 
-def _read_jsonl(path: Path, required: Sequence[str]) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from e
-            missing = [k for k in required if not isinstance(row, dict) or k not in row]
-            if missing:
-                raise ValueError(
-                    f"{path}:{lineno}: record lacks field(s) {missing}; expected {list(required)}"
-                )
-            rows.append(row)
-    return rows
-
-
 def load_bfcl(source: str | Path | None = None, categories: Sequence[str] | None = None) -> list[dict]:
     """Entries {id, category, question, function, ground_truth} of the chosen categories.
 
@@ -104,7 +86,7 @@ def load_bfcl(source: str | Path | None = None, categories: Sequence[str] | None
         raise ValueError(f"BFCL categories {unknown} not found in {root}; available: {list(files)}")
     entries = []
     for cat in chosen:
-        questions = _read_jsonl(files[cat], ("id", "question", "function"))
+        questions = read_jsonl(files[cat], ("id", "question", "function"))
         answers: dict[str, Any] = {}
         if cat not in NO_ANSWER:
             answer_path = root / "possible_answer" / files[cat].name
@@ -112,7 +94,7 @@ def load_bfcl(source: str | Path | None = None, categories: Sequence[str] | None
                 raise FileNotFoundError(
                     f"BFCL category {cat!r} needs possible answers: {answer_path} missing"
                 )
-            answers = {a["id"]: a["ground_truth"] for a in _read_jsonl(answer_path, ("id", "ground_truth"))}
+            answers = {a["id"]: a["ground_truth"] for a in read_jsonl(answer_path, ("id", "ground_truth"))}
         for q in questions:
             if cat not in NO_ANSWER and q["id"] not in answers:
                 raise ValueError(
