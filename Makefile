@@ -33,8 +33,8 @@ test-fast: $(STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP) ## ruff lint and format check
-	$(VENV)/bin/ruff check rvpo_repro tests benchmarks
-	$(VENV)/bin/ruff format --check rvpo_repro tests benchmarks
+	$(VENV)/bin/ruff check rvpo_repro tests benchmarks scripts
+	$(VENV)/bin/ruff format --check rvpo_repro tests benchmarks scripts
 
 smoke: $(STAMP) ## one short train-then-evaluate job of the default task (under 2 minutes)
 	$(PY) -m rvpo_repro.train experiment=toy_smoke
