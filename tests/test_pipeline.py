@@ -32,8 +32,17 @@ def _train_cmd(tmp_path: Path, cache_dir: Path, *overrides: str, multirun: bool 
     ]
 
 
+SECRET = "sk-test-do-not-leak-4f2a9c"
+
+
 def _env() -> dict:
-    return {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OPENAI_API_KEY": SECRET,  # must never reach a log, the W&B run or the record
+    }
 
 
 def _run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
@@ -96,6 +105,10 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
     assert eval_rec.extra["checkpoint"] == str(run_dir / "model")
     assert {e["id"] for e in load_examples(eval_dir)} == {e["id"] for e in examples}
     assert eval_rec.config["model"]["path"] == str((run_dir / "model").resolve())
+
+    # The API key in the environment reached no file: record, Hydra logs, W&B run (config, logs).
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not leaked and SECRET not in proc.stdout + proc.stderr
 
     # Same config again: skipped, record untouched.
     before = (run_dir / "result.json").read_bytes()
