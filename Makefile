@@ -59,7 +59,7 @@ $(BFCL_REF_VENV)/bin/python:
 bfcl-ref: $(STAMP) $(BFCL_REF_VENV)/bin/python ## check our BFCL AST checker against bfcl-eval's own (separate venv)
 	BFCL_REF_PYTHON=$(abspath $(BFCL_REF_VENV))/bin/python $(PY) -m pytest tests/test_bfcl.py -k agreement -s
 
-bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, statistics)
+bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, judge throughput, statistics)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lock: $(STAMP) ## rewrite requirements/cpu-lock.txt from the current venv
