@@ -55,6 +55,16 @@ def _std_all(values: Any) -> list:
 
 
 # ---- Java / JavaScript source strings -> Python values (BFCL's converters' behaviour) ----
+def _number_or_text(s: str) -> Any:
+    """int, else float, else the text itself (how the checker reads a bare literal)."""
+    for cast in (int, float):
+        try:
+            return cast(s)
+        except ValueError:
+            pass
+    return s
+
+
 def _java_value(s: str) -> Any:
     if s in ("true", "false"):
         return s == "true"
@@ -64,12 +74,7 @@ def _java_value(s: str) -> Any:
         return int(s[:-1])
     if re.match(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?[fF]$", s):
         return float(re.sub(r"[fF]$", "", s))
-    for cast in (int, float):
-        try:
-            return cast(s)
-        except ValueError:
-            pass
-    return s
+    return _number_or_text(s)
 
 
 def _java_item(s: str, nested: str | None) -> Any:
@@ -122,12 +127,7 @@ def _js_value(s: str) -> Any:
         return s == "true"
     if len(s) and s[0] in "'\"" and s.endswith(s[0]):
         return s[1:-1]
-    for cast in (int, float):
-        try:
-            return cast(s)
-        except ValueError:
-            pass
-    return s
+    return _number_or_text(s)
 
 
 def _js_array(code: str, nested: str | None) -> Any:
