@@ -18,7 +18,7 @@ from omegaconf import DictConfig, open_dict
 from rvpo_repro import records
 from rvpo_repro.config import register_configs, validate
 from rvpo_repro.models import load_model, load_tokenizer
-from rvpo_repro.pipeline import build_task, evaluate_policy, seed_everything
+from rvpo_repro.pipeline import build_task, evaluate_policy, save_result, seed_everything
 from rvpo_repro.tracking import wandb_run
 
 log = logging.getLogger("rvpo_repro.evaluate")
@@ -50,10 +50,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> Path:
         record = records.new_record(
             cfg, result.metrics, started_at=started, extra={"checkpoint": str(checkpoint)}
         )
-        records.write_record(run_dir, record, result.examples)
-        if wb is not None:
-            wb.summary.update({f"eval/{k}": v["value"] for k, v in result.metrics.items()})
-    log.info("evaluation %s done: %s", rid, {k: round(v["value"], 4) for k, v in result.metrics.items()})
+        summary = save_result(run_dir, record, result, wb)
+    log.info("evaluation %s done: %s", rid, summary)
     return run_dir
 
 

@@ -110,3 +110,14 @@ def read_checkpoint_evals(path: Path) -> list[dict]:
             row = json.loads(line)
             by_step[row["step"]] = row
     return [by_step[s] for s in sorted(by_step)]
+
+
+def save_result(run_dir: Path, record: Any, result: EvalResult, wb: Any) -> dict[str, float]:
+    """Write the run record (atomically, last), put the final metrics in the W&B summary, and
+    return them rounded for the closing log line. Shared by `rvpo-train` and `rvpo-eval`."""
+    from rvpo_repro import records
+
+    records.write_record(run_dir, record, result.examples)
+    if wb is not None:
+        wb.summary.update({f"eval/{k}": v["value"] for k, v in result.metrics.items()})
+    return {k: round(v["value"], 4) for k, v in result.metrics.items()}

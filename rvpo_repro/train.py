@@ -25,6 +25,7 @@ from rvpo_repro.pipeline import (
     evaluate_policy,
     last_checkpoint,
     read_checkpoint_evals,
+    save_result,
     seed_everything,
 )
 from rvpo_repro.tracking import wandb_run
@@ -137,10 +138,8 @@ def train_and_evaluate(cfg: DictConfig) -> Path:
                 "checkpoint_evals": read_checkpoint_evals(ckpt_evals),
             },
         )
-        records.write_record(run_dir, record, result.examples)
-        if wb is not None:
-            wb.summary.update({f"eval/{k}": v["value"] for k, v in result.metrics.items()})
-    log.info("run %s done: %s", rid, {k: round(v["value"], 4) for k, v in result.metrics.items()})
+        summary = save_result(run_dir, record, result, wb)
+    log.info("run %s done: %s", rid, summary)
     return run_dir
 
 
