@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, open_dict
 
 from rvpo_repro import records
-from rvpo_repro.config import register_configs, validate
+from rvpo_repro.cli import run_hydra
+from rvpo_repro.config import validate
 from rvpo_repro.models import load_model, load_tokenizer
 from rvpo_repro.pipeline import build_task, evaluate_policy, save_result, seed_everything
 from rvpo_repro.tracking import wandb_run
@@ -55,14 +55,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> Path:
     return run_dir
 
 
-@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    evaluate_checkpoint(cfg)
-
-
 def main() -> None:
-    register_configs()
-    _hydra_main()
+    run_hydra(evaluate_checkpoint, "evaluate")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
 from rvpo_repro import records
 from rvpo_repro.aggregators import aggregator_from_config
-from rvpo_repro.config import register_configs, validate
+from rvpo_repro.cli import run_hydra
+from rvpo_repro.config import validate
 from rvpo_repro.models import load_model, load_tokenizer, resolve_model_path
 from rvpo_repro.pipeline import (
     build_task,
@@ -143,14 +143,8 @@ def train_and_evaluate(cfg: DictConfig) -> Path:
     return run_dir
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    train_and_evaluate(cfg)
-
-
 def main() -> None:
-    register_configs()
-    _hydra_main()
+    run_hydra(train_and_evaluate, "train")
 
 
 if __name__ == "__main__":
