@@ -117,6 +117,7 @@ def save_result(run_dir: Path, record: Any, result: EvalResult, wb: Any) -> dict
     return them rounded for the closing log line. Shared by `rvpo-train` and `rvpo-eval`."""
     from rvpo_repro import records
 
+    record.primary_metric, record.example_columns = result.primary, dict(result.columns)
     records.write_record(run_dir, record, result.examples)
     if wb is not None:
         wb.summary.update({f"eval/{k}": v["value"] for k, v in result.metrics.items()})

@@ -157,6 +157,8 @@ class RunRecord:
     finished_at: str
     metrics: dict[str, dict]  # name -> metric(...)
     extra: dict = field(default_factory=dict)  # task-specific: training summary, wall time, ...
+    primary_metric: str | None = None  # the metric the task's report tests first
+    example_columns: dict[str, str] = field(default_factory=dict)  # metric -> examples.jsonl column
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -165,7 +167,8 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> RunRecord:
         names = {f.name for f in fields(cls)}
-        required = {f.name for f in fields(cls) if f.name not in ("extra", "schema_version")}
+        optional = ("extra", "schema_version", "primary_metric", "example_columns")
+        required = {f.name for f in fields(cls) if f.name not in optional}
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
         if missing := sorted(required - data.keys()):
