@@ -15,7 +15,9 @@ def test_atomic_write_renames_within_the_target_directory(tmp_path, monkeypatch)
     """A temp file elsewhere (/tmp) would make the final rename a cross-file-system copy."""
     moves = []
     real = os.replace
-    monkeypatch.setattr(os, "replace", lambda src, dst: (moves.append((Path(src), Path(dst))), real(src, dst)))
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst: (moves.append((Path(src), Path(dst))), real(src, dst))
+    )
     target = tmp_path / "sub" / "result.json"
     target.parent.mkdir()
     io.atomic_write(target, "new\n")
