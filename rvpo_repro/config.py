@@ -241,11 +241,9 @@ RANGES: dict[str, Range] = {
     "trainer.save_steps": POSITIVE,  # int: steps; float < 1: share of max_steps (TRL)
     "trainer.logging_steps": POSITIVE,
     "trainer.warmup_steps": NON_NEGATIVE,
-    "trainer.warmup_ratio": PROBABILITY,
     "trainer.learning_rate": NON_NEGATIVE,
     "trainer.weight_decay": NON_NEGATIVE,
     "trainer.max_grad_norm": NON_NEGATIVE,
-    "trainer.num_train_epochs": POSITIVE,
     "trainer.temperature": POSITIVE,  # TRL samples rollouts; 0 would divide the logits by zero
     "trainer.top_k": NON_NEGATIVE,  # 0: off
     "trainer.min_p": PROBABILITY,
@@ -258,8 +256,6 @@ RANGES: dict[str, Range] = {
     "judge.max_retries": NON_NEGATIVE,
     "judge.reask_limit": NON_NEGATIVE,
     "judge.timeout_s": POSITIVE,
-    "judge.backoff_base_s": NON_NEGATIVE,
-    "judge.backoff_max_s": NON_NEGATIVE,
     "aggregator.risk": NON_NEGATIVE,
     "aggregator.risk_start": NON_NEGATIVE,
     "aggregator.risk_end": NON_NEGATIVE,
