@@ -89,15 +89,15 @@ def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | N
 # Console scripts (pyproject [project.scripts]). The job modules import torch, TRL and the models;
 # importing them only inside the Hydra task keeps `--help`, `--cfg job` and tab completion fast.
 def _train_job(cfg) -> None:
-    from rvpo_repro.train import train_and_evaluate
+    from rvpo_repro.train import job
 
-    train_and_evaluate(cfg)
+    job(cfg)
 
 
 def _evaluate_job(cfg) -> None:
-    from rvpo_repro.evaluate import evaluate_checkpoint
+    from rvpo_repro.evaluate import job
 
-    evaluate_checkpoint(cfg)
+    job(cfg)
 
 
 def train() -> None:
