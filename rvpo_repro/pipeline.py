@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.base import EvalResult, Task, TaskData
+from rvpo_repro.tracking import log_eval_table, wandb_info
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ def evaluate_policy(
         "evaluating on %d prompts x %d samples (%s)", len(prompts), settings.num_samples, cfg.eval.backend
     )
     generations = generate(cfg.eval.backend, model, model_path, tokenizer, prompts, settings)
-    return task.evaluate(data.eval_dataset, generations, tokenizer)
+    result = task.evaluate(data.eval_dataset, generations, tokenizer)
+    log_eval_table(result, prompts, generations)  # per-example W&B table, when a run is open
+    return result
 
 
 def last_checkpoint(output_dir: Path) -> str | None:
@@ -118,6 +121,8 @@ def save_result(run_dir: Path, record: Any, result: EvalResult, wb: Any) -> dict
     from rvpo_repro import records
 
     record.primary_metric, record.example_columns = result.primary, dict(result.columns)
+    if wb is not None:
+        record.extra["wandb"] = wandb_info(wb)
     records.write_record(run_dir, record, result.examples)
     if wb is not None:
         wb.summary.update({f"eval/{k}": v["value"] for k, v in result.metrics.items()})

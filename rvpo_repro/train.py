@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from rvpo_repro import records
 from rvpo_repro.aggregators import aggregator_from_config
+from rvpo_repro.callbacks import install_callbacks
 from rvpo_repro.config import register_configs, validate
 from rvpo_repro.models import load_model, load_tokenizer, resolve_model_path
 from rvpo_repro.pipeline import (
@@ -73,8 +74,9 @@ def grpo_args(cfg: DictConfig, output_dir: Path, report_to: str) -> Any:
         report_to=report_to,
         run_name=output_dir.parent.name,
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
-        log_completions=False,
+        disable_tqdm=t.disable_tqdm,
+        log_completions=t.log_completions,
+        num_completions_to_print=t.num_completions_to_print,
     )
 
 
@@ -108,6 +110,7 @@ def train_and_evaluate(cfg: DictConfig) -> Path:
             channels=data.channels,
             aggregator=aggregator,
         )
+        install_callbacks(trainer)  # progress bar + compact log lines; model config nested in W&B
         ckpt_evals = run_dir / "checkpoint_evals.jsonl"
         if cfg.trainer.eval_checkpoints:
             trainer.add_callback(checkpoint_eval_callback(cfg, task, data, tokenizer, ckpt_evals))
