@@ -34,6 +34,20 @@ def is_terminal(file: Any = None) -> bool:
         return False
 
 
+class _Lines:
+    """A stream that passes whole lines and drops tqdm's bare cursor moves and newlines."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        if text.strip("\r\n "):
+            self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 class LineBar(plain_tqdm):
     """tqdm that writes one full line per `total / LOG_STEPS` of progress instead of redrawing."""
 
@@ -47,6 +61,8 @@ class LineBar(plain_tqdm):
             ncols=100,
             ascii=True,
         )
+        if kwargs.get("file") is not None:
+            kwargs["file"] = _Lines(kwargs["file"])
         super().__init__(*args, total=total, **kwargs)
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
