@@ -339,7 +339,11 @@ def _type_ok(value: Any, tp: Any) -> bool:
 
     if value is None:
         return type(None) in typing.get_args(tp) or tp is Any
-    options = typing.get_args(tp) if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union else (tp,)
+    options = (
+        typing.get_args(tp)
+        if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+        else (tp,)
+    )
     for opt in options:
         opt = typing.get_origin(opt) or opt
         if opt is Any or not isinstance(opt, type) or opt is typing.Literal:
@@ -363,7 +367,9 @@ def check_trainer(trainer: dict) -> None:
         if key in extras:
             continue
         if key in JOB_SET_TRAINER_KEYS:
-            raise ConfigError(f"trainer.{key}: set by the run from {JOB_SET_TRAINER_KEYS[key]}; set that instead")
+            raise ConfigError(
+                f"trainer.{key}: set by the run from {JOB_SET_TRAINER_KEYS[key]}; set that instead"
+            )
         if key not in grpo:
             near = difflib.get_close_matches(key, [*grpo, *extras], n=3)
             raise ConfigError(
@@ -430,8 +436,11 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
         raise _schema_error(exc, "task.") from exc
     if not isinstance(raw.get("trainer"), dict):
         raise ConfigError(f"trainer: expected a mapping of GRPOConfig fields, got {raw.get('trainer')!r}")
-    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(raw[k], dict) else cfg[k]
-             for k in raw if k not in ("paths", "logger")}  # paths may point at Hydra's runtime
+    plain = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(raw[k], dict) else cfg[k]
+        for k in raw
+        if k not in ("paths", "logger")
+    }  # paths may point at Hydra's runtime
     check_ranges(plain)
     check_trainer(plain["trainer"])
     try:

@@ -160,3 +160,43 @@ def test_multichannel_reward_matches_separate_functions_and_logs_channels(tiny_m
     assert m["channels/bottleneck"][-1] == pytest.approx(min(means[0], means[1] / 3, means[2]))
     assert 0.0 <= m["channels/all_constraints"][-1] <= 1.0
     assert trainer.training_progress() == 0.0
+
+
+def test_an_absent_binary_channel_does_not_fail_all_constraints():
+    """A rollout whose constraint channel is NaN (does not apply) still satisfies all constraints."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from rvpo_repro.trainer import RVPOTrainer
+
+    fake = SimpleNamespace(
+        _metrics={"train": defaultdict(list)},
+        channels=[RewardChannel("a", binary=True), RewardChannel("b", binary=True)],
+        aggregator=object(),  # no schedule, no soft-min weights
+    )
+    nan = float("nan")
+    rewards = torch.tensor([[1.0, 1.0], [1.0, nan], [0.0, 1.0], [nan, nan]])
+    RVPOTrainer._log_channel_metrics(fake, rewards, progress=0.0, group=2, mode="train")
+    m = fake._metrics["train"]
+    assert m["channels/all_constraints"] == [0.75]  # rows 0, 1, 3 pass; only row 2 fails a constraint
+    assert m["channels/b/satisfied"] == [1.0]  # over the rollouts where b applies
+
+
+def test_annealed_risk_rises_over_training(tiny_model_dir, tmp_path):
+    """A few real steps of rvpo_annealed: the logged risk follows 0.5 -> 2.0 with training progress."""
+    from rvpo_repro.trainer import RVPOTrainer
+
+    steps = 4
+    args = _args(tmp_path, save_strategy="no", disable_tqdm=True)
+    args.max_steps = steps
+    trainer = RVPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=_scripted_funcs(_table(2)),
+        args=args,
+        train_dataset=_dataset(),
+        aggregator=get_aggregator("rvpo", risk_start=0.5, risk_end=2.0, schedule="linear"),
+    )
+    trainer.train()
+    risks = [h["aggregator/risk"] for h in trainer.state.log_history if "aggregator/risk" in h]
+    # rollouts of step s are drawn at progress (s - 1) / steps
+    assert risks == pytest.approx([0.5 + 1.5 * s / steps for s in range(steps)])
