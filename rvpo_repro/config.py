@@ -122,11 +122,15 @@ class WandbMode(StrEnum):
 
 @dataclass
 class LoggerConfig:
+    """Weights & Biases (rvpo_repro.tracking). Runs are written under `<dir>/wandb/`, one folder
+    for every job of every experiment, which `make wandb-sync` uploads."""
+
     mode: WandbMode = WandbMode.offline
     project: str = "rvpo-repro"
     entity: str | None = None
-    dir: str = "${paths.output_dir}"
+    dir: str = "${paths.root_dir}"  # W&B writes <dir>/wandb/{offline-run,run}-<time>-<id>/
     tags: list[str] = field(default_factory=list)
+    run_id: str | None = None  # W&B run id; None: derived from the run id, so a resume continues it
 
 
 @dataclass
