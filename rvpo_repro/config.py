@@ -67,6 +67,10 @@ class AggregatorConfig:
     beta: float | None = None  # variance_penalty coefficient
     eps: float | None = None  # std floor (default 1e-4, as TRL)
     weights: list[float] | None = None  # per-channel weights (K,)
+    reduce: str | None = None  # gdpo: sum (TRL normalize_then_sum, default) | mean (= rvpo at risk 0)
+    whiten: str | None = None  # z-score methods: batch whitening over sequence (default) | token
+    use_item_weights: bool = False  # gdpo/rvpo/...: also weight channels by per-rollout item weights
+    # (rubric item weights); grpo and dr_grpo always use them
 
 
 @dataclass
