@@ -17,6 +17,7 @@ class TaskData:
     eval_dataset: Any  # datasets.Dataset with "id" and "prompt" columns (+ task fields)
     reward_funcs: list[Callable]  # TRL-style single-channel functions or MultiChannelReward objects
     channels: list[RewardChannel] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # facts about the data for the run record (e.g. truncation)
 
 
 @dataclass
