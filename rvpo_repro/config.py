@@ -116,6 +116,7 @@ class JudgeConfig:
     batch_size: int = 16  # hf back end
     device: str | None = None  # hf back end
     dtype: str = "float32"  # hf back end
+    system_message: str | None = None  # grader system turn (simple-evals: "You are a helpful assistant.")
 
 
 class WandbMode(StrEnum):
@@ -149,6 +150,7 @@ class TrainConfig:
     aggregator: AggregatorConfig = MISSING
     trainer: dict[str, Any] = MISSING  # TRL GRPOConfig fields + TrainerExtras (checked by `validate`)
     judge: JudgeConfig = MISSING
+    eval_judge: JudgeConfig = MISSING  # HealthBench grader (conf/eval_judge; default simple_evals)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = MISSING
     paths: PathsConfig = MISSING
@@ -167,6 +169,7 @@ GROUP_SCHEMAS: dict[str, type] = {
     "model": ModelConfig,
     "aggregator": AggregatorConfig,
     "judge": JudgeConfig,
+    "eval_judge": JudgeConfig,
     "logger": LoggerConfig,
     "paths": PathsConfig,
 }
@@ -264,6 +267,12 @@ RANGES: dict[str, Range] = {
     "judge.timeout_s": POSITIVE,
     "judge.backoff_base_s": NON_NEGATIVE,
     "judge.backoff_max_s": NON_NEGATIVE,
+    "eval_judge.temperature": Range(0, 2),
+    "eval_judge.max_retries": NON_NEGATIVE,
+    "eval_judge.reask_limit": NON_NEGATIVE,
+    "eval_judge.timeout_s": POSITIVE,
+    "eval_judge.backoff_base_s": NON_NEGATIVE,
+    "eval_judge.backoff_max_s": NON_NEGATIVE,
     "aggregator.risk": NON_NEGATIVE,
     "aggregator.risk_start": NON_NEGATIVE,
     "aggregator.risk_end": NON_NEGATIVE,

@@ -27,8 +27,9 @@ class Task:
     name: str = ""
     schema: type = object
 
-    def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache"):
-        self.cfg, self.judge, self.cache_dir = cfg, judge, cache_dir
+    def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache", eval_judge: Any = None):
+        # eval_judge: the judge that grades evaluations (HealthBench); None = the training judge
+        self.cfg, self.judge, self.cache_dir, self.eval_judge = cfg, judge, cache_dir, eval_judge
 
     def build(self, tokenizer: Any, seed: int) -> TaskData:
         raise NotImplementedError
