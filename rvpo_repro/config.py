@@ -67,6 +67,10 @@ class AggregatorConfig:
     beta: float | None = None  # variance_penalty coefficient
     eps: float | None = None  # std floor (default 1e-4, as TRL)
     weights: list[float] | None = None  # per-channel weights (K,)
+    reduce: str | None = None  # gdpo: sum (TRL normalize_then_sum, default) | mean (= rvpo at risk 0)
+    whiten: str | None = None  # z-score methods: batch whitening over sequence (default) | token
+    use_item_weights: bool = False  # gdpo/rvpo/...: also weight channels by per-rollout item weights
+    # (rubric item weights); grpo and dr_grpo always use them
 
 
 @dataclass
@@ -112,6 +116,7 @@ class JudgeConfig:
     batch_size: int = 16  # hf back end
     device: str | None = None  # hf back end
     dtype: str = "float32"  # hf back end
+    system_message: str | None = None  # grader system turn (simple-evals: "You are a helpful assistant.")
 
 
 class WandbMode(StrEnum):
@@ -149,6 +154,7 @@ class TrainConfig:
     aggregator: AggregatorConfig = MISSING
     trainer: dict[str, Any] = MISSING  # TRL GRPOConfig fields + TrainerExtras (checked by `validate`)
     judge: JudgeConfig = MISSING
+    eval_judge: JudgeConfig = MISSING  # HealthBench grader (conf/eval_judge; default simple_evals)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = MISSING
     paths: PathsConfig = MISSING
@@ -167,6 +173,7 @@ GROUP_SCHEMAS: dict[str, type] = {
     "model": ModelConfig,
     "aggregator": AggregatorConfig,
     "judge": JudgeConfig,
+    "eval_judge": JudgeConfig,
     "logger": LoggerConfig,
     "paths": PathsConfig,
 }
@@ -281,6 +288,14 @@ RANGES: dict[str, Range] = {
     "judge.max_retries": NON_NEGATIVE,
     "judge.reask_limit": NON_NEGATIVE,
     "judge.timeout_s": POSITIVE,
+    "judge.backoff_base_s": NON_NEGATIVE,
+    "judge.backoff_max_s": NON_NEGATIVE,
+    "eval_judge.temperature": Range(0, 2),
+    "eval_judge.max_retries": NON_NEGATIVE,
+    "eval_judge.reask_limit": NON_NEGATIVE,
+    "eval_judge.timeout_s": POSITIVE,
+    "eval_judge.backoff_base_s": NON_NEGATIVE,
+    "eval_judge.backoff_max_s": NON_NEGATIVE,
     "aggregator.risk": NON_NEGATIVE,
     "aggregator.risk_start": NON_NEGATIVE,
     "aggregator.risk_end": NON_NEGATIVE,

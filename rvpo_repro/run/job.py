@@ -42,10 +42,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class LazyJudge:
+    """The evaluation judge, built on first use: only tasks that grade with it (HealthBench) need
+    it, and an API judge reads its key when built, so a toy run never needs OPENAI_API_KEY."""
+
+    def __init__(self, cfg: Any, cache_dir: str):
+        self._cfg, self._cache_dir, self._judge = cfg, cache_dir, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._judge is None:
+            from rvpo_repro.judges import make_judge
+
+            self._judge = make_judge(self._cfg, self._cache_dir)
+        return getattr(self._judge, name)
+
+
+def eval_judge(cfg: DictConfig) -> LazyJudge | None:
+    """`cfg.eval_judge` as a LazyJudge; None when it is off or the same as the training judge
+    (the task then grades with the training judge and flags it)."""
+    from omegaconf import OmegaConf
+
+    grader = OmegaConf.to_container(cfg.eval_judge, resolve=True)
+    if grader.get("backend", "none") == "none" or grader == OmegaConf.to_container(cfg.judge, resolve=True):
+        return None
+    return LazyJudge(cfg.eval_judge, cfg.paths.cache_dir)
+
+
 def build_task(cfg: DictConfig, tokenizer: Any) -> tuple[Task, TaskData]:
     from rvpo_repro.judges import make_judge
 
-    task = get_task(cfg.task, judge=make_judge(cfg.judge, cfg.paths.cache_dir), cache_dir=cfg.paths.cache_dir)
+    judge = make_judge(cfg.judge, cfg.paths.cache_dir)
+    task = get_task(cfg.task, judge=judge, cache_dir=cfg.paths.cache_dir, eval_judge=eval_judge(cfg))
     return task, task.build(tokenizer, seed=cfg.seed)
 
 
@@ -250,6 +277,7 @@ def _train(cfg: DictConfig, aggregator: Any, rid: str, run_dir: Path) -> dict:
                 "train": train,
                 "model_path": resolve_model_path(cfg.model, cfg.paths.cache_dir),
                 "checkpoint_evals": read_checkpoint_evals(ckpt_evals),
+                **data.extra,  # facts about the data (e.g. rubric_truncation)
             },
         )
         return save_result(run_dir, record, result, wb)
