@@ -10,6 +10,7 @@ from rvpo_repro.analysis.seed_stats import (
     welch,
 )
 from rvpo_repro.analysis.stats import (
+    _CHUNK_ELEMS,  # noqa: F401  (read by benchmarks/bench_stats.py)
     TestResult,
     cohens_d,
     cohens_dz,
@@ -20,7 +21,6 @@ from rvpo_repro.analysis.stats import (
     paired_t,
     wilcoxon,
 )
-from rvpo_repro.analysis.stats import _CHUNK_ELEMS  # noqa: F401  (read by benchmarks/bench_stats.py)
 
 __all__ = [
     "TestResult",

@@ -63,4 +63,6 @@ def test_notebook_falls_back_to_the_snapshot_and_says_so(tmp_path, monkeypatch):
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # fmt: skip
     text = json.dumps([o for c in nb.cells if c.cell_type == "code" for o in c.outputs])
-    assert "showing the committed snapshot" in text and (tmp_path / "snapshot" / "tables" / "toy.md").is_file()
+    assert (
+        "showing the committed snapshot" in text and (tmp_path / "snapshot" / "tables" / "toy.md").is_file()
+    )

@@ -85,8 +85,14 @@ def write_runs(results_dir, experiment="toy", aggregators=("grpo", "gdpo", "rvpo
                 "logger": {"mode": logger_mode, "project": "rvpo-repro", "entity": None},
                 "paths": {"results_dir": str(results_dir)},
             } | (extra_config or {})
-            extra = {"wandb": {"path": f"me/rvpo-repro/{seed}{i}", "url": f"{wandb_url}/{seed}{i}"}} if wandb_url else None
-            rec = records.new_record(cfg, metrics, started_at="2026-01-01T00:00:00+00:00", environment=ENV, extra=extra)
+            extra = (
+                {"wandb": {"path": f"me/rvpo-repro/{seed}{i}", "url": f"{wandb_url}/{seed}{i}"}}
+                if wandb_url
+                else None
+            )
+            rec = records.new_record(
+                cfg, metrics, started_at="2026-01-01T00:00:00+00:00", environment=ENV, extra=extra
+            )
             rec.primary_metric, rec.example_columns = primary, columns
             d = records.run_dir(cfg)
             records.write_record(d, rec, rows if with_examples else [])
@@ -137,7 +143,9 @@ def test_tables_written_in_three_formats_with_values_from_the_records(toy):
         assert row["mean"] == pytest.approx(values.mean()) and row["seeds"] == 3
         assert row.ci_low <= row["mean"] <= row.ci_high
     md = rep.tables["md"].read_text()
-    assert "| method" in md and "p (Holm)" in md and "Welch (seeds)" in md and "p (examples | these seeds)" in md
+    assert (
+        "| method" in md and "p (Holm)" in md and "Welch (seeds)" in md and "p (examples | these seeds)" in md
+    )
     assert "Statistics rule: with fewer than 5 seeds" in md
     tex = rep.tables["tex"].read_text()
     assert r"\begin{tabular}" in tex and r"rewards/all\_constraints" in tex and "—" not in tex
@@ -164,7 +172,9 @@ def test_bottleneck_row_takes_the_test_of_the_channel_it_equals(toy):
     t = rep.table.set_index(["method", "metric"])
     b, d = t.loc[("grpo", "rewards/bottleneck")], t.loc[("grpo", "rewards/digit")]  # digit is the bottleneck
     assert b.test == d.test and b.p == pytest.approx(d.p, rel=1e-9) and "same test as rewards/digit" in b.note
-    assert b.delta_ci_low == pytest.approx(d.delta_ci_low) and b.delta_ci_high == pytest.approx(d.delta_ci_high)
+    assert b.delta_ci_low == pytest.approx(d.delta_ci_low) and b.delta_ci_high == pytest.approx(
+        d.delta_ci_high
+    )
 
 
 def test_five_seeds_make_the_hierarchical_bootstrap_the_headline(tmp_path):
@@ -197,14 +207,30 @@ def test_no_paper_counterpart_is_stated(toy):
 def test_paper_numbers_beside_a_track_by_model_and_variant(tmp_path):
     names = {"rewards/all_constraints": "healthbench/score", "rewards/digit": "healthbench/axis:completeness"}
     annealed = aggregator_cfg("rvpo", 2.0, "linear")
-    write_runs(tmp_path, "rubric_medicine", ["gdpo", annealed], metric_names=names, with_history=False, model="qwen2.5-7b")
+    write_runs(
+        tmp_path,
+        "rubric_medicine",
+        ["gdpo", annealed],
+        metric_names=names,
+        with_history=False,
+        model="qwen2.5-7b",
+    )
     rep = build_report("rubric_medicine", tmp_path, tmp_path, snapshot=None)
     assert rep.tables["md"].name == "rubric_medicine.md"
     t = rep.table.set_index(["method", "metric"])
-    assert t.loc[("rvpo (k 0.5→2)", "healthbench/score"), ["paper_best", "paper_final"]].tolist() == ["0.23 [S]", "0.204 [S]"]
-    assert t.loc[("gdpo", "healthbench/score"), ["paper_best", "paper_final"]].tolist() == ["0.198 [S]", "0.026 [S]"]
+    assert t.loc[("rvpo (k 0.5→2)", "healthbench/score"), ["paper_best", "paper_final"]].tolist() == [
+        "0.23 [S]",
+        "0.204 [S]",
+    ]
+    assert t.loc[("gdpo", "healthbench/score"), ["paper_best", "paper_final"]].tolist() == [
+        "0.198 [S]",
+        "0.026 [S]",
+    ]
     assert t.loc[("rvpo (k 0.5→2)", "healthbench/axis:completeness"), "paper_final"] == "15.2% [S]"
-    assert t.loc[("gdpo", "rewards/fluency"), "paper_final"] == DASH and t.loc[("gdpo", "rewards/fluency"), "paper_source"] == DASH
+    assert (
+        t.loc[("gdpo", "rewards/fluency"), "paper_final"] == DASH
+        and t.loc[("gdpo", "rewards/fluency"), "paper_source"] == DASH
+    )
     assert "paper final" in rep.tables["md"].read_text()
 
 
@@ -216,10 +242,17 @@ def test_reference_file_is_valid_and_keyed_on_track_model_variant():
     got = paper_numbers(ref, "rubric_medicine", "qwen2.5-7b", "rvpo (k=5)", "healthbench/score")
     assert (got["best"]["value"], got["final"]["value"]) == (0.241, 0.095)
     assert paper_numbers(ref, "rubric_medicine", "qwen2.5-7b", "rvpo (k=1)", "healthbench/score") == {}
-    assert paper_numbers(ref, "rubric_medicine", "qwen2.5-7b", "gdpo (mean)", "healthbench/score")["best"]["value"] == 0.198
+    assert (
+        paper_numbers(ref, "rubric_medicine", "qwen2.5-7b", "gdpo (mean)", "healthbench/score")["best"][
+            "value"
+        ]
+        == 0.198
+    )
     bfcl = paper_numbers(ref, "tool_calling", "qwen2.5-3b", "rvpo (k=1)", "bfcl/overall")
     assert bfcl["final"]["value"] == 80.4 and "best" not in bfcl
-    variants = {v for e in ref["entries"] for v in e["variants"]}  # every variant is a label method_label renders
+    variants = {
+        v for e in ref["entries"] for v in e["variants"]
+    }  # every variant is a label method_label renders
     rendered = {report.method_label(a) for a in ({"name": "gdpo"}, {"name": "gdpo", "reduce": "mean"}, {"name": "hard_min"},
                 aggregator_cfg("rvpo", 5.0), aggregator_cfg("rvpo", 1.0), aggregator_cfg("rvpo", 2.0, "linear"))}  # fmt: skip
     assert variants <= rendered
@@ -228,7 +261,12 @@ def test_reference_file_is_valid_and_keyed_on_track_model_variant():
 def test_figures_are_non_empty_pngs(toy):
     _, rep = toy
     names = {Path(p).name for p, _ in rep.figures}
-    assert {"curves_channels.png", "curves_bottleneck.png", "curves_aggregator.png", "final_scores.png"} <= names
+    assert {
+        "curves_channels.png",
+        "curves_bottleneck.png",
+        "curves_aggregator.png",
+        "final_scores.png",
+    } <= names
     assert all(is_png(Path(p)) for p, _ in rep.figures)
     assert "risk.png" not in names and any("No risk variation" in n for n in rep.notes)
 
@@ -269,7 +307,9 @@ def test_one_seed_explains_missing_p_value(tmp_path):
     assert rows.p.isna().all() and rows.p_holm.isna().all()
     assert rows.note.str.contains("at least 2 seeds").all()
     assert "one run has no seed-to-seed spread" in rep.tables["md"].read_text()
-    assert set(rep.table.ci_method[rep.table.metric != "rewards/bottleneck"]) == {"example bootstrap (1 seed)"}
+    assert set(rep.table.ci_method[rep.table.metric != "rewards/bottleneck"]) == {
+        "example bootstrap (1 seed)"
+    }
 
 
 def test_no_baseline_runs_gives_a_clear_message(tmp_path, capsys):
@@ -283,7 +323,9 @@ def test_no_baseline_runs_gives_a_clear_message(tmp_path, capsys):
 
 
 def test_no_runs_at_all_fails_clearly(tmp_path, capsys):
-    assert report.main(["--experiment", "missing", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 1
+    assert (
+        report.main(["--experiment", "missing", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 1
+    )
     assert "no finished runs" in capsys.readouterr().err
 
 
@@ -307,8 +349,14 @@ def test_method_label_is_absolute_and_names_every_set_option():
     assert report.method_label({"name": "gdpo", "reduce": "sum", "use_item_weights": False}) == "gdpo"
     assert report.method_label(aggregator_cfg("rvpo", 1.0)) == "rvpo (k=1)"
     assert report.method_label(aggregator_cfg("rvpo", 2.0, "linear")) == "rvpo (k 0.5→2)"
-    assert report.method_label({"name": "rvpo", "risk": 1.0, "use_item_weights": True}) == "rvpo (k=1, item weights)"
-    assert report.method_label({"name": "variance_penalty", "beta": 0.1, "eps": None}) == "variance_penalty (beta=0.1)"
+    assert (
+        report.method_label({"name": "rvpo", "risk": 1.0, "use_item_weights": True})
+        == "rvpo (k=1, item weights)"
+    )
+    assert (
+        report.method_label({"name": "variance_penalty", "beta": 0.1, "eps": None})
+        == "variance_penalty (beta=0.1)"
+    )
     assert report.method_label({"name": "hard_min"}) == "hard_min"
 
 

@@ -22,7 +22,13 @@ SNAPSHOT = ROOT / "results" / "snapshot" / "runs" / "toy"
 def check_spec(spec: dict, logged: set[str], run_records: list) -> None:
     train_keys = {"train/" + k for k in logged}  # transformers' WandbCallback prefixes training logs
     lines = [p for p in spec["panels"] if p["type"] == "line"]
-    assert {p["title"].split(" ")[0] for p in lines} >= {"Per-channel", "Bottleneck:", "All", "Risk", "SoftMin"}
+    assert {p["title"].split(" ")[0] for p in lines} >= {
+        "Per-channel",
+        "Bottleneck:",
+        "All",
+        "Risk",
+        "SoftMin",
+    }
     for p in lines:
         assert p["x"] == "Step" and set(p["y"]) <= train_keys, (p["title"], set(p["y"]) - train_keys)
         if p.get("metric_regex"):
@@ -39,11 +45,16 @@ def check_spec(spec: dict, logged: set[str], run_records: list) -> None:
     for r in run_records:  # the filter and grouping name config keys every run has
         assert r.config["experiment_name"] == rs["filters"]["config.experiment_name"]
         assert r.config["aggregator"]["name"]
-    assert rs["groupby"] == ["aggregator.name"] and rs["filter_expr"] == f"Config('experiment_name') = '{r.experiment}'"
+    assert (
+        rs["groupby"] == ["aggregator.name"]
+        and rs["filter_expr"] == f"Config('experiment_name') = '{r.experiment}'"
+    )
     assert "p (Holm)" in spec["results_table_md"] and "95% CI" in spec["results_table_md"]
 
 
-@pytest.mark.skipif(not (SNAPSHOT.is_dir() and any(SNAPSHOT.glob("*rvpo*"))), reason="no committed toy snapshot")
+@pytest.mark.skipif(
+    not (SNAPSHOT.is_dir() and any(SNAPSHOT.glob("*rvpo*"))), reason="no committed toy snapshot"
+)
 def test_dry_run_spec_matches_keys_the_trainer_logged(tmp_path):
     shutil.copytree(SNAPSHOT, tmp_path / "runs" / "toy")
     rep = build_report("toy", tmp_path, tmp_path, wandb=True, dry_run=True, snapshot=None)

@@ -35,7 +35,12 @@ import pandas as pd
 from scipy import stats as sps
 
 from rvpo_repro.analysis.runs import Runs, examples
-from rvpo_repro.analysis.seed_stats import hierarchical_bootstrap, hierarchical_mean_ci, seed_permutation, welch
+from rvpo_repro.analysis.seed_stats import (
+    hierarchical_bootstrap,
+    hierarchical_mean_ci,
+    seed_permutation,
+    welch,
+)
 
 HIER_MIN_SEEDS = 5
 N_RESAMPLES = 10_000
@@ -82,7 +87,11 @@ def example_matrix(runs: Runs, run_dirs: list[str], metric: str) -> tuple[np.nda
             return None, f"examples.jsonl of {runs.records[d].run_id} lacks column {column!r}"
         series.append(pd.to_numeric(ex[column], errors="coerce").astype(float))
     shared = functools.reduce(lambda a, b: a.intersection(b), (s.index for s in series))
-    x = np.stack([s.reindex(shared).to_numpy() for s in series]) if len(shared) else np.empty((len(series), 0))
+    x = (
+        np.stack([s.reindex(shared).to_numpy() for s in series])
+        if len(shared)
+        else np.empty((len(series), 0))
+    )
     x = x[:, ~np.isnan(x).any(axis=0)]
     return (x, "") if x.shape[1] > 1 else (None, "fewer than 2 examples shared by all runs")
 
@@ -120,7 +129,11 @@ def compare(va: np.ndarray, vb: np.ndarray, x: np.ndarray | None, why: str, bnd,
     perm = seed_permutation(va, vb, seed=seed)
     notes = [f"Welch: {str(caught[0].message).split('.')[0].lower()}"] if caught else []
     out = {"p_welch": _p(w), "p_perm": _p(perm), "perm_note": perm.note if perm.p_value is not None else ""}
-    cond = hierarchical_bootstrap(x[:na], x[na:], N_RESAMPLES, seed, resample_seeds=False) if x is not None else None
+    cond = (
+        hierarchical_bootstrap(x[:na], x[na:], N_RESAMPLES, seed, resample_seeds=False)
+        if x is not None
+        else None
+    )
     out["p_examples"] = np.nan if cond is None else _p(cond)
     if x is not None and min(na, nb) >= HIER_MIN_SEEDS:
         h = hierarchical_bootstrap(x[:na], x[na:], N_RESAMPLES, seed)

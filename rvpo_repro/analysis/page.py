@@ -95,11 +95,24 @@ def _runs_table(runs) -> str:
         url = r.wandb_url if isinstance(r.wandb_url, str) and r.wandb_url.startswith("https://") else None
         link = f'<a href="{esc(url)}">W&amp;B run</a>' if url else "—"
         cells = (r.run_id, r.method, r.seed, r.config_hash, r.git_commit or "unknown")
-        rows.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + f"<td>finished</td><td>{link}</td></tr>")
+        rows.append(
+            "<tr>"
+            + "".join(f"<td>{esc(str(c))}</td>" for c in cells)
+            + f"<td>finished</td><td>{link}</td></tr>"
+        )
     for s in runs.status:
-        cells = (s["run_id"], "", "" if s["seed"] is None else s["seed"], "", "", f"{s['state']} {s['reason']}".strip())
+        cells = (
+            s["run_id"],
+            "",
+            "" if s["seed"] is None else s["seed"],
+            "",
+            "",
+            f"{s['state']} {s['reason']}".strip(),
+        )
         rows.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "<td>—</td></tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("run_id", "method", "seed", "config_hash", "git_commit", "state", "W&amp;B"))
+    head = "".join(
+        f"<th>{h}</th>" for h in ("run_id", "method", "seed", "config_hash", "git_commit", "state", "W&amp;B")
+    )
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 

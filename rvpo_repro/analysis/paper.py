@@ -47,7 +47,9 @@ def paper_numbers(reference: dict, track: str, model: str, variant: str, metric:
     for e in reference["entries"]:
         if (e["track"], e["model"]) == (track, model) and variant in e["variants"] and metric in e["metrics"]:
             if e["checkpoint"] in found:
-                raise ValueError(f"two paper entries for {track}/{model}/{variant}/{metric}/{e['checkpoint']}")
+                raise ValueError(
+                    f"two paper entries for {track}/{model}/{variant}/{metric}/{e['checkpoint']}"
+                )
             found[e["checkpoint"]] = e
     return found
 

@@ -55,9 +55,13 @@ def _primary(runs, metric: str | None) -> str:
         if len(declared) > 1:
             raise ValueError(f"the runs declare several primary metrics {declared}: pick one with --metric")
         metric = declared[0] if declared else (runs.metrics or [""])[0]
-    lacking = [f"{r.run_id} ({Path(d) / 'result.json'})" for d, r in runs.records.items() if metric not in r.metrics]
+    lacking = [
+        f"{r.run_id} ({Path(d) / 'result.json'})" for d, r in runs.records.items() if metric not in r.metrics
+    ]
     if lacking:
-        raise MissingMetricError(f"metric {metric!r} missing from {', '.join(lacking[:3])}; recorded: {runs.metrics}")
+        raise MissingMetricError(
+            f"metric {metric!r} missing from {', '.join(lacking[:3])}; recorded: {runs.metrics}"
+        )
     return metric
 
 
@@ -65,7 +69,17 @@ def _paper_md(table: pd.DataFrame) -> str:
     t = table[(table.paper_final != "—") | (table.paper_best != "—")]
     if t.empty:
         return "The paper reports no numbers for this experiment."
-    cols = ["model", "method", "metric", "mean", "ci_low", "ci_high", "paper_final", "paper_best", "paper_source"]
+    cols = [
+        "model",
+        "method",
+        "metric",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "paper_final",
+        "paper_best",
+        "paper_source",
+    ]
     return t[cols].round(3).to_markdown(index=False)
 
 
@@ -85,7 +99,9 @@ def build_report(experiment: str, results_dir: str | Path = "results", out: str 
         )
         log.warning(notes[-1])
     if runs.df.empty:
-        raise FileNotFoundError(f"no finished runs (result.json) under {Path(results_dir) / 'runs' / experiment}")
+        raise FileNotFoundError(
+            f"no finished runs (result.json) under {Path(results_dir) / 'runs' / experiment}"
+        )
     ref = load_reference(reference)
     metric = _primary(runs, metric)
     if not ((runs.df.aggregator == baseline) | (runs.df.method == baseline)).any():
@@ -108,7 +124,9 @@ def build_report(experiment: str, results_dir: str | Path = "results", out: str 
     rep = Report(runs.experiment, table, tables, figs, page_path, notes, runs.source)
     if wandb:
         keys = {k for d in runs.df.run_dir for h in load_log_history(d) for k in h}
-        spec = wandb_report.report_spec(runs, tables["md"].read_text(encoding="utf-8"), _paper_md(table), keys)
+        spec = wandb_report.report_spec(
+            runs, tables["md"].read_text(encoding="utf-8"), _paper_md(table), keys
+        )
         path = Path(out) / "report" / runs.experiment / "wandb_report.json"
         rep.wandb_spec, rep.wandb_url = wandb_report.build_wandb_report(spec, path, dry_run)
     else:
@@ -122,17 +140,32 @@ def experiments_under(results_dir: str | Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rvpo-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--experiment", nargs="+", default=None, help="experiment names (default: every one under --results-dir)")
+    p = argparse.ArgumentParser(
+        prog="rvpo-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--experiment",
+        nargs="+",
+        default=None,
+        help="experiment names (default: every one under --results-dir)",
+    )
     p.add_argument("--results-dir", default="results", help="holds runs/<experiment>/<run>/")
     p.add_argument("--out", default="results", help="tables/, figures/ and report/ go here")
-    p.add_argument("--baseline", default="gdpo", help="method label or aggregator tested against (its default variant)")
-    p.add_argument("--metric", default=None, help="primary metric (default: the one the runs' evaluation declares)")
+    p.add_argument(
+        "--baseline", default="gdpo", help="method label or aggregator tested against (its default variant)"
+    )
+    p.add_argument(
+        "--metric", default=None, help="primary metric (default: the one the runs' evaluation declares)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every bootstrap draw")
     p.add_argument("--paper-reference", default=str(DEFAULT_REFERENCE), help="the paper's numbers (YAML)")
-    p.add_argument("--split-configs", action="store_true", help="one row per config when runs under one label differ")
+    p.add_argument(
+        "--split-configs", action="store_true", help="one row per config when runs under one label differ"
+    )
     p.add_argument("--wandb-report", action="store_true", help="build a W&B Report (extra `wandb-report`)")
-    p.add_argument("--dry-run", action="store_true", help="with --wandb-report: write its spec JSON only, no network")
+    p.add_argument(
+        "--dry-run", action="store_true", help="with --wandb-report: write its spec JSON only, no network"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     exps = args.experiment or experiments_under(args.results_dir)
@@ -155,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         print(Path(rep.tables["md"]).read_text(encoding="utf-8"))
         print(f"{exp}: tables {rep.tables['md']}, page {rep.page}")
         if rep.wandb_spec:
-            print(f"{exp}: W&B Report spec {rep.wandb_spec}" + (f", report {rep.wandb_url}" if rep.wandb_url else ""))
+            print(
+                f"{exp}: W&B Report spec {rep.wandb_spec}"
+                + (f", report {rep.wandb_url}" if rep.wandb_url else "")
+            )
     return status
 
 

@@ -23,7 +23,6 @@ import pandas as pd
 from rvpo_repro.analysis.compare import RULE, bottleneck_source, bounds, compare, example_matrix, mean_ci
 from rvpo_repro.analysis.paper import DASH, has_counterpart, paper_numbers, paper_text
 from rvpo_repro.analysis.runs import Runs, missing_seeds
-from rvpo_repro.analysis.seed_stats import min_permutation_p
 from rvpo_repro.analysis.stats import holm
 
 
@@ -63,7 +62,12 @@ def _row_stats(runs: Runs, a: pd.DataFrame, base: pd.DataFrame | None, metric: s
     va, vb = a[use].to_numpy(float), None if base is None else base[use].to_numpy(float)
     x, why = example_matrix(runs, dirs, use)
     low, high, how = mean_ci(va, x, bounds(use, entries), seed)
-    out = {"ci_low": low, "ci_high": high, "ci_method": how, "examples": None if x is None else int(x.shape[1])}
+    out = {
+        "ci_low": low,
+        "ci_high": high,
+        "ci_method": how,
+        "examples": None if x is None else int(x.shape[1]),
+    }
     if base is not None:
         xab, why = example_matrix(runs, dirs + bdirs, use)
         out |= compare(va, vb, xab, why, bounds(use, entries), seed)
@@ -74,11 +78,23 @@ def _row_stats(runs: Runs, a: pd.DataFrame, base: pd.DataFrame | None, metric: s
         out |= {"ci_low": lo, "ci_high": hi, "ci_method": f"{how} of {source}, rescaled"}
         if base is not None:
             dl, dh = sorted((out["delta_ci_low"] * s, out["delta_ci_high"] * s))
-            out |= {"delta": float(a[metric].mean() - base[metric].mean()), "delta_ci_low": dl, "delta_ci_high": dh}
-            out["note"] = "; ".join(n for n in (f"same test as {source} (this row is it rescaled)", out["note"]) if n)
+            out |= {
+                "delta": float(a[metric].mean() - base[metric].mean()),
+                "delta_ci_low": dl,
+                "delta_ci_high": dh,
+            }
+            out["note"] = "; ".join(
+                n for n in (f"same test as {source} (this row is it rescaled)", out["note"]) if n
+            )
     elif metric.endswith("/bottleneck") and base is not None:
-        out["note"] = "; ".join(n for n in ("bottleneck channel differs between runs: seed-level test", out["note"]) if n)
-    if bnd is not None and not math.isnan(out["ci_low"]) and (out["ci_low"] < bnd[0] or out["ci_high"] > bnd[1]):
+        out["note"] = "; ".join(
+            n for n in ("bottleneck channel differs between runs: seed-level test", out["note"]) if n
+        )
+    if (
+        bnd is not None
+        and not math.isnan(out["ci_low"])
+        and (out["ci_low"] < bnd[0] or out["ci_high"] > bnd[1])
+    ):
         out["ci_low"], out["ci_high"] = max(out["ci_low"], bnd[0]), min(out["ci_high"], bnd[1])
         out["ci_method"] += f", clipped to [{bnd[0]:g}, {bnd[1]:g}]"
     return out
@@ -88,7 +104,9 @@ EMPTY = {"delta": np.nan, "delta_ci_low": np.nan, "delta_ci_high": np.nan, "test
          "p_welch": np.nan, "p_perm": np.nan, "perm_note": "", "p_examples": np.nan, "note": ""}  # fmt: skip
 
 
-def results_table(runs: Runs, baseline: str = "gdpo", seed: int = 0, reference: dict | None = None) -> pd.DataFrame:
+def results_table(
+    runs: Runs, baseline: str = "gdpo", seed: int = 0, reference: dict | None = None
+) -> pd.DataFrame:
     """One row per (model, task, method, metric), raw numbers (see the module docstring)."""
     reference = reference or {"papers": {}, "entries": []}
     rows = []
@@ -100,7 +118,14 @@ def results_table(runs: Runs, baseline: str = "gdpo", seed: int = 0, reference: 
                 vals = a[metric].dropna().to_numpy(dtype=float)
                 if vals.size == 0:
                     continue
-                row = {"model": model, "task": task, "method": method, "metric": metric, "mean": vals.mean(), "seeds": int(vals.size)}
+                row = {
+                    "model": model,
+                    "task": task,
+                    "method": method,
+                    "metric": metric,
+                    "mean": vals.mean(),
+                    "seeds": int(vals.size),
+                }
                 is_base = method == base_method
                 row |= EMPTY | _row_stats(runs, a, None if is_base or base is None else base, metric, seed)
                 if is_base:
@@ -109,7 +134,9 @@ def results_table(runs: Runs, baseline: str = "gdpo", seed: int = 0, reference: 
                     row["note"] = f"no runs of baseline {baseline!r} here: nothing to test against"
                 paper = paper_numbers(reference, runs.experiment, model, method, metric)
                 row["paper_best"], row["paper_final"] = (paper_text(paper.get(k)) for k in ("best", "final"))
-                row["paper_source"] = "; ".join(sorted({f"{e['paper']}: {e.get('where', '')}" for e in paper.values()})) or DASH
+                row["paper_source"] = (
+                    "; ".join(sorted({f"{e['paper']}: {e.get('where', '')}" for e in paper.values()})) or DASH
+                )
                 rows.append(row)
     out = pd.DataFrame(rows)
     if not out.empty:
@@ -158,7 +185,9 @@ def display_table(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return t.drop(columns=[c for c in ("model", "task") if t[c].nunique() <= 1])
 
 
-def table_preamble(runs: Runs, table: pd.DataFrame, baseline: str, reference: dict, note: str = "") -> list[str]:
+def table_preamble(
+    runs: Runs, table: pd.DataFrame, baseline: str, reference: dict, note: str = ""
+) -> list[str]:
     """Sentences saying what the numbers are (shown above the table in Markdown and HTML)."""
     df = runs.df
     ex = sorted({int(v) for v in table.examples.dropna()})
@@ -174,7 +203,9 @@ def table_preamble(runs: Runs, table: pd.DataFrame, baseline: str, reference: di
         "Examples per run (shared by all runs): " + (", ".join(map(str, ex)) if ex else "none recorded") + ".",
     ]  # fmt: skip
     if not has_counterpart(reference, runs.experiment):
-        lines.append(f"The paper reports no numbers for experiment `{runs.experiment}`: paper columns show {DASH}.")
+        lines.append(
+            f"The paper reports no numbers for experiment `{runs.experiment}`: paper columns show {DASH}."
+        )
     else:
         lines.append(
             "Paper columns: the paper's number with its source grade [P]/[S]/[I]. Ours are final-checkpoint "
@@ -184,7 +215,9 @@ def table_preamble(runs: Runs, table: pd.DataFrame, baseline: str, reference: di
 
 
 def _not_finished(runs: Runs) -> str:
-    parts = [f"{s['state']}: {s['run_id']}" + (f" ({s['reason']})" if s["reason"] else "") for s in runs.status]
+    parts = [
+        f"{s['state']}: {s['run_id']}" + (f" ({s['reason']})" if s["reason"] else "") for s in runs.status
+    ]
     lost = missing_seeds(runs)
     parts += [f"missing seeds of {k}: {', '.join(map(str, v))}" for k, v in lost.items()]
     if not parts:
@@ -207,7 +240,9 @@ def _unicode_to_latex(tex: str) -> str:
     return tex
 
 
-def write_tables(runs: Runs, table: pd.DataFrame, out: str | Path, baseline: str, preamble: list[str]) -> dict:
+def write_tables(
+    runs: Runs, table: pd.DataFrame, out: str | Path, baseline: str, preamble: list[str]
+) -> dict:
     """<out>/tables/<experiment>.{md,csv,tex}; returns {"md"|"csv"|"tex": path}."""
     d = Path(out) / "tables"
     d.mkdir(parents=True, exist_ok=True)

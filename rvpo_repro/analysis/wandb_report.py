@@ -78,10 +78,20 @@ def _blocks(spec: dict, wr) -> list:
     panels = []
     for p in spec["panels"]:
         if p["type"] == "line":
-            kw = {"metric_regex": p["metric_regex"]} if p.get("metric_regex") and not p["y"] else {"y": p["y"]}
-            panels.append(wr.LinePlot(title=p["title"], x=p["x"], groupby_aggfunc="mean", groupby_rangefunc="stddev", **kw))
+            kw = (
+                {"metric_regex": p["metric_regex"]} if p.get("metric_regex") and not p["y"] else {"y": p["y"]}
+            )
+            panels.append(
+                wr.LinePlot(
+                    title=p["title"], x=p["x"], groupby_aggfunc="mean", groupby_rangefunc="stddev", **kw
+                )
+            )
         else:
-            panels.append(wr.BarPlot(title=p["title"], metrics=p["metrics"], groupby_aggfunc="mean", groupby_rangefunc="stddev"))
+            panels.append(
+                wr.BarPlot(
+                    title=p["title"], metrics=p["metrics"], groupby_aggfunc="mean", groupby_rangefunc="stddev"
+                )
+            )
     return [
         wr.H1(spec["title"]), wr.P(spec["description"]),
         wr.PanelGrid(runsets=[runset], panels=panels),
@@ -100,7 +110,9 @@ def build_wandb_report(spec: dict, out: Path, dry_run: bool) -> tuple[Path, str 
     except ImportError:
         if dry_run:
             return out, None
-        raise SystemExit("the W&B Report needs the optional extra: pip install 'rvpo-repro[wandb-report]'") from None
+        raise SystemExit(
+            "the W&B Report needs the optional extra: pip install 'rvpo-repro[wandb-report]'"
+        ) from None
     report = wr.Report(project=spec["project"], entity=spec["entity"] or "", title=spec["title"],
                        description=spec["description"], blocks=_blocks(spec, wr), width="fluid")  # fmt: skip
     if dry_run:
@@ -115,7 +127,9 @@ def log_table(runs, table: pd.DataFrame) -> bool:
     modes = {str((r.config.get("logger") or {}).get("mode")) for r in runs.records.values()}
     env = os.environ.get("WANDB_MODE", "").lower()
     if "online" not in modes or env in ("offline", "disabled", "dryrun"):
-        log.info("W&B: tables not logged (runs' logger.mode %s, WANDB_MODE=%s)", sorted(modes), env or "unset")
+        log.info(
+            "W&B: tables not logged (runs' logger.mode %s, WANDB_MODE=%s)", sorted(modes), env or "unset"
+        )
         return False
     import wandb
 
@@ -123,7 +137,13 @@ def log_table(runs, table: pd.DataFrame) -> bool:
     run = wandb.init(project=logger.get("project", "rvpo-repro"), entity=logger.get("entity"), job_type="report",
                      group=runs.experiment, name=f"report-{runs.experiment}", reinit="finish_previous")  # fmt: skip
     try:
-        run.log({f"report/{runs.experiment}": wandb.Table(dataframe=table.astype(object).where(table.notna(), None))})
+        run.log(
+            {
+                f"report/{runs.experiment}": wandb.Table(
+                    dataframe=table.astype(object).where(table.notna(), None)
+                )
+            }
+        )
     finally:
         run.finish()
     return True

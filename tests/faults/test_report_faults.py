@@ -38,8 +38,17 @@ def test_metric_asked_for_but_not_recorded_is_named(tmp_path):
 
 
 def test_two_configs_under_one_label_are_refused_naming_both_runs(tmp_path):
-    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0,), with_history=False, extra_config={"trainer": {"max_steps": 10}})
-    write_runs(tmp_path, "toy", ["rvpo"], seeds=(0,), with_history=False, extra_config={"trainer": {"max_steps": 5}})
+    write_runs(
+        tmp_path,
+        "toy",
+        ["gdpo", "rvpo"],
+        seeds=(0,),
+        with_history=False,
+        extra_config={"trainer": {"max_steps": 10}},
+    )
+    write_runs(
+        tmp_path, "toy", ["rvpo"], seeds=(0,), with_history=False, extra_config={"trainer": {"max_steps": 5}}
+    )
     ids = sorted(p.name for p in (tmp_path / "runs" / "toy").glob("*rvpo*"))
     assert len(ids) == 2
     with pytest.raises(report.ConfigConflictError) as e:
@@ -50,7 +59,9 @@ def test_two_configs_under_one_label_are_refused_naming_both_runs(tmp_path):
 
 
 def test_seeds_of_one_config_are_one_group(tmp_path):
-    write_runs(tmp_path, "toy", ["rvpo"], seeds=(0, 1, 2), with_history=False)  # task.data_seed follows the seed
+    write_runs(
+        tmp_path, "toy", ["rvpo"], seeds=(0, 1, 2), with_history=False
+    )  # task.data_seed follows the seed
     runs = report.load_runs(tmp_path, "toy")
     assert runs.df.config_key.nunique() == 1 and runs.df.config_hash.nunique() == 3
 
@@ -99,8 +110,16 @@ def test_baseline_naming_an_aggregator_with_variants_is_pinned(tmp_path):
 
 
 def test_baseline_naming_a_risk_ablation_without_default_is_an_error(tmp_path):
-    write_runs(tmp_path, "toy", [aggregator_cfg("rvpo", 1.0), aggregator_cfg("rvpo", 5.0)], seeds=(0, 1), with_history=False)
-    with pytest.raises(report.BaselineError, match=r"'rvpo' names 2 variants here \(rvpo \(k=1\), rvpo \(k=5\)\)"):
+    write_runs(
+        tmp_path,
+        "toy",
+        [aggregator_cfg("rvpo", 1.0), aggregator_cfg("rvpo", 5.0)],
+        seeds=(0, 1),
+        with_history=False,
+    )
+    with pytest.raises(
+        report.BaselineError, match=r"'rvpo' names 2 variants here \(rvpo \(k=1\), rvpo \(k=5\)\)"
+    ):
         report.build_report("toy", tmp_path, tmp_path, baseline="rvpo", snapshot=None)
     t = report.build_report("toy", tmp_path, tmp_path, baseline="rvpo (k=1)", snapshot=None).table
     assert set(t[t.test == "baseline"].method) == {"rvpo (k=1)"}
@@ -110,7 +129,9 @@ def test_permutation_p_value_keeps_its_add_one():
     # every random sign flip gives |T*| < |T_obs| when all 40 differences are +1: hits = 0
     r = stats.paired_permutation(np.ones(40), np.zeros(40), n_resamples=999, seed=0)
     assert r.p_value == pytest.approx(1 / (1 + 999))
-    r = stats.hierarchical_bootstrap([np.ones(20) + 0.1 * i for i in range(3)], [np.zeros(20)] * 3, n_resamples=999)
+    r = stats.hierarchical_bootstrap(
+        [np.ones(20) + 0.1 * i for i in range(3)], [np.zeros(20)] * 3, n_resamples=999
+    )
     assert r.p_value == pytest.approx(2 / (1 + 999))  # bootstrap: 2 (1 + 0) / (1 + B)
 
 
@@ -118,7 +139,9 @@ def test_snapshot_fallback_says_so(tmp_path):
     snap = write_runs(tmp_path / "snapshot", "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
     rep = report.build_report("toy", tmp_path / "empty", tmp_path / "out", snapshot=snap)
     assert rep.source == snap and rep.tables["md"].is_relative_to(snap)
-    assert "committed snapshot" in rep.tables["md"].read_text() and "committed snapshot" in rep.page.read_text()
+    assert (
+        "committed snapshot" in rep.tables["md"].read_text() and "committed snapshot" in rep.page.read_text()
+    )
     assert not (tmp_path / "out").exists()
 
 
