@@ -358,6 +358,8 @@ def test_method_label_is_absolute_and_names_every_set_option():
         == "variance_penalty (beta=0.1)"
     )
     assert report.method_label({"name": "hard_min"}) == "hard_min"
+    assert report.method_label({"name": "grpo", "scale": "group"}) == "grpo"  # conf/aggregator/grpo.yaml
+    assert report.method_label({"name": "grpo", "scale": "batch"}) == "grpo (scale=batch)"
 
 
 def test_hierarchical_mean_ci_covers_the_mean_and_widens_with_seed_spread():

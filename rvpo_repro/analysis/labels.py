@@ -3,7 +3,7 @@
 `method_label({"name": "rvpo", "risk": 1.0, "schedule": "constant"})` -> `rvpo (k=1)`;
 `{"name": "rvpo", "risk_start": 0.5, "risk_end": 2.0, "schedule": "linear"}` -> `rvpo (k 0.5→2)`;
 `{"name": "gdpo", "reduce": "mean"}` -> `gdpo (mean)`; `{"name": "gdpo"}` -> `gdpo`. Options at their
-defaults (None, `reduce: sum`, `use_item_weights: false`) are not shown; any other set option is
+defaults (None, `reduce: sum`, `use_item_weights: false`, grpo `scale: group`) are not shown; any other set option is
 shown as `key=value`, so two configs that differ in an aggregator option never share a label.
 paper_reference.yaml names its variants by these labels.
 """
@@ -11,7 +11,7 @@ paper_reference.yaml names its variants by these labels.
 from __future__ import annotations
 
 _RISK_KEYS = {"risk", "risk_start", "risk_end", "schedule"}
-_DEFAULTS = {"reduce": "sum", "use_item_weights": False}
+_DEFAULTS = {"reduce": "sum", "use_item_weights": False, "scale": "group"}
 
 
 def risk_of(agg: dict) -> tuple[float | None, str | None]:
@@ -44,9 +44,10 @@ def method_label(agg_cfg: dict) -> str:
         parts.append(str(agg_cfg["reduce"]))
     if agg_cfg.get("use_item_weights"):
         parts.append("item weights")
+    skip = {"reduce", "use_item_weights"}
     for key in sorted(agg_cfg):
         v = agg_cfg[key]
-        if key == "name" or key in _RISK_KEYS or key in _DEFAULTS or v is None:
+        if key == "name" or key in _RISK_KEYS or key in skip or v is None or (key in _DEFAULTS and v == _DEFAULTS[key]):
             continue
         parts.append(f"{key}={_value(v)}")
     return f"{agg_cfg['name']} ({', '.join(parts)})" if parts else str(agg_cfg["name"])

@@ -8,9 +8,9 @@ A run directory is
 
 Rows are grouped by (model, task, method), where the method is the aggregator's label
 (rvpo_repro.analysis.labels). Runs of one group must share one config up to the seed: the
-"config key" is the config hash of the recorded config with the seed taken out (the top-level
-`seed` and every key named `seed` or `*_seed` whose value equals it, since those are `${seed}`
-interpolations). Two config keys under one label are an error naming a run of each and the keys
+"config key" is the config hash of the recorded config with the seed taken out: the top-level
+`seed`, and every key named `seed` or `*_seed` that equals the run's seed in every run of the
+experiment (a `${seed}` interpolation); one fixed at a value (`task.data_seed: 0`) is a setting. Two config keys under one label are an error naming a run of each and the keys
 that differ, unless `split_configs` asks for one row per config (the label then gains the
 differing settings). A finished record lacking a metric that other records of its task have is an
 error naming the file and the metric.
@@ -96,18 +96,38 @@ def _id_seed(run_id: str) -> int | None:
     return int(parts[1][1:]) if len(parts) == 3 and parts[1][1:].isdigit() else None
 
 
-def _without_seed(node, seed: int):
+def _seed_leaves(node, path: tuple = ()) -> dict[tuple, object]:
+    """Every leaf named `seed` or `*_seed` below the top level: path -> value."""
+    out = {}
     if isinstance(node, dict):
-        return {
-            k: ("<seed>" if (k == "seed" or k.endswith("_seed")) and v == seed else _without_seed(v, seed))
-            for k, v in node.items()
-        }
-    return node
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out |= _seed_leaves(v, (*path, k))
+            elif path and (k == "seed" or k.endswith("_seed")):
+                out[(*path, k)] = v
+    return out
 
 
-def config_key(rec: RunRecord) -> str:
-    """Hash of the record's config with the seed taken out: equal for seeds of one config."""
-    return config_hash(_without_seed({k: v for k, v in rec.config.items() if k != "seed"}, rec.seed))
+def seed_followers(recs: list[RunRecord]) -> set[tuple]:
+    """Paths of the `*seed` keys that equal the run's seed in every run (`${seed}` interpolations);
+    a key fixed at one value (task.data_seed: 0) is a setting and stays in the config key."""
+    leaves = [_seed_leaves(r.config) for r in recs]
+    paths = set().union(*leaves) if leaves else set()
+    return {p for p in paths if all(lv.get(p) == r.seed for lv, r in zip(leaves, recs, strict=True))}
+
+
+def _without_seed(cfg: dict, followers: set[tuple]) -> dict:
+    def mask(node, path):
+        if not isinstance(node, dict):
+            return node
+        return {k: "<seed>" if (*path, k) in followers else mask(v, (*path, k)) for k, v in node.items()}
+
+    return mask({k: v for k, v in cfg.items() if k != "seed"}, ())
+
+
+def config_key(rec: RunRecord, followers: set[tuple]) -> str:
+    """Hash of the record's config without the seed (and its followers): equal for seeds of one config."""
+    return config_hash(_without_seed(rec.config, followers))
 
 
 def _flat(node, prefix: str = "") -> dict:
@@ -116,9 +136,9 @@ def _flat(node, prefix: str = "") -> dict:
     return {prefix.rstrip("."): json.dumps(node, sort_keys=True)}
 
 
-def config_diff(a: RunRecord, b: RunRecord) -> list[str]:
+def config_diff(a: RunRecord, b: RunRecord, followers: set[tuple]) -> list[str]:
     """`key: a -> b` for the settings (seed aside) in which two records' configs differ."""
-    fa, fb = (_flat(_without_seed(r.config, r.seed)) for r in (a, b))
+    fa, fb = (_flat(_without_seed(r.config, followers)) for r in (a, b))
     skip = ("logger.", "paths.", "seed")
     return [
         f"{k}: {fa.get(k, '(absent)')} -> {fb.get(k, '(absent)')}"
@@ -141,6 +161,7 @@ def _check_metrics(df: pd.DataFrame, records: dict[str, RunRecord]) -> None:
 
 
 def _split_or_refuse(df: pd.DataFrame, records: dict[str, RunRecord], split_configs: bool) -> None:
+    followers = seed_followers(list(records.values()))
     for (model, task, method), g in df.groupby(["model", "task", "method"]):
         keys = list(dict.fromkeys(g.config_key))
         if len(keys) < 2:
@@ -148,7 +169,7 @@ def _split_or_refuse(df: pd.DataFrame, records: dict[str, RunRecord], split_conf
         first = {k: g.run_dir[g.config_key == k].iloc[0] for k in keys}
         if not split_configs:
             a, b = records[first[keys[0]]], records[first[keys[1]]]
-            diff = config_diff(a, b)
+            diff = config_diff(a, b, followers)
             raise ConfigConflictError(
                 f"{len(keys)} different configs under one label {method!r} ({model}, {task}): run "
                 f"{a.run_id} and run {b.run_id} differ in {'; '.join(diff[:5]) or 'their config hash'}"
@@ -158,7 +179,7 @@ def _split_or_refuse(df: pd.DataFrame, records: dict[str, RunRecord], split_conf
         base = records[first[keys[0]]]
         for k in keys[1:]:
             rows = g.index[g.config_key == k]
-            diff = config_diff(base, records[first[k]])
+            diff = config_diff(base, records[first[k]], followers)
             short = ", ".join(d.split(" -> ")[0].split(":")[0] + "=" + d.split(" -> ")[1] for d in diff[:3])
             df.loc[rows, "method"] = f"{method} [{short or k[:8]}]"
 
@@ -185,7 +206,7 @@ def _row(d: Path, rec: RunRecord) -> dict:
         "experiment": rec.experiment, "run_id": rec.run_id, "run_dir": str(d),
         "model": cfg["model"]["name"], "task": cfg["task"]["name"], "aggregator": agg["name"],
         "method": method_label(agg), "risk": risk, "schedule": schedule, "seed": rec.seed,
-        "config_hash": rec.config_hash, "config_key": config_key(rec),
+        "config_hash": rec.config_hash,
         "git_commit": (rec.environment.get("git") or {}).get("commit"),
         "wandb_url": ((rec.extra or {}).get("wandb") or {}).get("url"),
     }  # fmt: skip
@@ -211,6 +232,8 @@ def load_runs(results_dir: str | Path, experiment: str, split_configs: bool = Fa
     df = pd.DataFrame(rows)
     if df.empty:
         return Runs(experiment, df, [], {}, status, Path(results_dir))
+    followers = seed_followers(list(records.values()))
+    df["config_key"] = [config_key(records[d], followers) for d in df.run_dir]
     _check_metrics(df, records)
     _split_or_refuse(df, records, split_configs)
     return Runs(experiment, df, metric_columns(df), records, status, Path(results_dir))
