@@ -10,7 +10,7 @@ BFCL_REF_VENV ?= .cache/bfcl-ref-venv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint smoke reproduce report bfcl-ref bench lock clean wandb-sync
+.PHONY: help install test test-fast lint smoke reproduce report snapshot notebook bfcl-ref bench lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -42,12 +42,27 @@ smoke: $(STAMP) ## one short train-then-evaluate job of the default task (under 
 # The default experiment: 3 aggregators x 3 seeds on the offline tiny model (CPU, ~10 minutes).
 REPRO_AGGREGATORS ?= grpo,gdpo,rvpo
 REPRO_SEEDS ?= 0,1,2
-reproduce: $(STAMP) ## run the offline CPU experiment (train + evaluate, finished runs skipped) and print its table
+reproduce: $(STAMP) ## run the offline CPU experiment (train + evaluate, finished runs skipped), its table, snapshot and notebook
 	$(PY) -m rvpo_repro.train --multirun experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
-	$(PY) -m rvpo_repro.report --experiment toy
+	$(PY) -m rvpo_repro.analysis.report --experiment toy
+	$(MAKE) snapshot notebook
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
-	$(PY) -m rvpo_repro.report --experiment $(or $(EXPERIMENTS),$(notdir $(wildcard results/runs/*)))
+	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))
+
+# The committed snapshot a fresh clone browses: the default experiment's records without weights.
+SNAPSHOT_DIR := results/snapshot
+snapshot: $(STAMP) ## copy results/runs/toy records (no weights) to results/snapshot/ and rebuild its report
+	@ls results/runs/toy/*/result.json >/dev/null 2>&1 || { echo "no finished runs under results/runs/toy: run 'make reproduce' first" >&2; exit 1; }
+	rm -rf $(SNAPSHOT_DIR)/runs/toy
+	for d in results/runs/toy/*/; do test -f $$d/result.json || continue; \
+		mkdir -p $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d); \
+		cp $$d/result.json $$d/examples.jsonl $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d)/; \
+		test -f $$d/log_history.jsonl && cp $$d/log_history.jsonl $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d)/ || true; done
+	$(PY) -m rvpo_repro.analysis.report --experiment toy --results-dir $(SNAPSHOT_DIR) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
+
+notebook: $(STAMP) ## execute notebooks/analysis.ipynb into results/notebook/analysis.ipynb (outputs kept, for browsing)
+	MPLBACKEND=Agg $(PY) scripts/execute_notebook.py
 
 # W&B runs of every job (logger.dir, default the repository root): $(WANDB_RUNS)/{offline-run,run}-*.
 WANDB_RUNS ?= $(or $(RVPO_ROOT),.)/wandb
