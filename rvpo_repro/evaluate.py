@@ -10,6 +10,7 @@ includes the checkpoint path), so it never overwrites the training run's own rec
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -19,6 +20,7 @@ from rvpo_repro import records
 from rvpo_repro.config import register_configs, validate
 from rvpo_repro.models import load_model, load_tokenizer
 from rvpo_repro.pipeline import build_task, evaluate_policy, save_result, seed_everything
+from rvpo_repro.tasks import TaskInputError, prepare_config
 from rvpo_repro.tracking import wandb_run
 
 log = logging.getLogger("rvpo_repro.evaluate")
@@ -27,6 +29,7 @@ log = logging.getLogger("rvpo_repro.evaluate")
 def evaluate_checkpoint(cfg: DictConfig) -> Path:
     """Evaluate `cfg.checkpoint` with the config's task and eval settings; returns the record dir."""
     validate(cfg)
+    prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes) before hashing
     checkpoint = Path(cfg.checkpoint)
     if not (checkpoint / "config.json").exists():
         raise FileNotFoundError(
@@ -57,7 +60,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> Path:
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
-    evaluate_checkpoint(cfg)
+    try:
+        evaluate_checkpoint(cfg)
+    except TaskInputError as exc:  # bad data or user code: its one-line message, no traceback
+        sys.exit(f"error: {exc}")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ rvpo-train -m aggregator=grpo,gdpo,rvpo seed=0,1,2    # Hydra multirun
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from rvpo_repro.pipeline import (
     save_result,
     seed_everything,
 )
+from rvpo_repro.tasks import TaskInputError, prepare_config
 from rvpo_repro.tracking import wandb_run
 
 log = logging.getLogger("rvpo_repro.train")
@@ -81,6 +83,7 @@ def grpo_args(cfg: DictConfig, output_dir: Path, report_to: str) -> Any:
 def train_and_evaluate(cfg: DictConfig) -> Path:
     """Run one job; returns its record directory. A finished run with this config is skipped."""
     validate(cfg)
+    prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes) before hashing
     aggregator = aggregator_from_config(cfg.aggregator)  # fail on a bad option before any work
     cfg_hash = records.config_hash(cfg)
     rid = records.run_id(cfg)
@@ -145,7 +148,10 @@ def train_and_evaluate(cfg: DictConfig) -> Path:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
-    train_and_evaluate(cfg)
+    try:
+        train_and_evaluate(cfg)
+    except TaskInputError as exc:  # bad data or user code: its one-line message, no traceback
+        sys.exit(f"error: {exc}")
 
 
 def main() -> None:
