@@ -89,7 +89,7 @@ def to_messages(value: Any, system_prompt: str | None, where: str) -> list[dict]
     ):
         return [{"role": m["role"], "content": m["content"]} for m in value]
     raise TaskInputError(
-        f"{where}: the prompt is {type(value).__name__} {str(value)[:80]!r}; expected text or a non-empty "
+        f"{where}: the prompt is {type(value).__name__} {repr(value)[:80]}; expected text or a non-empty "
         f"list of chat messages {{'role': str, 'content': str}}"
     )
 
