@@ -374,3 +374,22 @@ def test_evaluate_through_the_generic_rewards_eval_plus_custom_functions(cwd):
     assert (
         result.examples[0]["custom/chars"] == 3.0 and result.examples[0]["id"] == data.eval_dataset[0]["id"]
     )
+
+
+# ------------------------------------------------------------------------------ the entry point
+@pytest.mark.parametrize(
+    "rewards, expected",
+    [
+        ("[no_such_module_xyz:f]", "error: import path 'no_such_module_xyz:f': no module 'no_such_module_xyz'"),
+        ("[{mod}:needs_answer]", "error: reward '{mod}:needs_answer': needs column(s) ['answer']"),
+    ],
+)
+def test_rvpo_train_prints_one_line(cwd, cache_dir, rewards, expected):
+    from rvpo_repro import train
+
+    mod = module(cwd, REWARDS)
+    cfg = compose(["task=custom", f"task.train_source={EXAMPLE_DATA}", f"task.rewards={rewards.format(mod=mod)}",
+                   f"paths.results_dir={cwd / 'results'}", f"paths.cache_dir={cache_dir}", "logger=disabled"])  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        train._hydra_main(cfg)
+    assert str(e.value.code).startswith(expected.format(mod=mod)) and "\n" not in str(e.value.code)
