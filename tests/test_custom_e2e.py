@@ -57,7 +57,12 @@ def test_own_task_trains_sweeps_and_reports_from_outside_the_repo(tmp_path, cach
     assert set(rec.config["task"]["code_hashes"]) == {
         "my_rewards.mentions_number", "my_rewards:only_letters", "my_rewards:answer_length"
     }  # fmt: skip
-    for name in ["rewards/mentions_number", "rewards/only_letters", "rewards/all_constraints", "custom/answer_length"]:
+    for name in [
+        "rewards/mentions_number",
+        "rewards/only_letters",
+        "rewards/all_constraints",
+        "custom/answer_length",
+    ]:
         assert rec.metrics[name]["n"] == 4
     assert rec.example_columns["custom/answer_length"] == "custom/answer_length"
     assert len(load_examples(run_dir)) == 4

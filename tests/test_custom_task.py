@@ -317,6 +317,13 @@ def test_data_errors_name_source_column_and_row(cwd):
         TaskInputError, match=r"row 1: the prompt is int 3; expected text or a non-empty list"
     ):
         _task(cwd, reward, data=bad).build(None, seed=0)
+    with pytest.raises(
+        TaskInputError, match=r"task.eval_source='someorg/no-such-set' \(split 'test'\): could not be read"
+    ):
+        _task(cwd, reward, "task.eval_source=someorg/no-such-set").build(None, seed=0)  # offline in tests
+    (cwd / "notes.md").write_text("x")
+    with pytest.raises(TaskInputError, match=r"unknown file type '.md'; expected one of \['.csv', '.json'"):
+        _task(cwd, reward, data=cwd / "notes.md").build(None, seed=0)
     dup = cwd / "dup.jsonl"
     dup.write_text("".join(json.dumps({"id": "a", "prompt": p}) + "\n" for p in "xyz"))
     with pytest.raises(TaskInputError, match=r"rows 0 and 1 share the id 'a'"):
@@ -380,7 +387,10 @@ def test_evaluate_through_the_generic_rewards_eval_plus_custom_functions(cwd):
 @pytest.mark.parametrize(
     "rewards, expected",
     [
-        ("[no_such_module_xyz:f]", "error: import path 'no_such_module_xyz:f': no module 'no_such_module_xyz'"),
+        (
+            "[no_such_module_xyz:f]",
+            "error: import path 'no_such_module_xyz:f': no module 'no_such_module_xyz'",
+        ),
         ("[{mod}:needs_answer]", "error: reward '{mod}:needs_answer': needs column(s) ['answer']"),
     ],
 )
@@ -393,3 +403,27 @@ def test_rvpo_train_prints_one_line(cwd, cache_dir, rewards, expected):
     with pytest.raises(SystemExit) as e:
         train._hydra_main(cfg)
     assert str(e.value.code).startswith(expected.format(mod=mod)) and "\n" not in str(e.value.code)
+
+
+# ------------------------------------------------------------------------------------- examples/
+def test_example_rewards_conflict():
+    sys.path.insert(0, str(REPO))
+    try:
+        from examples import rewards as ex
+    finally:
+        sys.path.remove(str(REPO))
+    texts = chat("I saw 3 cats", "I saw cats")
+    assert ex.mentions_number(None, texts) == [1.0, 0.0]
+    letters = ex.only_letters(None, texts)
+    assert letters[0] < letters[1] == 1.0  # the digit that meets one reward costs the other
+
+
+def test_example_experiment_file_composes_and_resolves(monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    cfg = compose([f"hydra.searchpath=[file://{REPO / 'examples' / 'conf'}]", "experiment=my_task"])
+    prepare_config(cfg)
+    assert cfg.experiment_name == "my_task" and cfg.task.name == "custom"
+    assert set(cfg.task.code_hashes) == {
+        "examples.rewards:mentions_number", "examples.rewards:only_letters", "examples.rewards:answer_length"
+    }  # fmt: skip
