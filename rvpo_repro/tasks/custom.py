@@ -72,7 +72,7 @@ class EvalFunctionSpec:
 @dataclass
 class CustomTaskConfig:
     name: str = "custom"
-    train_source: str = MISSING  # hub id | .json/.jsonl/.parquet/.csv file | directory
+    train_source: str = ""  # required: hub id | .json/.jsonl/.parquet/.csv file | directory
     eval_source: str | None = None  # None: hold out eval_share of the train rows
     train_split: str = "train"  # split of a directory or hub source (a single file is read whole)
     eval_split: str = "test"
@@ -170,7 +170,7 @@ class CustomTask(Task):
     @classmethod
     def prepare_config(cls, cfg: Any) -> None:
         t = cfg.task
-        if OmegaConf.is_missing(t, "train_source") or not t.train_source:
+        if not t.train_source:
             raise TaskInputError(
                 "task.train_source: required (a hub id, or a local JSON/JSONL/Parquet/CSV file or directory)"
             )
