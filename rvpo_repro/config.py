@@ -190,19 +190,40 @@ GROUP_SCHEMAS: dict[str, type] = {
 
 
 def register_configs() -> None:
-    """Register the top-level schema and one `<group>_schema` option per group."""
+    """Register the top-level schemas and one `<group>_schema` per group, `<task>_schema` per task.
+
+    They are stored at the root of the config store, not inside their groups, so that option
+    lists (`--help`, tab completion) show only real choices; a group's YAML files pull theirs in
+    with `- /<group>_schema@_here_` in their defaults list.
+    """
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     for group, schema in GROUP_SCHEMAS.items():
-        cs.store(group=group, name=f"{group}_schema", node=schema)
+        cs.store(name=f"{group}_schema", node=schema)
     from rvpo_repro.tasks import TASKS  # each task brings its own schema
 
     for name, task in TASKS.items():
-        cs.store(group="task", name=f"{name}_schema", node=task.schema)
+        cs.store(name=f"{name}_schema", node=task.schema)
 
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+def conf_dir() -> Path:
+    """The config tree: `rvpo_repro/conf` inside an installed wheel, else the repository's `conf/`.
+
+    The repository keeps `conf/` at its top, where users look for it; the wheel ships the same
+    files as package data under `rvpo_repro/conf` (pyproject's package-dir mapping), so the
+    console scripts find their configs from any directory, editable install or not.
+    """
+    packaged = Path(__file__).resolve().parent / "conf"
+    if (packaged / "train.yaml").is_file():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "conf"
+    if (source / "train.yaml").is_file():
+        return source
+    raise FileNotFoundError(f"no config tree at {packaged} (installed) or {source} (source checkout)")
+
+
+CONF_DIR = conf_dir()
 
 
 def compose(

@@ -10,17 +10,16 @@ includes the checkpoint path), so it never overwrites the training run's own rec
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, open_dict
 
 from rvpo_repro import records
-from rvpo_repro.config import register_configs, validate
+from rvpo_repro.cli import run_hydra
+from rvpo_repro.config import validate
 from rvpo_repro.models import load_model, load_tokenizer
 from rvpo_repro.pipeline import build_task, evaluate_policy, save_result, seed_everything
-from rvpo_repro.tasks import TaskInputError, prepare_config
+from rvpo_repro.tasks import prepare_config
 from rvpo_repro.tracking import wandb_run
 
 log = logging.getLogger("rvpo_repro.evaluate")
@@ -58,17 +57,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> Path:
     return run_dir
 
 
-@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    try:
-        evaluate_checkpoint(cfg)
-    except TaskInputError as exc:  # bad data or user code: its one-line message, no traceback
-        sys.exit(f"error: {exc}")
-
-
 def main() -> None:
-    register_configs()
-    _hydra_main()
+    run_hydra(evaluate_checkpoint, "evaluate")
 
 
 if __name__ == "__main__":

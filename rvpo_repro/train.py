@@ -8,17 +8,16 @@ rvpo-train -m aggregator=grpo,gdpo,rvpo seed=0,1,2    # Hydra multirun
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
 from rvpo_repro import records
 from rvpo_repro.aggregators import aggregator_from_config
-from rvpo_repro.config import register_configs, validate
+from rvpo_repro.cli import run_hydra
+from rvpo_repro.config import validate
 from rvpo_repro.models import load_model, load_tokenizer, resolve_model_path
 from rvpo_repro.pipeline import (
     build_task,
@@ -29,7 +28,7 @@ from rvpo_repro.pipeline import (
     save_result,
     seed_everything,
 )
-from rvpo_repro.tasks import TaskInputError, prepare_config
+from rvpo_repro.tasks import prepare_config
 from rvpo_repro.tracking import wandb_run
 
 log = logging.getLogger("rvpo_repro.train")
@@ -146,17 +145,8 @@ def train_and_evaluate(cfg: DictConfig) -> Path:
     return run_dir
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    try:
-        train_and_evaluate(cfg)
-    except TaskInputError as exc:  # bad data or user code: its one-line message, no traceback
-        sys.exit(f"error: {exc}")
-
-
 def main() -> None:
-    register_configs()
-    _hydra_main()
+    run_hydra(train_and_evaluate, "train")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def _cli(module: str) -> list[str]:
-    return [sys.executable, "-m", f"rvpo_repro.{module}"]
-
-
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}  # fmt: skip
@@ -48,7 +44,7 @@ def test_own_task_trains_sweeps_and_reports_from_outside_the_repo(tmp_path, cach
         "logger=disabled",
         f"paths.cache_dir={cache_dir}",
     ]
-    train = _run([*_cli("train"), *common, "aggregator=rvpo"], tmp_path)
+    train = _run([str(BIN / "rvpo-train"), *common, "aggregator=rvpo"], tmp_path)
     assert train.returncode == 0, train.stderr[-3000:]
     (run_dir,) = (tmp_path / "results" / "runs" / "my_task").iterdir()
     rec = load_record(run_dir)
@@ -67,13 +63,13 @@ def test_own_task_trains_sweeps_and_reports_from_outside_the_repo(tmp_path, cach
     assert rec.example_columns["custom/answer_length"] == "custom/answer_length"
     assert len(load_examples(run_dir)) == 4
 
-    sweep = _run([*_cli("train"), "-m", *common, "aggregator=grpo,rvpo", "seed=0"], tmp_path)
+    sweep = _run([str(BIN / "rvpo-train"), "-m", *common, "aggregator=grpo,rvpo", "seed=0"], tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     assert "skipping finished run tiny-custom-rvpo-s0-" in sweep.stderr + sweep.stdout  # same config: reused
     runs = sorted(p.name.split("-s0-")[0] for p in (tmp_path / "results" / "runs" / "my_task").iterdir())
     assert runs == ["tiny-custom-grpo", "tiny-custom-rvpo"]
 
-    report = _run([*_cli("report"), "--experiment", "my_task", "--baseline", "grpo"], tmp_path)
+    report = _run([str(BIN / "rvpo-report"), "--experiment", "my_task", "--baseline", "grpo"], tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     table = (tmp_path / "results" / "tables" / "my_task.md").read_text()
     assert "rewards/all_constraints" in table and "grpo" in table and "rvpo" in table

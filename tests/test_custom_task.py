@@ -395,13 +395,14 @@ def test_evaluate_through_the_generic_rewards_eval_plus_custom_functions(cwd):
     ],
 )
 def test_rvpo_train_prints_one_line(cwd, cache_dir, rewards, expected):
-    from rvpo_repro import train
+    from rvpo_repro.cli import one_line_errors
+    from rvpo_repro.train import train_and_evaluate
 
     mod = module(cwd, REWARDS)
     cfg = compose(["task=custom", f"task.train_source={EXAMPLE_DATA}", f"task.rewards={rewards.format(mod=mod)}",
                    f"paths.results_dir={cwd / 'results'}", f"paths.cache_dir={cache_dir}", "logger=disabled"])  # fmt: skip
     with pytest.raises(SystemExit) as e:
-        train._hydra_main(cfg)
+        one_line_errors(train_and_evaluate)(cfg)
     assert str(e.value.code).startswith(expected.format(mod=mod)) and "\n" not in str(e.value.code)
 
 
