@@ -8,6 +8,7 @@ install and from a wheel alike.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -69,6 +70,41 @@ def help_text(config_name: str) -> str:
     return "\n".join(lines)
 
 
+def exit_codes() -> dict[type[BaseException], int]:
+    """Errors the entry points report in one line, with their exit status."""
+    from rvpo_repro.config import ConfigError
+    from rvpo_repro.run.lock import RunLockedError
+    from rvpo_repro.tasks.base import TaskInputError
+
+    return {ConfigError: 2, TaskInputError: 2, RunLockedError: 75, KeyboardInterrupt: 130}
+
+
+def one_line_errors(task_function: Callable, prog: str) -> Callable:
+    """`task_function` with a config error, bad task input (data or user code), a held run lock or
+    Ctrl-C reported as one line on stderr and its exit status (`exit_codes`), not a traceback.
+
+    In a multirun, config and input errors and held locks fail only their own job (Hydra logs it
+    and the sweep goes on); Ctrl-C stops the sweep.
+    """
+
+    @functools.wraps(task_function)
+    def job(cfg) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        codes = exit_codes()
+        try:
+            task_function(cfg)
+        except tuple(codes) as exc:
+            multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+            if multirun and not isinstance(exc, KeyboardInterrupt):
+                raise
+            print(f"{prog}: {exc or 'interrupted'}", file=sys.stderr, flush=True)
+            raise SystemExit(next(c for t, c in codes.items() if isinstance(exc, t))) from None
+
+    return job
+
+
 def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | None = None) -> None:
     """Run `task_function(cfg)` under Hydra with this installation's config tree."""
     import hydra
@@ -83,7 +119,8 @@ def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | N
     if argv is not None:
         sys.argv = [sys.argv[0], *args]
     main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
-    main(task_function)()
+    prog = "rvpo-train" if config_name == "train" else "rvpo-eval"
+    main(one_line_errors(task_function, prog))()
 
 
 # Console scripts (pyproject [project.scripts]). The job modules import torch, TRL and the models;

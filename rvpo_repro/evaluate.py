@@ -14,14 +14,13 @@ from omegaconf import DictConfig
 
 from rvpo_repro.cli import run_hydra
 from rvpo_repro.run.job import evaluate_checkpoint
-from rvpo_repro.train import exit_on_known_error
 
 __all__ = ["evaluate_checkpoint", "main"]
 
 
 def job(cfg: DictConfig) -> None:
     """The Hydra task of `rvpo-eval` (rvpo_repro.cli.evaluate)."""
-    exit_on_known_error(evaluate_checkpoint, cfg, "rvpo-eval")
+    evaluate_checkpoint(cfg)
 
 
 def main() -> None:

@@ -47,7 +47,13 @@ def method_label(agg_cfg: dict) -> str:
     skip = {"reduce", "use_item_weights"}
     for key in sorted(agg_cfg):
         v = agg_cfg[key]
-        if key == "name" or key in _RISK_KEYS or key in skip or v is None or (key in _DEFAULTS and v == _DEFAULTS[key]):
+        if (
+            key == "name"
+            or key in _RISK_KEYS
+            or key in skip
+            or v is None
+            or (key in _DEFAULTS and v == _DEFAULTS[key])
+        ):
             continue
         parts.append(f"{key}={_value(v)}")
     return f"{agg_cfg['name']} ({', '.join(parts)})" if parts else str(agg_cfg["name"])

@@ -22,7 +22,7 @@ from rvpo_repro.config import grpo_kwargs, validate
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.run import record as record_mod
 from rvpo_repro.run.lock import run_lock
-from rvpo_repro.tasks import get_task
+from rvpo_repro.tasks import get_task, prepare_config
 from rvpo_repro.tasks.base import EvalResult, Task, TaskData
 from rvpo_repro.tracking import log_eval_table, wandb_info, wandb_run
 
@@ -200,6 +200,7 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
     from rvpo_repro.aggregators import aggregator_from_config
 
     validate(cfg)
+    prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
     aggregator = aggregator_from_config(cfg.aggregator)
     cfg_hash, rid, run_dir = record_mod.config_hash(cfg), record_mod.run_id(cfg), record_mod.run_dir(cfg)
     if record_mod.find_finished(run_dir, cfg_hash) is not None:
@@ -288,6 +289,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Path:
     from rvpo_repro.models import load_model, load_tokenizer
 
     validate(cfg)
+    prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
     checkpoint = Path(cfg.checkpoint)
     if not (checkpoint / "config.json").exists():
         raise FileNotFoundError(

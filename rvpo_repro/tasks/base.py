@@ -10,6 +10,11 @@ from rvpo_repro.evals.base import EvalResult  # noqa: F401  (re-exported: its ol
 from rvpo_repro.rewards import RewardChannel
 
 
+class TaskInputError(ValueError):
+    """Bad input a user hands a task (data, columns, reward or eval code). The message is one line
+    naming the source, column, function or row, so entry points print it without a traceback."""
+
+
 @dataclass
 class TaskData:
     """What a task hands the trainer and the evaluator."""
@@ -30,6 +35,11 @@ class Task:
     def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache", eval_judge: Any = None):
         # eval_judge: the judge that grades evaluations (HealthBench); None = the training judge
         self.cfg, self.judge, self.cache_dir, self.eval_judge = cfg, judge, cache_dir, eval_judge
+
+    @classmethod
+    def prepare_config(cls, cfg: Any) -> None:
+        """Check the task's settings and pin into `cfg` what the config alone does not fix (hashes of
+        user code and data), before the run is hashed. Called by the entry points; default: nothing."""
 
     def build(self, tokenizer: Any, seed: int) -> TaskData:
         raise NotImplementedError
@@ -53,6 +63,13 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
         return cls
 
     return deco
+
+
+def prepare_config(cfg: Any) -> None:
+    """`Task.prepare_config` of the task `cfg.task` selects (see there)."""
+    name = cfg.task.name
+    if name in TASKS:
+        TASKS[name].prepare_config(cfg)
 
 
 def get_task(cfg: Any, judge: Any = None, cache_dir: str = ".cache", eval_judge: Any = None) -> Task:

@@ -68,7 +68,9 @@ def test_seeds_of_one_config_are_one_group(tmp_path):
 
 def test_a_seed_key_fixed_at_one_value_is_a_setting_not_the_seed(tmp_path):
     # as rvpo-train records it: task.data_seed stays 0 whatever the run's seed
-    write_runs(tmp_path, "toy", ["rvpo"], seeds=(0, 1, 2), with_history=False, extra_config={"eval": {"seed": 0}})
+    write_runs(
+        tmp_path, "toy", ["rvpo"], seeds=(0, 1, 2), with_history=False, extra_config={"eval": {"seed": 0}}
+    )
     assert report.load_runs(tmp_path, "toy").df.config_key.nunique() == 1
 
 
