@@ -65,7 +65,7 @@ def load(name: str, overrides: list[str] | None = None) -> Sweep:
         )
     from rvpo_repro.config import compose
 
-    cfg = compose([f"+sweeps={name}", *(overrides or [])], return_hydra_config=True)
+    cfg = compose([f"+sweeps={name}"], return_hydra_config=True)  # overrides may sweep: used in expand
     params = {str(k): str(v) for k, v in (cfg.hydra.sweeper.params or {}).items()}
     if not params:
         raise ValueError(f"{path}: hydra.sweeper.params is empty; a sweep names the values it sweeps")
@@ -240,8 +240,12 @@ def total_gpu_hours(launches: list[Launch]) -> float:
 
 # ------------------------------------------------------------------ printing
 def _risk(agg: Any) -> str:
+    if agg.name == "hard_min":
+        return "inf"
+    if agg.name == "variance_penalty":
+        return f"beta={agg.beta:g}"
     if agg.name != "rvpo":
-        return {"hard_min": "inf", "variance_penalty": f"beta={agg.beta:g}"}.get(str(agg.name), "-")
+        return "-"
     if agg.schedule in (None, "constant"):
         return f"{agg.risk:g}"
     return f"{agg.risk_start:g}->{agg.risk_end:g} {agg.schedule}"
