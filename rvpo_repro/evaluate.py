@@ -5,59 +5,24 @@
 
 The record lands under experiment `<experiment_name>-eval`, keyed by the config hash (which
 includes the checkpoint path), so it never overwrites the training run's own record.
+Exit codes as `rvpo-train`'s.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from rvpo_repro import records
-from rvpo_repro.config import register_configs, validate
-from rvpo_repro.models import load_model, load_tokenizer
-from rvpo_repro.pipeline import build_task, evaluate_policy, save_result, seed_everything
-from rvpo_repro.tracking import wandb_run
+from rvpo_repro.config import register_configs
+from rvpo_repro.run.job import evaluate_checkpoint
+from rvpo_repro.train import exit_on_known_error
 
-log = logging.getLogger("rvpo_repro.evaluate")
-
-
-def evaluate_checkpoint(cfg: DictConfig) -> Path:
-    """Evaluate `cfg.checkpoint` with the config's task and eval settings; returns the record dir."""
-    validate(cfg)
-    checkpoint = Path(cfg.checkpoint)
-    if not (checkpoint / "config.json").exists():
-        raise FileNotFoundError(
-            f"checkpoint={checkpoint}: no saved model there (expected {checkpoint}/config.json)"
-        )
-    with open_dict(cfg):
-        cfg.experiment_name = f"{cfg.experiment_name}-eval"
-        cfg.model.source = "pretrained"
-        cfg.model.path = str(checkpoint.resolve())
-    cfg_hash, rid, run_dir = records.config_hash(cfg), records.run_id(cfg), records.run_dir(cfg)
-    if records.find_finished(run_dir, cfg_hash) is not None:
-        log.info("skipping finished evaluation %s: %s", rid, run_dir / records.RESULT_FILE)
-        return run_dir
-    started = records.utc_now()
-    with wandb_run(cfg, rid, records.redact(records.resolved_config(cfg))) as wb:
-        seed_everything(cfg.seed)
-        tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
-        model = load_model(cfg.model, cfg.paths.cache_dir)
-        task, data = build_task(cfg, tokenizer)
-        result = evaluate_policy(cfg, task, data, model, str(checkpoint), tokenizer)
-        record = records.new_record(
-            cfg, result.metrics, started_at=started, extra={"checkpoint": str(checkpoint)}
-        )
-        summary = save_result(run_dir, record, result, wb)
-    log.info("evaluation %s done: %s", rid, summary)
-    return run_dir
+__all__ = ["evaluate_checkpoint", "main"]
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
-    evaluate_checkpoint(cfg)
+    exit_on_known_error(evaluate_checkpoint, cfg, "rvpo-eval")
 
 
 def main() -> None:

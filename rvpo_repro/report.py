@@ -1,7 +1,7 @@
 """Report of an experiment: tables (Markdown, CSV, LaTeX), figures (PNG) and a static HTML page.
 
 python -m rvpo_repro.report --experiment toy [--results-dir results] [--out results] [--baseline gdpo]
-    [--metric all_constraints] [--seed 0] [--paper-reference results/paper_reference.yaml]
+    [--metric rewards/all_constraints] [--seed 0] [--paper-reference results/paper_reference.yaml]
 
 Writes <out>/tables/<experiment>.{md,csv,tex}, <out>/figures/<experiment>/*.png and
 <out>/report/<experiment>/index.html. One row of the table per (model, task, method, metric): the
@@ -145,6 +145,12 @@ def example_scores(runs: Runs, run_dirs: list[str], metric: str, primary: str) -
         except (FileNotFoundError, KeyError, ValueError):
             return None
         value = runs.records[d].metrics[metric]["value"]
+        declared = runs.records[d].example_columns.get(metric)
+        if declared is not None:  # the eval said which column decomposes the metric
+            if declared not in ex:
+                return None
+            series.append(ex[declared].astype(float))
+            continue
         ok = [
             c
             for c in _candidates(ex, metric, primary)
@@ -430,7 +436,7 @@ def command_line(experiment, results_dir, out, baseline, metric, seed, reference
 
 
 def build_report(experiment: str, results_dir: str | Path = "results", out: str | Path = "results",
-                 baseline: str = "gdpo", metric: str = "all_constraints", seed: int = 0,
+                 baseline: str = "gdpo", metric: str | None = None, seed: int = 0,
                  reference: str | Path | None = DEFAULT_REFERENCE, command: str | None = None) -> Report:  # fmt: skip
     """Tables, figures and page of one experiment. Raises FileNotFoundError when it has no runs."""
     from rvpo_repro import figures  # imports matplotlib: only when drawing
@@ -441,6 +447,10 @@ def build_report(experiment: str, results_dir: str | Path = "results", out: str 
             f"no finished runs (result.json) under {Path(results_dir) / 'runs' / experiment}"
         )
     ref = load_reference(reference)
+    if metric is None:  # the primary metric the runs' evaluation declared
+        declared = sorted({r.primary_metric for r in runs.records.values() if r.primary_metric})
+        fallback = [m for m in ("rewards/all_constraints", "all_constraints") if m in runs.metrics]
+        metric = declared[0] if len(declared) == 1 else (fallback or runs.metrics or [""])[0]
     notes = []
     if not ((runs.df.aggregator == baseline) | (runs.df.method == baseline)).any():
         notes.append(
@@ -473,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", default="results", help="holds runs/<experiment>/<run>/")
     p.add_argument("--out", default="results", help="tables/, figures/ and report/ go here")
     p.add_argument("--baseline", default="gdpo", help="aggregator (or method label) tested against")
-    p.add_argument("--metric", default="all_constraints", help="primary metric (per-example column `score`)")
+    p.add_argument(
+        "--metric", default=None, help="primary metric (default: the one the runs' evaluation declares)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every bootstrap draw")
     p.add_argument("--paper-reference", default=str(DEFAULT_REFERENCE), help="the paper's numbers (YAML)")
     args = p.parse_args(argv)

@@ -70,14 +70,16 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
     assert rec.started_at < rec.finished_at
     assert rec.extra["train"]["global_step"] == 10
     for name in ["all_constraints", "fluency", "upper", "digit", "bottleneck"]:
-        assert 0.0 <= rec.metrics[name]["value"] <= 3.0
-    assert rec.metrics["digit"]["stderr"] is not None and rec.metrics["digit"]["n"] == 8
+        assert 0.0 <= rec.metrics[f"rewards/{name}"]["value"] <= 3.0
+    assert rec.metrics["rewards/digit"]["stderr"] is not None and rec.metrics["rewards/digit"]["n"] == 8
+    assert rec.primary_metric == "rewards/all_constraints"
+    assert rec.example_columns["rewards/all_constraints"] == "all_constraints"
 
     examples = load_examples(run_dir)
     assert len(examples) == 8 and len({e["id"] for e in examples}) == 8
-    assert {"id", "score", "fluency", "upper", "digit"} <= set(examples[0])
-    mean_score = sum(e["score"] for e in examples) / len(examples)
-    assert mean_score == pytest.approx(rec.metrics["all_constraints"]["value"])
+    assert {"id", "all_constraints", "fluency", "upper", "digit"} <= set(examples[0])
+    mean_score = sum(e["all_constraints"] for e in examples) / len(examples)
+    assert mean_score == pytest.approx(rec.metrics["rewards/all_constraints"]["value"])
     assert (run_dir / "model" / "model.safetensors").exists()
     history = load_log_history(run_dir)  # per-step curves for the report
     steps = [h for h in history if "channels/digit/satisfied" in h]

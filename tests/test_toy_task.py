@@ -49,13 +49,31 @@ def test_evaluate_metrics_bottleneck_and_examples(tokenizer):
     result = task.evaluate(data.eval_dataset, gens, tokenizer)
     ex = {e["id"]: e for e in result.examples}
     first, second = data.eval_dataset["id"]
-    assert ex[first]["score"] == 0.5 and ex[second]["score"] == 1.0
+    assert ex[first]["all_constraints"] == 0.5 and ex[second]["all_constraints"] == 1.0
     assert ex[first]["upper"] == 0.5 and ex[first]["digit"] == 0.5
     m = result.metrics
-    assert m["all_constraints"]["value"] == 0.75 and m["all_constraints"]["n"] == 2
-    assert m["all_constraints"]["stderr"] == pytest.approx(0.25)
-    assert m["upper"]["value"] == 0.75 and m["digit"]["value"] == 0.75
-    assert m["bottleneck"]["value"] == 0.75 and m["bottleneck"]["channel"] in {"upper", "digit"}
+    assert m["rewards/all_constraints"]["value"] == 0.75 and m["rewards/all_constraints"]["n"] == 2
+    assert m["rewards/all_constraints"]["stderr"] == pytest.approx(0.25)
+    assert m["rewards/upper"]["value"] == 0.75 and m["rewards/digit"]["value"] == 0.75
+    assert m["rewards/bottleneck"]["value"] == 0.75 and m["rewards/bottleneck"]["channel"] in {
+        "upper",
+        "digit",
+    }
+    # every metric with a per-example column is that column's mean over the examples
+    assert result.primary == "rewards/all_constraints"
+    for name, column in result.columns.items():
+        assert m[name]["value"] == pytest.approx(sum(e[column] for e in result.examples) / 2)
+    assert "rewards/bottleneck" not in result.columns  # a min over channel means: no per-example column
+
+
+def test_absent_channel_is_left_out_not_failed():
+    from rvpo_repro.evals.rewards import evaluate_channels
+    from rvpo_repro.rewards import RewardChannel
+
+    channels = [RewardChannel("a", binary=True), RewardChannel("b", binary=True)]
+    result = evaluate_channels(["x"], [["s1", "s2"]], channels, lambda i, s: [[1.0, None], [0.0, None]])
+    assert result.examples[0]["all_constraints"] == 0.5  # b absent: only a decides
+    assert "rewards/b" not in result.metrics and result.metrics["rewards/a"]["value"] == 0.5
 
 
 def test_unknown_task_lists_registered():

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rvpo_repro.evals.base import EvalResult  # noqa: F401  (re-exported: its old home)
 from rvpo_repro.rewards import RewardChannel
 
 
@@ -17,12 +18,7 @@ class TaskData:
     eval_dataset: Any  # datasets.Dataset with "id" and "prompt" columns (+ task fields)
     reward_funcs: list[Callable]  # TRL-style single-channel functions or MultiChannelReward objects
     channels: list[RewardChannel] = field(default_factory=list)
-
-
-@dataclass
-class EvalResult:
-    metrics: dict[str, dict]  # name -> {"value", "stderr", "n"} (see rvpo_repro.records.metric)
-    examples: list[dict]  # one row per eval example: "id", "score", sub-scores
+    extra: dict = field(default_factory=dict)  # facts about the data for the run record (e.g. truncation)
 
 
 class Task:

@@ -14,13 +14,14 @@ rate (upper and digit) and the bottleneck channel measure it.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Any
 
+from rvpo_repro.evals.base import EvalResult
+from rvpo_repro.evals.rewards import evaluate_channels
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel, completion_text
-from rvpo_repro.tasks.base import EvalResult, Task, TaskData, register_task
+from rvpo_repro.tasks.base import Task, TaskData, register_task
 
 TEMPLATES = [
     "Write a line about the {w}.",
@@ -86,15 +87,6 @@ def make_prompts(cfg: ToyConstraintsConfig) -> tuple[list[dict], list[dict]]:
     return rows("train", train_words, cfg.num_train_prompts), rows("eval", eval_words, cfg.num_eval_prompts)
 
 
-def _mean_stderr(xs: list[float]) -> tuple[float, float | None]:
-    n = len(xs)
-    mean = sum(xs) / n
-    if n < 2:
-        return mean, None
-    var = sum((x - mean) ** 2 for x in xs) / (n - 1)
-    return mean, math.sqrt(var / n)
-
-
 @register_task("toy_constraints")
 class ToyConstraintsTask(Task):
     schema = ToyConstraintsConfig
@@ -116,29 +108,9 @@ class ToyConstraintsTask(Task):
 
     def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
         rewards = self._rewards()
-        names = [c.name for c in rewards.channels]
-        binary = [c.name for c in rewards.channels if c.binary]
-        examples = []
-        for row, samples in zip(eval_dataset, generations, strict=True):
-            scored = [dict(zip(names, rewards.score_text(s), strict=True)) for s in samples]
-            per_channel = {n: sum(s[n] for s in scored) / len(scored) for n in names}
-            all_ok = sum(all(s[b] == 1.0 for b in binary) for s in scored) / len(scored)
-            examples.append({"id": row["id"], "score": all_ok, **per_channel, "completion": samples[0]})
-
-        metrics: dict[str, dict] = {}
-        for key in ["score", *names]:
-            mean, se = _mean_stderr([e[key] for e in examples])
-            metrics["all_constraints" if key == "score" else key] = {
-                "value": mean,
-                "stderr": se,
-                "n": len(examples),
-            }
-        normalised = {c.name: c.normalise(metrics[c.name]["value"]) for c in rewards.channels}
-        worst = min(normalised, key=normalised.get)
-        metrics["bottleneck"] = {
-            "value": normalised[worst],
-            "stderr": None,
-            "n": len(examples),
-            "channel": worst,
-        }
-        return EvalResult(metrics=metrics, examples=examples)
+        return evaluate_channels(
+            list(eval_dataset["id"]),
+            generations,
+            rewards.channels,
+            lambda _, samples: [rewards.score_text(s) for s in samples],
+        )
