@@ -15,7 +15,12 @@ HARDWARE: dict[str, Any] = {
     "peak_flops": 989e12,  # dense bf16 FLOP/s of an H100 SXM
     "mfu": 0.25,  # model FLOPs utilisation of the training passes
     # decode tokens/s per GPU of colocated vLLM (TP 1, the model group's memory share, batch ~100s)
-    "decode_tokens_per_s": {"qwen2.5-1.5b": 12000, "qwen2.5-3b": 8000, "qwen2.5-7b": 4000, "qwen2.5-14b": 2000},
+    "decode_tokens_per_s": {
+        "qwen2.5-1.5b": 12000,
+        "qwen2.5-3b": 8000,
+        "qwen2.5-7b": 4000,
+        "qwen2.5-14b": 2000,
+    },
     "params": {"qwen2.5-1.5b": 1.54e9, "qwen2.5-3b": 3.09e9, "qwen2.5-7b": 7.62e9, "qwen2.5-14b": 14.77e9},
     "judge_calls_per_s_per_gpu": 40.0,  # Qwen2.5-7B judge on vLLM, ~1.2k-token prompts, prefix caching
     "overhead": 1.25,  # weight sync to vLLM, logging, checkpoint saves
@@ -41,7 +46,13 @@ TASKS: dict[str, dict[str, float]] = {
         "eval_hours": 0.1,
     },
     # RLLA-4k system prompt with tool specs; <think> + <tool_call> / <response>; BFCL single-turn
-    "toolrl": {"prompt_tokens": 1000, "completion_tokens": 300, "judge_items": 0, "judge_gpus": 0, "eval_hours": 0.25},
+    "toolrl": {
+        "prompt_tokens": 1000,
+        "completion_tokens": 300,
+        "judge_items": 0,
+        "judge_gpus": 0,
+        "eval_hours": 0.25,
+    },
 }
 
 
@@ -63,7 +74,9 @@ def estimate(cfg: Any, assumptions: dict[str, Any] | None = None) -> Estimate:
     if name not in HARDWARE["params"]:
         return Estimate()
     if task not in TASKS:
-        raise ValueError(f"no cost assumptions for task {task!r}; known: {sorted(TASKS)} (rvpo_repro/cost.py)")
+        raise ValueError(
+            f"no cost assumptions for task {task!r}; known: {sorted(TASKS)} (rvpo_repro/cost.py)"
+        )
     a = {**HARDWARE, **TASKS[task], **(assumptions or {})}
     gpus = max(int(cfg.model.num_gpus), 1)
     t = cfg.trainer
@@ -76,7 +89,9 @@ def estimate(cfg: Any, assumptions: dict[str, Any] | None = None) -> Estimate:
     train_s = passes * a["params"][name] * tokens / (gpus * a["peak_flops"] * a["mfu"])
     gen_s = per_step * a["completion_tokens"] / (gpus * a["decode_tokens_per_s"][name])
     judge_gpus = int(a["judge_gpus"]) if cfg.judge.backend != "none" else 0
-    judge_s = per_step * a["judge_items"] / (judge_gpus * a["judge_calls_per_s_per_gpu"]) if judge_gpus else 0.0
+    judge_s = (
+        per_step * a["judge_items"] / (judge_gpus * a["judge_calls_per_s_per_gpu"]) if judge_gpus else 0.0
+    )
     step_s = (gen_s + train_s + judge_s) * a["overhead"]
     n_evals = 1 + (t.max_steps // t.save_steps if t.get("eval_checkpoints") else 0)
     hours = t.max_steps * step_s / 3600 + n_evals * a["eval_hours"]

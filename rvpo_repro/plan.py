@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from rvpo_repro.cost import Estimate, estimate
 
@@ -165,9 +166,9 @@ def accelerate_env(strategy: str) -> dict[str, str]:
     config = ACCELERATE_DIR / f"{strategy}.yaml"
     if not config.exists():
         raise ValueError(f"no accelerate config {config} (model.accelerate={strategy!r})")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    saved, os.environ = os.environ, clean  # type: ignore[assignment]  # derive from the file alone
-    try:
+    with mock.patch.dict(os.environ):  # derive from the file alone; the environment is restored after
+        for var in [v for v in os.environ if v.startswith("ACCELERATE_")]:
+            del os.environ[var]
         args = launch_command_parser().parse_args(["--config_file", str(config), "-m", "rvpo_repro.train"])
         args, defaults, mp_from_config = _validate_launch_command(args)
         if args.use_deepspeed:  # as accelerate's launch_command does before deepspeed_launcher
@@ -176,8 +177,6 @@ def accelerate_env(strategy: str) -> dict[str, str]:
             _, env = prepare_deepspeed_cmd_env(args)
         else:
             env = prepare_multi_gpu_env(args)
-    finally:
-        os.environ = saved  # type: ignore[assignment]
     return {k: str(v) for k, v in env.items() if k.startswith("ACCELERATE_") and "DYNAMO" not in k}
 
 
@@ -207,7 +206,7 @@ def launch_command(
     args.append("+launcher=slurm_ddp" if gpus > 1 else "+launcher=slurm")
     args += [f"hydra.launcher.gpus_per_node={gpus}"] if gpus else []
     args.append(f"hydra.launcher.timeout_min={math.ceil(min(max(hours * 1.25, 1.0), max_hours) * 60)}")
-    for key, value in (accelerate_env(accelerate).items() if gpus > 1 else ()):
+    for key, value in accelerate_env(accelerate).items() if gpus > 1 else ():
         # quoted where Hydra would read a bool, null or a list: the variable gets the text verbatim
         value = f'"{value}"' if value.lower() in ("true", "false", "null") or "," in value else value
         args.append(f"++hydra.job.env_set.{key}={value}")
@@ -242,6 +241,8 @@ def total_gpu_hours(launches: list[Launch]) -> float:
 def _risk(agg: Any) -> str:
     if agg.name == "hard_min":
         return "inf"
+    if agg.name == "gdpo" and agg.get("reduce") == "mean":
+        return "0"  # exactly RVPO at k = 0
     if agg.name == "variance_penalty":
         return f"beta={agg.beta:g}"
     if agg.name != "rvpo":
@@ -335,7 +336,10 @@ def launch(launches: list[Launch], launcher: str) -> int:
         codes = [subprocess.run(x.command).returncode for x in launches]
     failed = [x.model for x, rc in zip(launches, codes, strict=True) if rc != 0]
     if failed:
-        print(f"failed: {', '.join(failed)} (rerun the same command: finished runs are skipped)", file=sys.stderr)
+        print(
+            f"failed: {', '.join(failed)} (rerun the same command: finished runs are skipped)",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 

@@ -68,7 +68,16 @@ FAMILIES = {
     "rubric_science": ("rar_science", ["gpqa"], 16, ("3b", "7b", "14b")),
     "tool_calling": ("toolrl", None, 4, ("1.5b", "3b")),
 }
-AGGREGATORS = ("grpo", "gdpo", "rvpo", "rvpo_annealed", "rvpo_k5", "hard_min", "variance_penalty")
+AGGREGATORS = (
+    "grpo",
+    "gdpo",
+    "gdpo_mean",
+    "rvpo",
+    "rvpo_annealed",
+    "rvpo_k5",
+    "hard_min",
+    "variance_penalty",
+)
 COMBOS = [(f, s, a) for f, spec in FAMILIES.items() for s in spec[3] for a in AGGREGATORS]
 
 
@@ -76,7 +85,7 @@ COMBOS = [(f, s, a) for f, spec in FAMILIES.items() for s in spec[3] for a in AG
 def test_family_composes_with_every_model_and_aggregator(family, size, aggregator):
     task, evals, group, _ = FAMILIES[family]
     cfg = compose([f"experiment={family}", f"model=qwen2.5-{size}", f"aggregator={aggregator}"])
-    validate(cfg)
+    validate(cfg, construct_trl=False)  # GRPOConfig itself: once per family, below
     OmegaConf.to_container(cfg, resolve=False, throw_on_missing=True)
     assert cfg.experiment_name == family
     assert cfg.model.name == f"qwen2.5-{size}" and cfg.model.path == f"Qwen/Qwen2.5-{size.upper()}-Instruct"
@@ -98,6 +107,7 @@ def test_tool_calling_is_verl_gdpos_recipe():
     t = cfg.trainer
     assert (t.learning_rate, t.num_generations, t.max_completion_length) == (1e-6, 4, 1024)
     assert t.beta == 0.0  # upstream use_kl_loss=False: no KL in the loss GDPO's update sees
+    assert t.entropy_coef == 0.001  # verl's default entropy coefficient
     assert cfg.aggregator.eps == 1e-6  # verl's epsilon
     assert t.generation_batch_size == 512 * 4 and t.max_steps == 105 * 4  # 15 epochs of 3920 // 512
     assert cfg.task.max_prompt_tokens == 2048 and cfg.task.bfcl_per_category is None
@@ -107,7 +117,9 @@ def test_tool_calling_is_verl_gdpos_recipe():
 
 def test_rubric_families_use_the_papers_schedule_by_default():
     for family in ("rubric_medicine", "rubric_science"):
-        a = compose([f"experiment={family}"]).aggregator
+        cfg = compose([f"experiment={family}"])
+        validate(cfg)  # GRPOConfig accepts the family's trainer keys
+        a = cfg.aggregator
         assert (a.name, a.schedule, a.risk_start, a.risk_end) == ("rvpo", "linear", 0.5, 2.0)
 
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from rvpo_repro.config import compose
 from rvpo_repro.judges.scripted import ScriptedJudge
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.rubric import PitfallConvention, RubricReward, RubricTaskConfig, select_items

@@ -32,11 +32,12 @@ def _at_root(monkeypatch):
 # ----------------------------------------------------------------------------- expectations
 # Written out independently of the sweep files: (model, task, aggregator signature, seed) per run.
 GRPO = ("grpo",)
-GDPO = ("gdpo",)
+GDPO = ("gdpo", "sum")
+GDPO_MEAN = ("gdpo", "mean")
 RVPO_K1 = ("rvpo", "constant", 1.0)
 RVPO_K5 = ("rvpo", "constant", 5.0)
 RVPO_ANNEALED = ("rvpo", "linear", 0.5, 2.0)
-RUBRIC_AGGS = (GRPO, GDPO, RVPO_ANNEALED)
+RUBRIC_AGGS = (GRPO, GDPO, GDPO_MEAN, RVPO_ANNEALED)  # both GDPO variants
 
 
 def agg_signature(agg) -> tuple:
@@ -46,6 +47,8 @@ def agg_signature(agg) -> tuple:
         return ("rvpo", agg.schedule, float(agg.risk_start), float(agg.risk_end))
     if agg.name == "variance_penalty":
         return ("variance_penalty", float(agg.beta))
+    if agg.name == "gdpo":
+        return ("gdpo", agg.reduce or "sum")
     return (agg.name,)
 
 
@@ -63,12 +66,17 @@ EXPECTED = {
     "risk_ablation": _cells(
         ("qwen2.5-7b",),
         "rar_medicine",
-        (RVPO_K5, RVPO_ANNEALED, GDPO, ("hard_min",), ("variance_penalty", 0.5)),
+        (RVPO_K5, RVPO_ANNEALED, GDPO_MEAN, GDPO, ("hard_min",), ("variance_penalty", 0.5)),
     ),
 }
 FAMILY = {"tool_calling": "tool_calling", "healthbench_scaling": "rubric_medicine"}
 FAMILY |= {"gpqa": "rubric_science", "risk_ablation": "rubric_medicine"}
-ACCELERATE_BY_MODEL = {"qwen2.5-1.5b": "ddp", "qwen2.5-3b": "zero2", "qwen2.5-7b": "zero2", "qwen2.5-14b": "zero3"}
+ACCELERATE_BY_MODEL = {
+    "qwen2.5-1.5b": "ddp",
+    "qwen2.5-3b": "zero2",
+    "qwen2.5-7b": "zero2",
+    "qwen2.5-14b": "zero3",
+}
 GPUS_BY_MODEL = {"qwen2.5-1.5b": 4, "qwen2.5-3b": 4, "qwen2.5-7b": 8, "qwen2.5-14b": 8}
 
 
@@ -99,7 +107,7 @@ def test_sweep_runs_resolve_to_intended_cells(plans, name):
     run_dirs = {records.run_dir(run_cfg(j.cfg)) for j in jobs}
     assert len(run_dirs) == len(jobs), f"{name}: two runs would share one record"
     for job in jobs:
-        validate(run_cfg(job.cfg))
+        validate(run_cfg(job.cfg), construct_trl=False)
         m = job.cfg.model
         assert m.per_device_train_batch_size * m.gradient_accumulation_steps * m.num_gpus == 512
 
@@ -111,7 +119,10 @@ def test_one_launch_per_model_with_its_gpus_and_accelerate_config(plans, name):
         assert launch.gpus == GPUS_BY_MODEL[launch.model]
         assert launch.accelerate == ACCELERATE_BY_MODEL[launch.model]
         assert (ROOT / "conf" / "accelerate" / f"{launch.accelerate}.yaml").exists()
-        assert launch.command[launch.command.index("--multirun") + 1 :][:2] == [f"+sweeps={name}", f"model={launch.model}"]
+        assert launch.command[launch.command.index("--multirun") + 1 :][:2] == [
+            f"+sweeps={name}",
+            f"model={launch.model}",
+        ]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -136,7 +147,7 @@ def test_risk_ablation_shares_the_annealed_and_gdpo_runs_with_healthbench_scalin
         }
 
     scaling = dirs("healthbench_scaling")
-    assert dirs("risk_ablation", {"rvpo_annealed", "gdpo"}) <= scaling
+    assert dirs("risk_ablation", {"rvpo_annealed", "gdpo", "gdpo_mean"}) <= scaling
     assert not dirs("risk_ablation", {"rvpo_k5", "hard_min", "variance_penalty"}) & scaling
 
 
@@ -257,7 +268,9 @@ def test_accelerate_env_of_the_configs(monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # the caller's environment does not leak in
     assert plan.accelerate_env("ddp") == {"ACCELERATE_MIXED_PRECISION": "bf16"}
     zero3 = plan.accelerate_env("zero3")
-    assert zero3["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3" and zero3["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "true"
+    assert (
+        zero3["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3" and zero3["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "true"
+    )
     assert zero3["ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"] == "true"
     assert zero3["ACCELERATE_USE_DEEPSPEED"] == "true" and zero3["ACCELERATE_MIXED_PRECISION"] == "bf16"
     with pytest.raises(ValueError, match="no accelerate config"):
@@ -267,7 +280,11 @@ def test_accelerate_env_of_the_configs(monkeypatch):
 # ----------------------------------------------------------------------------- the command line
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rvpo_repro.plan", *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+        [sys.executable, "-m", "rvpo_repro.plan", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
 
 
@@ -276,16 +293,16 @@ def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
     proc = _cli("healthbench_scaling", "--dry-run", "--launcher", "slurm", "--", "seed=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "total: 9 runs (0 done, skipped on launch)" in out or "total: 9 runs" in out
+    assert "total: 12 runs (0 done, skipped on launch)" in out
     header = next(line for line in out.splitlines() if line.startswith("#  "))
     assert header.split() == list(plan.COLUMNS)
     rows = [line.split() for line in out.splitlines() if re.match(r"^\d+\s+(grpo|gdpo|rvpo)", line)]
-    assert len(rows) == 9
-    assert {r[1] for r in rows} == {"grpo", "gdpo", "rvpo_annealed"}
+    assert len(rows) == 12
+    assert {r[1] for r in rows} == {"grpo", "gdpo", "gdpo_mean", "rvpo_annealed"}  # both GDPO variants
     expected_grader = plan.grader(compose(["experiment=rubric_medicine"]))
     assert expected_grader != "-" and expected_grader.split()[0] in {r[13] for r in rows}
     for size, gpus in (("3b", 4), ("7b", 8), ("14b", 8)):
-        assert f"== qwen2.5-{size}: 3 runs of experiment rubric_medicine" in out
+        assert f"== qwen2.5-{size}: 4 runs of experiment rubric_medicine" in out
         assert f"+sweeps=healthbench_scaling model=qwen2.5-{size} seed=0" in out
         assert f"+launcher=slurm_ddp hydra.launcher.gpus_per_node={gpus}" in out
     assert "'++hydra.job.env_set.ACCELERATE_USE_DEEPSPEED=\"true\"'" in out
