@@ -10,7 +10,7 @@ BFCL_REF_VENV ?= .cache/bfcl-ref-venv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint smoke reproduce report bfcl-ref bench lock clean
+.PHONY: help install test test-fast lint smoke reproduce report bfcl-ref bench lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ reproduce: $(STAMP) ## run the offline CPU experiment (train + evaluate, finishe
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.report --experiment $(or $(EXPERIMENTS),$(notdir $(wildcard results/runs/*)))
+
+# W&B runs of every job (logger.dir, default the repository root): $(WANDB_RUNS)/{offline-run,run}-*.
+WANDB_RUNS ?= $(or $(RVPO_ROOT),.)/wandb
+wandb-sync: $(STAMP) ## upload every offline W&B run not yet uploaded (needs `wandb login`; WANDB_SYNC_ARGS=--dry-run lists them)
+	@test -d "$(WANDB_RUNS)" || { echo "wandb-sync: no W&B runs in $(WANDB_RUNS) (train with logger=offline first)"; exit 1; }
+	$(VENV)/bin/wandb sync --yes $(WANDB_SYNC_ARGS) "$(WANDB_RUNS)"
 
 $(BFCL_REF_VENV)/bin/python:
 	$(PYTHON) -m venv $(BFCL_REF_VENV)

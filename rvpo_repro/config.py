@@ -117,6 +117,7 @@ class JudgeConfig:
     batch_size: int = 16  # hf back end
     device: str | None = None  # hf back end
     dtype: str = "float32"  # hf back end
+    system_message: str | None = None  # grader system turn (simple-evals: "You are a helpful assistant.")
 
 
 class WandbMode(StrEnum):
@@ -127,11 +128,15 @@ class WandbMode(StrEnum):
 
 @dataclass
 class LoggerConfig:
+    """Weights & Biases (rvpo_repro.tracking). Runs are written under `<dir>/wandb/`, one folder
+    for every job of every experiment, which `make wandb-sync` uploads."""
+
     mode: WandbMode = WandbMode.offline
     project: str = "rvpo-repro"
     entity: str | None = None
-    dir: str = "${paths.output_dir}"
+    dir: str = "${paths.root_dir}"  # W&B writes <dir>/wandb/{offline-run,run}-<time>-<id>/
     tags: list[str] = field(default_factory=list)
+    run_id: str | None = None  # W&B run id; None: derived from the run id, so a resume continues it
 
 
 @dataclass
@@ -150,6 +155,7 @@ class TrainConfig:
     aggregator: AggregatorConfig = MISSING
     trainer: dict[str, Any] = MISSING  # TRL GRPOConfig fields + TrainerExtras (checked by `validate`)
     judge: JudgeConfig = MISSING
+    eval_judge: JudgeConfig = MISSING  # HealthBench grader (conf/eval_judge; default simple_evals)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = MISSING
     paths: PathsConfig = MISSING
@@ -168,25 +174,47 @@ GROUP_SCHEMAS: dict[str, type] = {
     "model": ModelConfig,
     "aggregator": AggregatorConfig,
     "judge": JudgeConfig,
+    "eval_judge": JudgeConfig,
     "logger": LoggerConfig,
     "paths": PathsConfig,
 }
 
 
 def register_configs() -> None:
-    """Register the top-level schema and one `<group>_schema` option per group."""
+    """Register the top-level schemas and one `<group>_schema` per group, `<task>_schema` per task.
+
+    They are stored at the root of the config store, not inside their groups, so that option
+    lists (`--help`, tab completion) show only real choices; a group's YAML files pull theirs in
+    with `- /<group>_schema@_here_` in their defaults list.
+    """
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     for group, schema in GROUP_SCHEMAS.items():
-        cs.store(group=group, name=f"{group}_schema", node=schema)
+        cs.store(name=f"{group}_schema", node=schema)
     from rvpo_repro.tasks import TASKS  # each task brings its own schema
 
     for name, task in TASKS.items():
-        cs.store(group="task", name=f"{name}_schema", node=task.schema)
+        cs.store(name=f"{name}_schema", node=task.schema)
 
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+def conf_dir() -> Path:
+    """The config tree: `rvpo_repro/conf` inside an installed wheel, else the repository's `conf/`.
+
+    The repository keeps `conf/` at its top, where users look for it; the wheel ships the same
+    files as package data under `rvpo_repro/conf` (pyproject's package-dir mapping), so the
+    console scripts find their configs from any directory, editable install or not.
+    """
+    packaged = Path(__file__).resolve().parent / "conf"
+    if (packaged / "train.yaml").is_file():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "conf"
+    if (source / "train.yaml").is_file():
+        return source
+    raise FileNotFoundError(f"no config tree at {packaged} (installed) or {source} (source checkout)")
+
+
+CONF_DIR = conf_dir()
 
 
 def compose(
@@ -246,11 +274,9 @@ RANGES: dict[str, Range] = {
     "trainer.save_steps": POSITIVE,  # int: steps; float < 1: share of max_steps (TRL)
     "trainer.logging_steps": POSITIVE,
     "trainer.warmup_steps": NON_NEGATIVE,
-    "trainer.warmup_ratio": PROBABILITY,
     "trainer.learning_rate": NON_NEGATIVE,
     "trainer.weight_decay": NON_NEGATIVE,
     "trainer.max_grad_norm": NON_NEGATIVE,
-    "trainer.num_train_epochs": POSITIVE,
     "trainer.temperature": POSITIVE,  # TRL samples rollouts; 0 would divide the logits by zero
     "trainer.top_k": NON_NEGATIVE,  # 0: off
     "trainer.min_p": PROBABILITY,
@@ -265,6 +291,12 @@ RANGES: dict[str, Range] = {
     "judge.timeout_s": POSITIVE,
     "judge.backoff_base_s": NON_NEGATIVE,
     "judge.backoff_max_s": NON_NEGATIVE,
+    "eval_judge.temperature": Range(0, 2),
+    "eval_judge.max_retries": NON_NEGATIVE,
+    "eval_judge.reask_limit": NON_NEGATIVE,
+    "eval_judge.timeout_s": POSITIVE,
+    "eval_judge.backoff_base_s": NON_NEGATIVE,
+    "eval_judge.backoff_max_s": NON_NEGATIVE,
     "aggregator.risk": NON_NEGATIVE,
     "aggregator.risk_start": NON_NEGATIVE,
     "aggregator.risk_end": NON_NEGATIVE,

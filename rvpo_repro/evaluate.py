@@ -1,6 +1,6 @@
 """`rvpo-eval`: evaluate a saved policy on a task's eval set and write a run record.
 
-    rvpo-eval experiment=toy checkpoint=results/runs/toy/<run-id>/model
+    rvpo-eval experiment=toy checkpoint=results/runs/toy/RUN_ID/model
     rvpo-eval -m experiment=toy checkpoint=a/model,b/model          # several, as a multirun
 
 The record lands under experiment `<experiment_name>-eval`, keyed by the config hash (which
@@ -10,24 +10,22 @@ Exit codes as `rvpo-train`'s.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from rvpo_repro.config import register_configs
+from rvpo_repro.cli import run_hydra
 from rvpo_repro.run.job import evaluate_checkpoint
 from rvpo_repro.train import exit_on_known_error
 
 __all__ = ["evaluate_checkpoint", "main"]
 
 
-@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
+def job(cfg: DictConfig) -> None:
+    """The Hydra task of `rvpo-eval` (rvpo_repro.cli.evaluate)."""
     exit_on_known_error(evaluate_checkpoint, cfg, "rvpo-eval")
 
 
 def main() -> None:
-    register_configs()
-    _hydra_main()
+    run_hydra(job, "evaluate")
 
 
 if __name__ == "__main__":

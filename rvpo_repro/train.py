@@ -14,10 +14,10 @@ from __future__ import annotations
 import shlex
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from rvpo_repro.config import ConfigError, register_configs
+from rvpo_repro.cli import run_hydra
+from rvpo_repro.config import ConfigError
 from rvpo_repro.run.job import RunInterrupted, grpo_args, train_and_evaluate  # noqa: F401
 from rvpo_repro.run.lock import RunLockedError
 
@@ -46,14 +46,13 @@ def _command() -> str:
     return shlex.join(["rvpo-train", *sys.argv[1:]])
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
+def job(cfg: DictConfig) -> None:
+    """The Hydra task of `rvpo-train` (rvpo_repro.cli.train)."""
     exit_on_known_error(lambda c: train_and_evaluate(c, command=_command()), cfg, "rvpo-train")
 
 
 def main() -> None:
-    register_configs()
-    _hydra_main()
+    run_hydra(job, "train")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,12 @@ class RVPOTrainer(GRPOTrainer):
         return min(1.0, self.state.global_step / max_steps) if max_steps and max_steps > 0 else 0.0
 
     def _log_channel_metrics(
-        self, rewards: torch.Tensor, progress: float, group: int, mode: str, channel_weights: torch.Tensor | None = None
+        self,
+        rewards: torch.Tensor,
+        progress: float,
+        group: int,
+        mode: str,
+        channel_weights: torch.Tensor | None = None,
     ) -> None:
         metrics = self._metrics[mode]
         means = torch.nanmean(rewards, dim=0)

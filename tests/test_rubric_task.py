@@ -119,7 +119,11 @@ def test_task_needs_a_judge(tmp_path):
 
 def test_build_and_evaluate_on_fixtures(tmp_path):
     cfg = RubricTaskConfig(
-        source="fixture", evals=["healthbench", "gpqa"], healthbench_source="fixture", gpqa_source="fixture"
+        source="fixture",
+        evals=["healthbench", "gpqa"],
+        healthbench_source="fixture",
+        gpqa_source="fixture",
+        grader_template="builtin",
     )
     task = get_task(cfg, judge=ScriptedJudge(), cache_dir=str(tmp_path))
     data = task.build(tokenizer=None, seed=0)
@@ -130,6 +134,14 @@ def test_build_and_evaluate_on_fixtures(tmp_path):
     gens = [["Answer: A"] for _ in benches]
     result = task.evaluate(data.eval_dataset, gens, tokenizer=None)
     assert "healthbench/score" in result.metrics and "gpqa/accuracy" in result.metrics
+    grader = result.metrics["healthbench/score"]["grader"]  # no eval judge: the training judge, flagged
+    assert grader["template"] == "builtin" and not grader["comparable"] and grader["is_training_judge"]
+    assert "grader differs from simple-evals: not comparable to the paper's numbers" in grader["notes"]
+    # a separate evaluation judge grades instead of the training judge, with the system message
+    seen = []
+    task.eval_judge = ScriptedJudge(lambda r: seen.append(r) or '{"explanation": "", "criteria_met": true}')
+    task.evaluate(data.eval_dataset, gens, tokenizer=None)
+    assert seen and seen[0].messages[0] == ("system", "You are a helpful assistant.")
     assert len(result.examples) == len(benches)
     assert all(e["id"].startswith(e["benchmark"] + "/") for e in result.examples)
 

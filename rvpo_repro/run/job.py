@@ -24,7 +24,7 @@ from rvpo_repro.run import record as record_mod
 from rvpo_repro.run.lock import run_lock
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.base import EvalResult, Task, TaskData
-from rvpo_repro.tracking import wandb_run
+from rvpo_repro.tracking import log_eval_table, wandb_info, wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class LazyJudge:
+    """The evaluation judge, built on first use: only tasks that grade with it (HealthBench) need
+    it, and an API judge reads its key when built, so a toy run never needs OPENAI_API_KEY."""
+
+    def __init__(self, cfg: Any, cache_dir: str):
+        self._cfg, self._cache_dir, self._judge = cfg, cache_dir, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._judge is None:
+            from rvpo_repro.judges import make_judge
+
+            self._judge = make_judge(self._cfg, self._cache_dir)
+        return getattr(self._judge, name)
+
+
+def eval_judge(cfg: DictConfig) -> LazyJudge | None:
+    """`cfg.eval_judge` as a LazyJudge; None when it is off or the same as the training judge
+    (the task then grades with the training judge and flags it)."""
+    from omegaconf import OmegaConf
+
+    grader = OmegaConf.to_container(cfg.eval_judge, resolve=True)
+    if grader.get("backend", "none") == "none" or grader == OmegaConf.to_container(cfg.judge, resolve=True):
+        return None
+    return LazyJudge(cfg.eval_judge, cfg.paths.cache_dir)
+
+
 def build_task(cfg: DictConfig, tokenizer: Any) -> tuple[Task, TaskData]:
     from rvpo_repro.judges import make_judge
 
-    task = get_task(cfg.task, judge=make_judge(cfg.judge, cfg.paths.cache_dir), cache_dir=cfg.paths.cache_dir)
+    judge = make_judge(cfg.judge, cfg.paths.cache_dir)
+    task = get_task(cfg.task, judge=judge, cache_dir=cfg.paths.cache_dir, eval_judge=eval_judge(cfg))
     return task, task.build(tokenizer, seed=cfg.seed)
 
 
@@ -66,7 +93,9 @@ def evaluate_policy(
         "evaluating on %d prompts x %d samples (%s)", len(prompts), settings.num_samples, cfg.eval.backend
     )
     generations = generate(cfg.eval.backend, model, model_path, tokenizer, prompts, settings)
-    return task.evaluate(data.eval_dataset, generations, tokenizer)
+    result = task.evaluate(data.eval_dataset, generations, tokenizer)
+    log_eval_table(result, prompts, generations)  # per-example W&B table, when a run is open
+    return result
 
 
 def last_checkpoint(output_dir: Path) -> str | None:
@@ -126,6 +155,8 @@ def save_result(run_dir: Path, record: Any, result: EvalResult, wb: Any) -> dict
     """Write the run record (atomically, last), put the final metrics in the W&B summary, and
     return them rounded for the closing log line. Shared by `rvpo-train` and `rvpo-eval`."""
     record.primary_metric, record.example_columns = result.primary, dict(result.columns)
+    if wb is not None:
+        record.extra["wandb"] = wandb_info(wb)
     record_mod.write_record(run_dir, record, result.examples)
     if wb is not None:
         wb.summary.update({f"eval/{k}": v["value"] for k, v in result.metrics.items()})
@@ -192,6 +223,7 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
 def _train(cfg: DictConfig, aggregator: Any, rid: str, run_dir: Path) -> dict:
     import torch
 
+    from rvpo_repro.callbacks import install_callbacks
     from rvpo_repro.models import load_model, load_tokenizer, resolve_model_path
     from rvpo_repro.run.resume import ResumableTrainer, not_bit_identical_reasons, recompute_train_loss
 
@@ -211,6 +243,7 @@ def _train(cfg: DictConfig, aggregator: Any, rid: str, run_dir: Path) -> dict:
             channels=data.channels,
             aggregator=aggregator,
         )
+        install_callbacks(trainer)  # progress bar + compact log lines; nested config in W&B
         ckpt_evals = run_dir / "checkpoint_evals.jsonl"
         if cfg.trainer.get("eval_checkpoints"):
             trainer.add_callback(checkpoint_eval_callback(cfg, task, data, tokenizer, ckpt_evals))
@@ -244,6 +277,7 @@ def _train(cfg: DictConfig, aggregator: Any, rid: str, run_dir: Path) -> dict:
                 "train": train,
                 "model_path": resolve_model_path(cfg.model, cfg.paths.cache_dir),
                 "checkpoint_evals": read_checkpoint_evals(ckpt_evals),
+                **data.extra,  # facts about the data (e.g. rubric_truncation)
             },
         )
         return save_result(run_dir, record, result, wb)

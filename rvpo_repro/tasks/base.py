@@ -27,8 +27,9 @@ class Task:
     name: str = ""
     schema: type = object
 
-    def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache"):
-        self.cfg, self.judge, self.cache_dir = cfg, judge, cache_dir
+    def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache", eval_judge: Any = None):
+        # eval_judge: the judge that grades evaluations (HealthBench); None = the training judge
+        self.cfg, self.judge, self.cache_dir, self.eval_judge = cfg, judge, cache_dir, eval_judge
 
     def build(self, tokenizer: Any, seed: int) -> TaskData:
         raise NotImplementedError
@@ -54,10 +55,10 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     return deco
 
 
-def get_task(cfg: Any, judge: Any = None, cache_dir: str = ".cache") -> Task:
-    """The registered task `cfg.name`; `judge` serves LLM-judged rewards and evals, `cache_dir`
-    holds what a task writes for itself (fixtures)."""
+def get_task(cfg: Any, judge: Any = None, cache_dir: str = ".cache", eval_judge: Any = None) -> Task:
+    """The registered task `cfg.name`; `judge` serves LLM-judged rewards, `eval_judge` grades
+    evaluations (None: the training judge), `cache_dir` holds what a task writes for itself."""
     name = cfg["name"] if isinstance(cfg, dict) else cfg.name
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
-    return TASKS[name](cfg, judge=judge, cache_dir=cache_dir)
+    return TASKS[name](cfg, judge=judge, cache_dir=cache_dir, eval_judge=eval_judge)

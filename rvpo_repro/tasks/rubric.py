@@ -61,6 +61,9 @@ class RubricTaskConfig:
     evals: list[str] = field(default_factory=lambda: ["healthbench"])  # healthbench | gpqa
     healthbench_source: str = "main"  # main | hard | consensus | URL | path | fixture
     healthbench_limit: int | None = None
+    grader_template: str = (
+        "upstream"  # upstream (simple-evals, pinned) | builtin | path to healthbench_eval.py
+    )
     gpqa_source: str = "hub"  # hub (gated, HF_TOKEN) | path | fixture
     gpqa_n_repeats: int = 1
     eval_samples: int = 1
@@ -267,6 +270,38 @@ class RubricTask(Task):
             "example_json": json.dumps(example),
         }
 
+    def _healthbench(self, examples: list[dict], replies: list[str]) -> tuple[dict, list[dict]]:
+        """Grade with the evaluation judge (the training judge when none was given, flagged), the
+        configured template and the judge's system message; the grader's description goes into
+        the `healthbench/score` metric as "grader" so the record keeps it."""
+        grader = self.eval_judge if self.eval_judge is not None else self._judge()
+        template = healthbench.load_grader_template(self.cfg.grader_template, self.cache_dir)
+        system = getattr(grader, "system_message", None)
+        if system is None and self.eval_judge is not None:
+            system = healthbench.GRADER_SYSTEM
+        metrics, rows = healthbench.evaluate(
+            examples, replies, grader, seed=self.cfg.seed, template=template, system=system
+        )
+        described = {
+            "backend": grader.backend,
+            "model": grader.model,
+            "temperature": grader.temperature,
+            "max_tokens": grader.max_tokens,
+            "system_message": system,
+        }
+        training = None if self.judge is None else {"backend": self.judge.backend, "model": self.judge.model}
+        info = healthbench.grader_info(described, template, training_judge=training)
+        if self.eval_judge is None:
+            info["is_training_judge"] = True
+            info["notes"] = sorted(
+                {*info["notes"], "grader is also the training judge (reward hacking would go unseen)"}
+            )
+        if "healthbench/score" in metrics:
+            metrics["healthbench/score"]["grader"] = info
+        for note in info["notes"]:
+            log.warning("HealthBench: %s", note)
+        return metrics, rows
+
     def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
         metrics: dict[str, dict] = {}
         examples: list[dict] = []
@@ -275,7 +310,7 @@ class RubricTask(Task):
             exs = [json.loads(eval_dataset[i]["example_json"]) for i in idx]
             replies = [generations[i][0] for i in idx]
             if bench == "healthbench":
-                m, rows = healthbench.evaluate(exs, replies, self._judge(), seed=self.cfg.seed)
+                m, rows = self._healthbench(exs, replies)
             else:
                 m, rows = gpqa.evaluate(exs, replies)
             metrics.update(m)
