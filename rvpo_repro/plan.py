@@ -257,12 +257,19 @@ def _judge(j: Any) -> str:
 
 
 def grader(cfg: Any) -> str:
-    """Who grades HealthBench in this run ("-" when the run does not evaluate HealthBench)."""
+    """Who grades HealthBench in this run ("-" when the run does not evaluate HealthBench), and
+    whether it is simple-evals' grader (model, sampling, system message) or the training judge."""
     if "healthbench" not in list(cfg.task.get("evals") or []):
         return "-"
-    if "eval_judge" in cfg:
-        return _judge(cfg.eval_judge)
-    return f"{_judge(cfg.judge)} (the training judge)"
+    from rvpo_repro.evals.healthbench_grader import GRADER_SYSTEM, UPSTREAM_GRADER
+
+    g = cfg.eval_judge
+    used = {k: g.get(k) for k in UPSTREAM_GRADER}
+    upstream = used == UPSTREAM_GRADER and g.get("system_message", GRADER_SYSTEM) == GRADER_SYSTEM
+    note = "simple-evals" if upstream else "not simple-evals"
+    if (g.backend, g.model) == (cfg.judge.backend, cfg.judge.model):
+        note += ", training judge"
+    return f"{_judge(g)}({note})"
 
 
 COLUMNS = tuple("# aggregator k seed steps G compl/step lr kl max_len gen judge grader est_h status".split())

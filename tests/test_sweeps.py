@@ -299,13 +299,20 @@ def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
     rows = [line.split() for line in out.splitlines() if re.match(r"^\d+\s+(grpo|gdpo|rvpo)", line)]
     assert len(rows) == 12
     assert {r[1] for r in rows} == {"grpo", "gdpo", "gdpo_mean", "rvpo_annealed"}  # both GDPO variants
-    expected_grader = plan.grader(compose(["experiment=rubric_medicine"]))
-    assert expected_grader != "-" and expected_grader.split()[0] in {r[13] for r in rows}
+    assert {r[13] for r in rows} == {"openai:gpt-4.1-2025-04-14(simple-evals)"}  # the eval_judge default
     for size, gpus in (("3b", 4), ("7b", 8), ("14b", 8)):
         assert f"== qwen2.5-{size}: 4 runs of experiment rubric_medicine" in out
         assert f"+sweeps=healthbench_scaling model=qwen2.5-{size} seed=0" in out
         assert f"+launcher=slurm_ddp hydra.launcher.gpus_per_node={gpus}" in out
     assert "'++hydra.job.env_set.ACCELERATE_USE_DEEPSPEED=\"true\"'" in out
+
+
+def test_grader_column_names_the_eval_judge_and_flags_the_training_judge():
+    assert plan.grader(compose(["experiment=rubric_science"])) == "-"  # GPQA: no grader
+    own = plan.grader(compose(["experiment=rubric_medicine", "eval_judge=training_judge"]))
+    assert own.endswith("(not simple-evals, training judge)"), own
+    hot = plan.grader(compose(["experiment=rubric_medicine", "eval_judge.temperature=0.0"]))
+    assert hot == "openai:gpt-4.1-2025-04-14(not simple-evals)"
 
 
 def test_list_and_unknown_sweep():
