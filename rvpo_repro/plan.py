@@ -249,7 +249,7 @@ def _risk(agg: Any) -> str:
         return "-"
     if agg.schedule in (None, "constant"):
         return f"{agg.risk:g}"
-    return f"{agg.risk_start:g}->{agg.risk_end:g} {agg.schedule}"
+    return f"{agg.risk_start:g}->{agg.risk_end:g}({agg.schedule})"
 
 
 def _judge(j: Any) -> str:

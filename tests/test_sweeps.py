@@ -297,9 +297,10 @@ def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
     header = next(line for line in out.splitlines() if line.startswith("#  "))
     assert header.split() == list(plan.COLUMNS)
     rows = [line.split() for line in out.splitlines() if re.match(r"^\d+\s+(grpo|gdpo|rvpo)", line)]
-    assert len(rows) == 12
+    assert len(rows) == 12 and all(len(r) == len(plan.COLUMNS) for r in rows)
+    assert {r[2] for r in rows} == {"-", "0", "0.5->2(linear)"}  # k: grpo/gdpo, gdpo_mean, rvpo_annealed
     assert {r[1] for r in rows} == {"grpo", "gdpo", "gdpo_mean", "rvpo_annealed"}  # both GDPO variants
-    assert {r[13] for r in rows} == {"openai:gpt-4.1-2025-04-14(simple-evals)"}  # the eval_judge default
+    assert {r[12] for r in rows} == {"openai:gpt-4.1-2025-04-14(simple-evals)"}  # the eval_judge default
     for size, gpus in (("3b", 4), ("7b", 8), ("14b", 8)):
         assert f"== qwen2.5-{size}: 4 runs of experiment rubric_medicine" in out
         assert f"+sweeps=healthbench_scaling model=qwen2.5-{size} seed=0" in out
