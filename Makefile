@@ -94,29 +94,25 @@ clean: ## remove the venv, caches and Hydra outputs (keeps results/)
 	rm -rf $(VENV) .cache outputs multirun .pytest_cache .ruff_cache .benchmarks .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# ---- paper sweeps (sweeps/*.yaml via scripts/sweep.py) and the GPU check; see sweeps/README.md.
-# LAUNCHER=local|joblib|slurm; DRY_RUN=1 prints the planned runs and commands; SWEEP_ARGS="seed=0 ..."
-# passes Hydra overrides (a key already in the sweep is replaced). A rerun skips finished runs.
+# ---- paper sweeps (sweeps/<name>.yaml, Hydra configs; planned and launched by rvpo-sweep) and the GPU check.
+# LAUNCHER=local|joblib|slurm|submitit_local; DRY_RUN=1 prints the planned runs, their status and cost,
+# and the commands; SWEEP_ARGS="seed=0 ..." adds Hydra overrides (a swept key given here replaces the
+# sweep's values). A rerun skips finished runs. See sweeps/README.md.
+SWEEPS := $(basename $(notdir $(wildcard sweeps/*.yaml)))
 LAUNCHER ?= local
 DRY_RUN ?=
 SWEEP_ARGS ?=
-SWEEP_CMD = $(PY) scripts/sweep.py $(1) --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
-.PHONY: sweeps reproduce-healthbench_scaling reproduce-gpqa reproduce-tool_calling reproduce-risk_ablation gpu-check
+.PHONY: sweeps gpu-check $(addprefix reproduce-,$(SWEEPS))
 
 sweeps: $(STAMP) ## list the paper sweeps with their runs and expected GPU-hours
-	$(PY) scripts/sweep.py --list
+	$(PY) -m rvpo_repro.plan --list
 
-reproduce-healthbench_scaling: $(STAMP) ## HealthBench table: 3B/7B/14B x grpo/gdpo/rvpo x seeds (LAUNCHER=, DRY_RUN=1)
-	$(call SWEEP_CMD,healthbench_scaling)
-
-reproduce-gpqa: $(STAMP) ## GPQA-Diamond table: 3B/7B/14B x grpo/gdpo/rvpo x seeds on RaR-Science
-	$(call SWEEP_CMD,gpqa)
-
-reproduce-tool_calling: $(STAMP) ## BFCL tool calling: 1.5B/3B x grpo/gdpo/rvpo x seeds
-	$(call SWEEP_CMD,tool_calling)
-
-reproduce-risk_ablation: $(STAMP) ## risk ablation at 7B: k=5, k 0.5->2, k=0, hard min, variance penalty
-	$(call SWEEP_CMD,risk_ablation)
+reproduce-healthbench_scaling: ## HealthBench: 3B/7B/14B x grpo/gdpo/rvpo x seeds on RaR-Medicine (LAUNCHER=, DRY_RUN=1)
+reproduce-gpqa: ## GPQA-Diamond: 3B/7B/14B x grpo/gdpo/rvpo x seeds on RaR-Science
+reproduce-tool_calling: ## BFCL tool calling: 1.5B/3B x grpo/gdpo/rvpo (three RVPO risks) x seeds
+reproduce-risk_ablation: ## risk ablation at 7B: k=5, k 0.5->2, k=0 (gdpo), hard min, variance penalty
+$(addprefix reproduce-,$(SWEEPS)): reproduce-%: $(STAMP)
+	$(PY) -m rvpo_repro.plan $* --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
 
 gpu-check: ## RVPO steps of a random-weight Qwen2.5-1.5B on one CUDA GPU: tokens/s, peak memory (<8 min)
 	PY=$(PY) bash scripts/gpu_check.sh

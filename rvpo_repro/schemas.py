@@ -45,6 +45,7 @@ class ModelConfig:
     gradient_accumulation_steps: int = 1
     num_gpus: int = 0  # GPUs a run of this size is planned for (0 = CPU)
     vllm_gpu_memory_utilization: float = 0.3  # share of each GPU that colocated vLLM may take
+    accelerate: str | None = None  # conf/accelerate/<name>.yaml for a run on several GPUs (rvpo-sweep)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 

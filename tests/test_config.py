@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,12 +47,80 @@ def test_hydra_group_composes():
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
+def test_experiments_are_families():
+    assert len(EXPERIMENTS) <= 12
+    assert set(EXPERIMENTS) >= {"toy", "toy_smoke", "rubric_medicine", "rubric_science", "tool_calling"}
+    assert not any(re.search(r"_(1\.5b|3b|7b|14b)", e) for e in EXPERIMENTS), "a size belongs to model="
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(experiment):
     cfg = compose([f"experiment={experiment}"])
     OmegaConf.to_container(cfg, resolve=False, throw_on_missing=True)
-    if not experiment.endswith("_base"):  # *_base files hold settings shared by a family
-        assert cfg.experiment_name == experiment, "an experiment file sets experiment_name to its own name"
+    if not experiment.endswith("_base"):  # *_base files hold settings shared by families
+        assert cfg.experiment_name == experiment, "a family file sets experiment_name to its own name"
+
+
+# What each paper family allows, written independently of the files: task, evaluations, group size,
+# models, aggregators (option files; the rubric RVPO row is the annealed schedule).
+FAMILIES = {
+    "rubric_medicine": ("rar_medicine", ["healthbench"], 16, ("3b", "7b", "14b")),
+    "rubric_science": ("rar_science", ["gpqa"], 16, ("3b", "7b", "14b")),
+    "tool_calling": ("toolrl", None, 4, ("1.5b", "3b")),
+}
+AGGREGATORS = (
+    "grpo",
+    "gdpo",
+    "gdpo_mean",
+    "rvpo",
+    "rvpo_annealed",
+    "rvpo_k5",
+    "hard_min",
+    "variance_penalty",
+)
+COMBOS = [(f, s, a) for f, spec in FAMILIES.items() for s in spec[3] for a in AGGREGATORS]
+
+
+@pytest.mark.parametrize(("family", "size", "aggregator"), COMBOS, ids=["-".join(c) for c in COMBOS])
+def test_family_composes_with_every_model_and_aggregator(family, size, aggregator):
+    task, evals, group, _ = FAMILIES[family]
+    cfg = compose([f"experiment={family}", f"model=qwen2.5-{size}", f"aggregator={aggregator}"])
+    validate(cfg, construct_trl=False)  # GRPOConfig itself: once per family, below
+    OmegaConf.to_container(cfg, resolve=False, throw_on_missing=True)
+    assert cfg.experiment_name == family
+    assert cfg.model.name == f"qwen2.5-{size}" and cfg.model.path == f"Qwen/Qwen2.5-{size.upper()}-Instruct"
+    option = OmegaConf.to_container(compose([f"aggregator={aggregator}"]).aggregator)
+    option |= {"eps": 1e-6} if family == "tool_calling" else {}  # verl's std eps for every method
+    assert OmegaConf.to_container(cfg.aggregator) == option
+    assert cfg.task.name == task and cfg.trainer.num_generations == group
+    if evals is not None:
+        assert list(cfg.task.evals) == evals
+    m = cfg.model  # the paper's 512 completions per optimizer step, from the model group
+    assert m.per_device_train_batch_size * m.gradient_accumulation_steps * m.num_gpus == 512
+    assert (CONF_DIR / "accelerate" / f"{m.accelerate}.yaml").exists()
+
+
+def test_tool_calling_is_verl_gdpos_recipe():
+    """verl-GDPO train_gdpo.sh, mapped to TRL (the mapping is derived in conf/experiment/tool_calling.yaml)."""
+    cfg = compose(["experiment=tool_calling", "paths.output_dir=/tmp/unused"])
+    validate(cfg)
+    t = cfg.trainer
+    assert (t.learning_rate, t.num_generations, t.max_completion_length) == (1e-6, 4, 1024)
+    assert t.beta == 0.0  # upstream use_kl_loss=False: no KL in the loss GDPO's update sees
+    assert t.entropy_coef == 0.001  # verl's default entropy coefficient
+    assert cfg.aggregator.eps == 1e-6  # verl's epsilon
+    assert t.generation_batch_size == 512 * 4 and t.max_steps == 105 * 4  # 15 epochs of 3920 // 512
+    assert cfg.task.max_prompt_tokens == 2048 and cfg.task.bfcl_per_category is None
+    assert (cfg.model.name, cfg.aggregator.name, cfg.aggregator.risk) == ("qwen2.5-3b", "rvpo", 1.0)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def test_rubric_families_use_the_papers_schedule_by_default():
+    for family in ("rubric_medicine", "rubric_science"):
+        cfg = compose([f"experiment={family}"])
+        validate(cfg)  # GRPOConfig accepts the family's trainer keys
+        a = cfg.aggregator
+        assert (a.name, a.schedule, a.risk_start, a.risk_end) == ("rvpo", "linear", 0.5, 2.0)
 
 
 def test_hub_ids_of_real_sizes():

@@ -55,16 +55,16 @@ def test_joblib_launcher():
 def test_slurm_launcher_takes_site_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("RVPO_SLURM_PARTITION", "h100")
     monkeypatch.setenv("RVPO_SLURM_ACCOUNT", "rl-lab")
-    _, launcher = _launcher("experiment=tool_calling_3b_rvpo", "+launcher=slurm")
+    _, launcher = _launcher("experiment=tool_calling", "+launcher=slurm")
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.account, launcher.qos) == ("h100", "rl-lab", None)
-    assert launcher.gpus_per_node is None and launcher.tasks_per_node == 1  # scripts/sweep.py sets GPUs
+    assert launcher.gpus_per_node is None and launcher.tasks_per_node == 1  # rvpo-sweep sets GPUs
     assert launcher.max_num_timeout > 0  # a run cut by its time limit is requeued and resumes
 
 
 @needs_submitit
 def test_slurm_ddp_runs_one_task_per_gpu_with_torch_distributed_variables():
-    cfg, launcher = _launcher("experiment=rubric_medicine_7b_rvpo", "+launcher=slurm_ddp")
+    cfg, launcher = _launcher("experiment=rubric_medicine", "model=qwen2.5-7b", "+launcher=slurm_ddp")
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.gpus_per_node == launcher.tasks_per_node == 8
     assert any("MASTER_ADDR" in line for line in launcher.setup)
@@ -106,7 +106,7 @@ def _sbatch_script(tmp_path: Path, monkeypatch, *overrides: str) -> str:
 def test_slurm_batch_scripts(tmp_path, monkeypatch):
     monkeypatch.setenv("RVPO_SLURM_PARTITION", "h100")
     ddp = _sbatch_script(
-        tmp_path / "a", monkeypatch, "experiment=rubric_medicine_7b_rvpo", "+launcher=slurm_ddp"
+        tmp_path / "a", monkeypatch, "experiment=rubric_medicine", "model=qwen2.5-7b", "+launcher=slurm_ddp"
     )
     for line in (
         "#SBATCH --partition=h100",
@@ -133,8 +133,16 @@ def test_submitit_local_launcher():
 @pytest.mark.parametrize("launcher", ["local", "joblib", "slurm", "slurm_ddp", "submitit_local"])
 def test_choosing_a_launcher_leaves_the_run_record_unchanged(launcher):
     """The launcher only touches `hydra`, so a run's config hash (its record) is the same."""
-    base = compose(["experiment=tool_calling_1.5b_gdpo", "seed=1"])
-    other = compose(["experiment=tool_calling_1.5b_gdpo", "seed=1", f"+launcher={launcher}"])
+    base = compose(["experiment=tool_calling", "model=qwen2.5-1.5b", "aggregator=gdpo", "seed=1"])
+    other = compose(
+        [
+            "experiment=tool_calling",
+            "model=qwen2.5-1.5b",
+            "aggregator=gdpo",
+            "seed=1",
+            f"+launcher={launcher}",
+        ]
+    )
     assert records.config_hash(base) == records.config_hash(other)
     assert records.run_dir(base) == records.run_dir(other)
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from rvpo_repro.config import compose
 from rvpo_repro.judges.scripted import ScriptedJudge
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.rubric import PitfallConvention, RubricReward, RubricTaskConfig, select_items
@@ -145,23 +144,6 @@ def test_build_and_evaluate_on_fixtures(tmp_path):
     assert seen and seen[0].messages[0] == ("system", "You are a helpful assistant.")
     assert len(result.examples) == len(benches)
     assert all(e["id"].startswith(e["benchmark"] + "/") for e in result.examples)
-
-
-def test_experiments_resolve():
-    for domain, evals in [("medicine", ["healthbench"]), ("science", ["gpqa"])]:
-        for size in ["3b", "7b", "14b"]:
-            for agg in ["grpo", "gdpo", "rvpo"]:
-                cfg = compose([f"experiment=rubric_{domain}_{size}_{agg}"])
-                assert cfg.experiment_name == f"rubric_{domain}_{size}_{agg}"
-                assert cfg.model.name == f"qwen2.5-{size}" and cfg.task.name == f"rar_{domain}"
-                assert list(cfg.task.evals) == evals and cfg.trainer.num_generations == 16
-                assert cfg.aggregator.name == agg
-                if agg == "rvpo":  # the paper's schedule
-                    assert (cfg.aggregator.schedule, cfg.aggregator.risk_start, cfg.aggregator.risk_end) == (
-                        "linear",
-                        0.5,
-                        2.0,
-                    )
 
 
 @pytest.mark.slow

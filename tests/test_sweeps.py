@@ -1,11 +1,10 @@
-"""The paper sweeps (sweeps/*.yaml, scripts/sweep.py): every run composes to the intended model,
-task, aggregator and seed; costs in the headers match the estimator; dry runs print the plan."""
+"""The paper sweeps (sweeps/*.yaml, Hydra configs) and their planner (rvpo_repro.plan, `rvpo-sweep`):
+every run composes to the intended model, task, aggregator and seed; the expansion is Hydra's; the
+cost figures and the headers agree; dry runs and launch commands are what Hydra and accelerate take."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import os
 import re
 import shutil
 import subprocess
@@ -13,32 +12,32 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from rvpo_repro import records
+from rvpo_repro import plan, records
 from rvpo_repro.config import compose, validate
+from rvpo_repro.cost import estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
 
 
-def _load_sweep_module():
-    spec = importlib.util.spec_from_file_location("rvpo_sweep_script", ROOT / "scripts" / "sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = _load_sweep_module()
+@pytest.fixture(autouse=True)
+def _at_root(monkeypatch):
+    """sweeps/ is found under the working directory (or RVPO_ROOT), as for `make`."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("RVPO_ROOT", raising=False)
 
 
 # ----------------------------------------------------------------------------- expectations
-# Written out independently of the sweep files: (model, task, aggregator signature) per run.
+# Written out independently of the sweep files: (model, task, aggregator signature, seed) per run.
 GRPO = ("grpo",)
-GDPO = ("gdpo",)
+GDPO = ("gdpo", "sum")
+GDPO_MEAN = ("gdpo", "mean")
 RVPO_K1 = ("rvpo", "constant", 1.0)
+RVPO_K5 = ("rvpo", "constant", 5.0)
 RVPO_ANNEALED = ("rvpo", "linear", 0.5, 2.0)
-RUBRIC_AGGS = (GRPO, GDPO, RVPO_ANNEALED)
+RUBRIC_AGGS = (GRPO, GDPO, GDPO_MEAN, RVPO_ANNEALED)  # both GDPO variants
 
 
 def agg_signature(agg) -> tuple:
@@ -48,6 +47,8 @@ def agg_signature(agg) -> tuple:
         return ("rvpo", agg.schedule, float(agg.risk_start), float(agg.risk_end))
     if agg.name == "variance_penalty":
         return ("variance_penalty", float(agg.beta))
+    if agg.name == "gdpo":
+        return ("gdpo", agg.reduce or "sum")
     return (agg.name,)
 
 
@@ -57,15 +58,19 @@ def _cells(models, task, aggs):
 
 RUBRIC_SIZES = ("qwen2.5-3b", "qwen2.5-7b", "qwen2.5-14b")
 EXPECTED = {
-    "tool_calling": _cells(("qwen2.5-1.5b", "qwen2.5-3b"), "toolrl", (GRPO, GDPO, RVPO_K1)),
+    "tool_calling": _cells(
+        ("qwen2.5-1.5b", "qwen2.5-3b"), "toolrl", (GRPO, GDPO, RVPO_K1, RVPO_ANNEALED, RVPO_K5)
+    ),
     "healthbench_scaling": _cells(RUBRIC_SIZES, "rar_medicine", RUBRIC_AGGS),
     "gpqa": _cells(RUBRIC_SIZES, "rar_science", RUBRIC_AGGS),
     "risk_ablation": _cells(
         ("qwen2.5-7b",),
         "rar_medicine",
-        (("rvpo", "constant", 5.0), RVPO_ANNEALED, GDPO, ("hard_min",), ("variance_penalty", 0.5)),
+        (RVPO_K5, RVPO_ANNEALED, GDPO_MEAN, GDPO, ("hard_min",), ("variance_penalty", 0.5)),
     ),
 }
+FAMILY = {"tool_calling": "tool_calling", "healthbench_scaling": "rubric_medicine"}
+FAMILY |= {"gpqa": "rubric_science", "risk_ablation": "rubric_medicine"}
 ACCELERATE_BY_MODEL = {
     "qwen2.5-1.5b": "ddp",
     "qwen2.5-3b": "zero2",
@@ -75,108 +80,153 @@ ACCELERATE_BY_MODEL = {
 GPUS_BY_MODEL = {"qwen2.5-1.5b": 4, "qwen2.5-3b": 4, "qwen2.5-7b": 8, "qwen2.5-14b": 8}
 
 
+def run_cfg(cfg):
+    """A planned job's config without its `hydra` node: what the run records and hashes."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
 @pytest.fixture(scope="module")
 def plans() -> dict:
-    """Every sweep planned once (composing all its runs), without touching results/."""
-    return {name: sweep.plan(sweep.load_sweep(name), status=False) for name in sweep.available()}
+    """Every sweep planned once (composing all its runs), without looking at results/."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        return {name: plan.plan(plan.load(name), status=False) for name in plan.available()}
 
 
 def test_every_sweep_is_expected():
-    assert set(sweep.available()) == set(EXPECTED)
+    assert set(plan.available()) == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_sweep_runs_resolve_to_intended_cells(plans, name):
-    jobs = [job for pb in plans[name] for job in pb.jobs]
+    jobs = [job for launch in plans[name] for job in launch.jobs]
     got = [(j.cfg.model.name, j.cfg.task.name, agg_signature(j.cfg.aggregator), j.cfg.seed) for j in jobs]
     assert len(got) == len(set(got)), f"{name}: a run is planned twice"
     assert set(got) == EXPECTED[name]
-    run_dirs = {records.run_dir(j.cfg) for j in jobs}
+    assert {j.cfg.experiment_name for j in jobs} == {FAMILY[name]}  # one family per sweep
+    run_dirs = {records.run_dir(run_cfg(j.cfg)) for j in jobs}
     assert len(run_dirs) == len(jobs), f"{name}: two runs would share one record"
     for job in jobs:
-        validate(job.cfg)
+        validate(run_cfg(job.cfg), construct_trl=False)
+        m = job.cfg.model
+        assert m.per_device_train_batch_size * m.gradient_accumulation_steps * m.num_gpus == 512
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_blocks_have_one_model_its_gpus_and_accelerate_config(plans, name):
-    for pb in plans[name]:
-        models = {j.cfg.model.name for j in pb.jobs}
-        assert len(models) == 1, f"{name}/{pb.block.name} mixes models {models}"
-        (model,) = models
-        assert pb.gpus == GPUS_BY_MODEL[model]
-        assert pb.block.accelerate == ACCELERATE_BY_MODEL[model]
-        assert (ROOT / "conf" / "accelerate" / f"{pb.block.accelerate}.yaml").exists()
+def test_one_launch_per_model_with_its_gpus_and_accelerate_config(plans, name):
+    for launch in plans[name]:
+        assert {j.cfg.model.name for j in launch.jobs} == {launch.model}
+        assert launch.gpus == GPUS_BY_MODEL[launch.model]
+        assert launch.accelerate == ACCELERATE_BY_MODEL[launch.model]
+        assert (ROOT / "conf" / "accelerate" / f"{launch.accelerate}.yaml").exists()
+        assert launch.command[launch.command.index("--multirun") + 1 :][:2] == [
+            f"+sweeps={name}",
+            f"model={launch.model}",
+        ]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_header_states_runs_and_gpu_hours_that_match_the_estimate(plans, name):
-    s = sweep.load_sweep(name)
+    s = plan.load(name)
     runs = re.search(r"^# Runs: (\d+)", s.header, re.M)
     hours = re.search(r"^# Expected GPU-hours: (\d+)", s.header, re.M)
     assert runs and hours, f"sweeps/{name}.yaml: header lacks 'Runs: N' or 'Expected GPU-hours: N'"
-    assert int(runs.group(1)) == sum(len(pb.jobs) for pb in plans[name])
-    total = sweep.total_gpu_hours(plans[name])
+    assert int(runs.group(1)) == sum(len(x.jobs) for x in plans[name])
+    total = plan.total_gpu_hours(plans[name])
     assert total > 0 and abs(int(hours.group(1)) - total) <= 0.02 * total + 1, (name, hours.group(1), total)
-    assert "assumptions" in s.header.lower() or "Derivation" in s.header
+    assert s.description and "\n" not in s.description
 
 
 def test_risk_ablation_shares_the_annealed_and_gdpo_runs_with_healthbench_scaling(plans):
-    scaling = {records.run_dir(j.cfg) for pb in plans["healthbench_scaling"] for j in pb.jobs}
-    ablation = {pb.block.name: {records.run_dir(j.cfg) for j in pb.jobs} for pb in plans["risk_ablation"]}
-    assert ablation["annealed"] <= scaling and ablation["gdpo_k0"] <= scaling
-    for block in ("fixed_k5", "hard_min", "variance_penalty"):
-        assert not ablation[block] & scaling
-        assert all(d.parent.name.startswith("rubric_medicine_7b_") for d in ablation[block])
+    def dirs(name, aggregators=None):
+        return {
+            records.run_dir(run_cfg(j.cfg))
+            for x in plans[name]
+            for j in x.jobs
+            if aggregators is None or j.cfg.hydra.runtime.choices.aggregator in aggregators
+        }
+
+    scaling = dirs("healthbench_scaling")
+    assert dirs("risk_ablation", {"rvpo_annealed", "gdpo", "gdpo_mean"}) <= scaling
+    assert not dirs("risk_ablation", {"rvpo_k5", "hard_min", "variance_penalty"}) & scaling
 
 
-def test_estimate_follows_model_size_and_is_zero_on_cpu():
-    small = sweep.estimate(compose(["experiment=tool_calling_1.5b_rvpo"]), {"prompt_tokens": 1000})
-    large = sweep.estimate(compose(["experiment=tool_calling_3b_rvpo"]), {"prompt_tokens": 1000})
-    assert 0 < small.step_seconds < large.step_seconds and small.gpus == large.gpus == 4
-    assert sweep.estimate(compose(["experiment=toy"])).gpu_hours == 0.0
-    judged = sweep.estimate(
-        compose(["experiment=rubric_medicine_7b_rvpo"]), {"judge_items": 10, "judge_gpus": 2}
+def test_a_sweep_run_is_the_family_run_with_the_same_choices():
+    """`+sweeps=<name>` only adds hydra settings: a run launched by a sweep and the same run started
+    by hand share one record."""
+    by_sweep = compose(["+sweeps=tool_calling", "model=qwen2.5-1.5b", "aggregator=gdpo", "seed=1"])
+    by_hand = compose(["experiment=tool_calling", "model=qwen2.5-1.5b", "aggregator=gdpo", "seed=1"])
+    assert records.config_hash(by_sweep) == records.config_hash(by_hand)
+
+
+# ----------------------------------------------------------------------------- expansion (Hydra's grammar)
+def test_expansion_uses_hydras_override_grammar():
+    sweep = plan.Sweep(
+        "tool_calling",
+        "",
+        "",
+        {"seed": "range(0,3)", "aggregator": "glob(rvpo*)", "logger.project": "choice('a,b',c)"},
+        [],
     )
-    assert judged.gpus == 10 and judged.parts["judge"] > 0
+    jobs = plan.expand(sweep)
+    assert len(jobs) == 3 * 3 * 2  # range: 0 1 2; glob: rvpo rvpo_annealed rvpo_k5; choice: two
+    assert jobs[0] == ["seed=0", "aggregator=rvpo", "logger.project=a\\,b", "+sweeps=tool_calling"]
+    assert {j[1] for j in jobs} == {"aggregator=rvpo", "aggregator=rvpo_annealed", "aggregator=rvpo_k5"}
+    assert compose(jobs[0]).logger.project == "a,b"  # the quoted comma survives as Hydra passes it on
 
 
-# ----------------------------------------------------------------------------- experiment configs
-EXPERIMENT = re.compile(r"^(tool_calling|rubric_medicine|rubric_science)_(1\.5b|3b|7b|14b)_(grpo|gdpo|rvpo)$")
-TASK_OF = {"tool_calling": "toolrl", "rubric_medicine": "rar_medicine", "rubric_science": "rar_science"}
+def test_command_line_overrides_replace_swept_values_or_add_to_every_run():
+    base = plan.load("tool_calling")
+    assert len(plan.expand(base)) == 30
+    one_seed = plan.expand(plan.load("tool_calling", ["seed=0", "trainer.max_steps=10"]))
+    assert len(one_seed) == 10
+    assert all("seed=0" in j and "trainer.max_steps=10" in j for j in one_seed)
+    assert len(plan.expand(plan.load("tool_calling", ["seed=3,4", "model=qwen2.5-3b"]))) == 2 * 5
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
-def test_every_experiment_config_composes(name):
-    cfg = compose([f"experiment={name}"])
-    match = EXPERIMENT.match(name)
-    if not match:  # toy, smoke and *_base files: composing is the check
-        return
-    track, size, agg = match.groups()
-    validate(cfg)
-    assert cfg.experiment_name == name
-    assert cfg.model.name == f"qwen2.5-{size}" and cfg.model.path == f"Qwen/Qwen2.5-{size.upper()}-Instruct"
-    assert cfg.task.name == TASK_OF[track]
-    rvpo = RVPO_K1 if track == "tool_calling" else RVPO_ANNEALED
-    expected = {"grpo": GRPO, "gdpo": GDPO, "rvpo": rvpo}[agg]
-    assert agg_signature(cfg.aggregator) == expected
-    assert cfg.trainer.num_generations == (4 if track == "tool_calling" else 16)  # paper's group sizes
+def test_unknown_sweep_and_empty_params_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="known: gpqa"):
+        plan.load("no_such_sweep")
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "bare.yaml").write_text("# @package _global_\n# nothing swept\nseed: 1\n")
+    monkeypatch.setenv("RVPO_ROOT", str(tmp_path))
+    with pytest.raises(ValueError, match=r"bare.yaml: hydra.sweeper.params is empty"):
+        plan.load("bare")
 
 
-# ----------------------------------------------------------------------------- overrides and commands
-def test_extra_overrides_replace_sweep_params_or_add_to_every_block():
-    s = sweep.load_sweep("tool_calling", ["seed=0", "trainer.max_steps=10"])
-    for block in s.blocks:
-        assert len(block.jobs()) == 3
-        assert "seed=0" in block.fixed and "trainer.max_steps=10" in block.fixed
-    s = sweep.load_sweep("tool_calling", ["seed=3,4"])
-    assert all(b.swept["seed"] == ["3", "4"] for b in s.blocks)
+# ----------------------------------------------------------------------------- cost model
+def test_estimate_of_a_tool_calling_run_by_hand():
+    """1.5B, 512 completions x (1000 + 300) tokens per step, no KL (no reference pass), old
+    log-probs (generation batch 2048 > 512): 8 passes x 1.54e9 x 665600 / (4 x 989e12 x 0.25) =
+    8.29 s training, 512 x 300 / (4 x 12000) = 3.2 s generation, x 1.25 = 14.36 s/step;
+    420 steps = 1.676 h + one BFCL evaluation 0.25 h."""
+    cfg = compose(["experiment=tool_calling", "model=qwen2.5-1.5b", "aggregator=gdpo"])
+    est = estimate(cfg)
+    assert est.parts["train"] == pytest.approx(8.2914, rel=1e-4)
+    assert est.parts["generate"] == pytest.approx(3.2)
+    assert est.step_seconds == pytest.approx(14.364, rel=1e-4)
+    assert est.hours == pytest.approx(1.9259, rel=1e-4) and est.gpus == 4
+    assert est.gpu_hours == pytest.approx(4 * est.hours)
 
 
+def test_estimate_follows_model_size_judge_and_is_zero_on_cpu():
+    small = estimate(compose(["experiment=tool_calling", "model=qwen2.5-1.5b"]))
+    large = estimate(compose(["experiment=tool_calling", "model=qwen2.5-3b"]))
+    assert 0 < small.step_seconds < large.step_seconds and small.gpus == large.gpus == 4
+    assert estimate(compose(["experiment=toy"])).gpu_hours == 0.0
+    judged = estimate(compose(["experiment=rubric_medicine", "model=qwen2.5-7b"]))
+    assert judged.gpus == 10 and judged.parts["judge"] == pytest.approx(512 * 10 / (2 * 40.0))
+    # 11 HealthBench evaluations (every 50 of 500 steps, and the final one) of 0.4 h
+    assert judged.hours == pytest.approx(500 * judged.step_seconds / 3600 + 11 * 0.4)
+    with pytest.raises(ValueError, match="no cost assumptions for task 'toy_constraints'"):
+        estimate(compose(["experiment=toy", "model=qwen2.5-1.5b"]))
+
+
+# ----------------------------------------------------------------------------- launch commands
 def _hydra_args(command: list[str]) -> list[str]:
-    """A block command's Hydra overrides, each swept key cut to its first value (one job)."""
-    args = command[command.index("--multirun") + 1 :]
+    """A launch command's overrides (after --multirun), as one job: each swept key cut to its first value."""
     out = []
-    for a in args:
+    for a in command[command.index("--multirun") + 1 :]:
         key, value = a.split("=", 1)
         swept = "," in value and "${" not in value and not value.startswith(('"', "'"))
         out.append(f"{key}={value.split(',')[0]}" if swept else a)
@@ -184,70 +234,53 @@ def _hydra_args(command: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["tool_calling", "risk_ablation"])
-def test_block_commands_compose_with_each_launcher(plans, name):
-    s = sweep.load_sweep(name)
-    pb = plans[name][0]
-    local = sweep.block_command(s, pb.block, "local", pb.gpus, 3.0, 24)
-    assert local[1:3] == ["-m", "accelerate.commands.launch"] and f"--num_processes={pb.gpus}" not in local
-    assert local[local.index("--num_processes") + 1] == str(pb.gpus)
+def test_launch_commands_compose_with_each_launcher(plans, name):
+    s = plan.load(name)
+    x = plans[name][0]
+    local = plan.launch_command(s, x.model, x.gpus, x.accelerate, "local", 3.0, 24)
+    assert local[1:3] == ["-m", "accelerate.commands.launch"]
+    assert local[local.index("--num_processes") + 1] == str(x.gpus)
+    assert local[local.index("--config_file") + 1] == f"conf/accelerate/{x.accelerate}.yaml"
     cfg = compose(_hydra_args(local), return_hydra_config=True)
-    assert cfg.hydra.runtime.choices["hydra/launcher"] == "basic"
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == "basic" and cfg.model.name == x.model
 
-    slurm = sweep.block_command(s, pb.block, "slurm", pb.gpus, 30.0, 24)
+    slurm = plan.launch_command(s, x.model, x.gpus, x.accelerate, "slurm", 30.0, 24)
     assert slurm[1:3] == ["-m", "rvpo_repro.train"]  # Slurm starts one process per GPU itself
     cfg = compose(_hydra_args(slurm), return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    assert launcher.gpus_per_node == launcher.tasks_per_node == pb.gpus
+    assert launcher.gpus_per_node == launcher.tasks_per_node == x.gpus
     assert launcher.timeout_min == 24 * 60  # 30 h x 1.25, capped at the 24 h maximum
     env = cfg.hydra.job.env_set
     assert env.ACCELERATE_MIXED_PRECISION == "bf16"
-    if pb.block.accelerate == "ddp":
+    if x.accelerate == "ddp":
         assert "ACCELERATE_USE_DEEPSPEED" not in env
     else:
         assert env.ACCELERATE_USE_DEEPSPEED == "true"
-        assert env.ACCELERATE_DEEPSPEED_ZERO_STAGE == pb.block.accelerate[-1]
-        assert (
-            env.ACCELERATE_CONFIG_DS_FIELDS
-            == sweep.accelerate_env(pb.block.accelerate)["ACCELERATE_CONFIG_DS_FIELDS"]
-        )
+        assert env.ACCELERATE_DEEPSPEED_ZERO_STAGE == x.accelerate[-1]
     with pytest.raises(ValueError, match="joblib"):
-        sweep.block_command(s, pb.block, "joblib", pb.gpus, 3.0, 24)
+        plan.launch_command(s, x.model, x.gpus, x.accelerate, "joblib", 3.0, 24)
+    with pytest.raises(ValueError, match="names no `accelerate` config"):
+        plan.launch_command(s, x.model, x.gpus, None, "local", 3.0, 24)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "zero2", "zero3"])
-def test_accelerate_env_is_what_accelerate_launch_exports(strategy, monkeypatch):
-    """The variables the Slurm launcher sets equal those `accelerate launch --config_file` derives."""
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
-
-    for var in [v for v in os.environ if v.startswith("ACCELERATE_")]:
-        monkeypatch.delenv(var)
-    config = ROOT / "conf" / "accelerate" / f"{strategy}.yaml"
-    args = launch_command_parser().parse_args(["--config_file", str(config), "-m", "rvpo_repro.train"])
-    args, defaults, mp_from_config = _validate_launch_command(args)
-    if strategy == "ddp":
-        env = prepare_multi_gpu_env(args)
-    else:  # as accelerate.commands.launch.launch_command does before deepspeed_launcher
-        fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else [])
-        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
-        _, env = prepare_deepspeed_cmd_env(args)
-    theirs = {k: v for k, v in env.items() if k.startswith("ACCELERATE_") and "DYNAMO" not in k}
-    assert sweep.accelerate_env(strategy) == theirs
-
-
-def test_accelerate_env_of_the_zero_configs():
-    assert sweep.accelerate_env("ddp") == {"ACCELERATE_MIXED_PRECISION": "bf16"}
-    zero3 = sweep.accelerate_env("zero3")
+def test_accelerate_env_of_the_configs(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # the caller's environment does not leak in
+    assert plan.accelerate_env("ddp") == {"ACCELERATE_MIXED_PRECISION": "bf16"}
+    zero3 = plan.accelerate_env("zero3")
     assert (
         zero3["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3" and zero3["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "true"
     )
     assert zero3["ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"] == "true"
+    assert zero3["ACCELERATE_USE_DEEPSPEED"] == "true" and zero3["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    with pytest.raises(ValueError, match="no accelerate config"):
+        plan.accelerate_env("zero9")
 
 
-def _dry_run(*args: str) -> subprocess.CompletedProcess:
+# ----------------------------------------------------------------------------- the command line
+def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sweep.py"), *args],
+        [sys.executable, "-m", "rvpo_repro.plan", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -255,47 +288,53 @@ def _dry_run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_dry_run_of_tool_calling_prints_the_planned_runs_with_their_configs():
-    """The command behind `make reproduce-tool_calling DRY_RUN=1`."""
-    proc = _dry_run("tool_calling", "--launcher", "local", "--dry-run")
+def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
+    """The command behind `make reproduce-healthbench_scaling DRY_RUN=1 SWEEP_ARGS=seed=0`."""
+    proc = _cli("healthbench_scaling", "--dry-run", "--launcher", "slurm", "--", "seed=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "total: 18 runs" in out and "GPU-h" in out
-    for header in "experiment model task aggregator seed steps G compl/step lr status".split():
-        assert re.search(rf"\b{re.escape(header)}\b", out)
-    rows = [line.split() for line in out.splitlines() if re.match(r"^\d+\s+tool_calling_", line)]
-    assert len(rows) == 18
-    for row in rows:
-        experiment, model, task, aggregator, seed, steps, group, per_step = row[1:9]
-        size, agg = experiment.split("_")[2:4]
-        assert model == f"qwen2.5-{size}" and task == "toolrl" and aggregator.startswith(agg)
-        assert seed in {"0", "1", "2"} and steps == "420" and group == "4" and per_step == "512"
-    assert "-m accelerate.commands.launch --config_file conf/accelerate/ddp.yaml --num_processes 4" in out
-    assert (
-        "--multirun seed=0,1,2 experiment=tool_calling_1.5b_grpo,tool_calling_1.5b_gdpo,tool_calling_1.5b_rvpo"
-        in out
-    )
+    assert "total: 12 runs (0 done, skipped on launch)" in out
+    header = next(line for line in out.splitlines() if line.startswith("#  "))
+    assert header.split() == list(plan.COLUMNS)
+    rows = [line.split() for line in out.splitlines() if re.match(r"^\d+\s+(grpo|gdpo|rvpo)", line)]
+    assert len(rows) == 12 and all(len(r) == len(plan.COLUMNS) for r in rows)
+    assert {r[2] for r in rows} == {"-", "0", "0.5->2(linear)"}  # k: grpo/gdpo, gdpo_mean, rvpo_annealed
+    assert {r[1] for r in rows} == {"grpo", "gdpo", "gdpo_mean", "rvpo_annealed"}  # both GDPO variants
+    assert {r[12] for r in rows} == {"openai:gpt-4.1-2025-04-14(simple-evals)"}  # the eval_judge default
+    for size, gpus in (("3b", 4), ("7b", 8), ("14b", 8)):
+        assert f"== qwen2.5-{size}: 4 runs of experiment rubric_medicine" in out
+        assert f"+sweeps=healthbench_scaling model=qwen2.5-{size} seed=0" in out
+        assert f"+launcher=slurm_ddp hydra.launcher.gpus_per_node={gpus}" in out
+    assert "'++hydra.job.env_set.ACCELERATE_USE_DEEPSPEED=\"true\"'" in out
 
 
-def test_dry_run_with_slurm_and_overrides():
-    proc = _dry_run("tool_calling", "--launcher", "slurm", "--dry-run", "--", "seed=0")
+def test_grader_column_names_the_eval_judge_and_flags_the_training_judge():
+    assert plan.grader(compose(["experiment=rubric_science"])) == "-"  # GPQA: no grader
+    own = plan.grader(compose(["experiment=rubric_medicine", "eval_judge=training_judge"]))
+    assert own.endswith("(not simple-evals, training judge)"), own
+    hot = plan.grader(compose(["experiment=rubric_medicine", "eval_judge.temperature=0.0"]))
+    assert hot == "openai:gpt-4.1-2025-04-14(not simple-evals)"
+
+
+def test_list_and_unknown_sweep():
+    proc = _cli("--list")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "total: 6 runs" in proc.stdout
-    assert "+launcher=slurm_ddp hydra.launcher.gpus_per_node=4" in proc.stdout
-    assert "'++hydra.job.env_set.ACCELERATE_USE_DEEPSPEED=\"true\"'" in proc.stdout  # the 3B block (ZeRO-2)
-    bad = _dry_run("no_such_sweep", "--dry-run")
-    assert bad.returncode != 0 and "known:" in (bad.stderr + bad.stdout)
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(EXPECTED)
+    assert re.match(r"tool_calling\s+30 runs\s+\d+ GPU-h  BFCL", lines[-1])
+    bad = _cli("no_such_sweep", "--dry-run")
+    assert bad.returncode != 0 and "known:" in bad.stderr
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_make_target_calls_the_sweep_script():
+def test_make_target_calls_the_planner():
     proc = subprocess.run(
-        ["make", "-n", "reproduce-tool_calling", "DRY_RUN=1", "LAUNCHER=slurm"],
+        ["make", "-n", "reproduce-tool_calling", "DRY_RUN=1", "LAUNCHER=slurm", "SWEEP_ARGS=seed=0"],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=60,
     )
-    assert "scripts/sweep.py tool_calling --launcher slurm --dry-run" in proc.stdout, (
+    assert "-m rvpo_repro.plan tool_calling --launcher slurm --dry-run -- seed=0" in proc.stdout, (
         proc.stdout + proc.stderr
     )

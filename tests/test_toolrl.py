@@ -451,31 +451,6 @@ def test_max_prompt_tokens_drops_long_prompts(tokenizer):
 
 # ---------------------------------------------------------------- experiments
 
-CONF_EXPERIMENTS = Path(__file__).resolve().parent.parent / "conf" / "experiment"
-PAPER_RUNS = [(size, agg) for size in ["1.5b", "3b"] for agg in ["grpo", "gdpo", "rvpo"]]
-
-
-@pytest.mark.parametrize(("size", "agg"), PAPER_RUNS, ids=[f"{s}_{a}" for s, a in PAPER_RUNS])
-def test_tool_calling_experiments_resolve_to_the_recipe(size, agg):
-    from omegaconf import OmegaConf
-
-    from rvpo_repro.config import compose, validate
-
-    name = f"tool_calling_{size}_{agg}"
-    cfg = compose([f"experiment={name}", "paths.output_dir=/tmp/unused"])
-    validate(cfg)
-    assert cfg.experiment_name == name and cfg.model.name == f"qwen2.5-{size}"
-    assert cfg.aggregator.name == agg and cfg.task.name == "toolrl" and cfg.task.source == toolrl.RLLA_URL
-    t, m = cfg.trainer, cfg.model
-    assert (t.learning_rate, t.num_generations, t.max_completion_length, t.beta) == (1e-6, 4, 1024, 0.001)
-    assert m.per_device_train_batch_size * m.gradient_accumulation_steps * m.num_gpus == 512  # mini-batch
-    assert t.generation_batch_size == 512 * 4 and t.max_steps == 105 * 4  # 15 epochs of 3920 // 512
-    assert cfg.task.max_prompt_tokens == 2048 and cfg.task.bfcl_per_category is None
-    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    # deltas only: model and aggregator choice plus the name
-    text = (CONF_EXPERIMENTS / f"{name}.yaml").read_text()
-    assert "/experiment/tool_calling_base@_here_" in text and "trainer:" not in text
-
 
 def test_tool_calling_tiny_is_offline_and_small():
     from rvpo_repro.config import compose, validate
