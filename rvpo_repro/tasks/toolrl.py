@@ -416,9 +416,9 @@ class ToolRLTask(Task):
         outputs = [samples[0] if samples else "" for samples in generations]
         if len(outputs) != len(entries):
             raise ValueError(f"toolrl: {len(outputs)} generations for {len(entries)} BFCL prompts")
-        metrics, rows = bfcl.score(entries, outputs, output_format="tool_call")
-        examples = [{**row, "completion": out} for row, out in zip(rows, outputs, strict=True)]
-        return EvalResult(metrics=metrics, examples=examples)
+        scored = bfcl.score(entries, outputs, output_format="tool_call")
+        examples = [{**row, "completion": out} for row, out in zip(scored.examples, outputs, strict=True)]
+        return EvalResult(scored.metrics, examples, scored.columns, scored.primary)
 
 
 def main(argv: list[str] | None = None) -> None:
