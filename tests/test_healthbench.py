@@ -335,7 +335,11 @@ def test_every_metric_is_the_mean_of_its_declared_column(tmp_path):
     counts = {"healthbench/judge_missing", "healthbench/examples_unscored"}
     assert set(result.columns) == set(result.metrics) - counts
     assert any(n.startswith("healthbench/theme:") for n in result.columns)
-    assert 0.0 < column_mean(result.examples, "score") == pytest.approx(result.metrics["healthbench/score"]["value"])
+    assert (
+        0.0
+        < column_mean(result.examples, "score")
+        == pytest.approx(result.metrics["healthbench/score"]["value"])
+    )
     for name, column in result.columns.items():
         mean = column_mean(result.examples, column)  # HealthBench clips the mean to [0, 1]
         assert np.clip(mean, 0.0, 1.0) == pytest.approx(result.metrics[name]["value"]), name

@@ -343,7 +343,13 @@ def stub_bfcl(monkeypatch):
         sample_entries=lambda es, n, seed: [e for e in es if int(e["id"][-1]) < n],
         bfcl_messages=lambda e: [{"role": "system", "content": "tools"}, *e["question"][0]],
         score=lambda es, outs, output_format="tool_call": EvalResult(
-            {"bfcl/overall": {"value": sum(o == "ok" for o in outs) / len(outs), "stderr": None, "n": len(outs)}},
+            {
+                "bfcl/overall": {
+                    "value": sum(o == "ok" for o in outs) / len(outs),
+                    "stderr": None,
+                    "n": len(outs),
+                }
+            },
             [
                 {"id": e["id"], "category": e["category"], "score": float(o == "ok")}
                 for e, o in zip(es, outs, strict=True)
@@ -422,7 +428,10 @@ def test_evaluate_with_the_bfcl_module(tokenizer):
     assert result.primary == "bfcl/overall" and set(result.columns) == set(result.metrics)
     assert result.examples[0]["completion"] == outputs[0]
     wrong = task.evaluate(ev, [["<think>x</think>\n<tool_call>\n{bad\n</tool_call>"]] * len(ev), tokenizer)
-    assert wrong.metrics["bfcl/simple_python"]["value"] == 0.0 and wrong.metrics["bfcl/irrelevance"]["value"] == 1.0
+    assert (
+        wrong.metrics["bfcl/simple_python"]["value"] == 0.0
+        and wrong.metrics["bfcl/irrelevance"]["value"] == 1.0
+    )
 
 
 def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
@@ -434,7 +443,10 @@ def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
     ev = task.build(tokenizer, seed=0).eval_dataset
     assert set(ev["category"]) == set(toolrl.BFCL_CATEGORIES)
     result = task.evaluate(ev, [["<think>x</think>\n<response>none</response>"]] * len(ev), tokenizer)
-    assert result.metrics["bfcl/irrelevance"]["value"] == 1.0 and result.metrics["bfcl/simple_python"]["value"] == 0.0
+    assert (
+        result.metrics["bfcl/irrelevance"]["value"] == 1.0
+        and result.metrics["bfcl/simple_python"]["value"] == 0.0
+    )
 
 
 def test_default_categories_are_the_bfcl_modules_single_turn_ones():

@@ -331,7 +331,9 @@ def _metric_of(tree: list | tuple, by_cat: dict[str, list[float]], metrics: dict
     if isinstance(tree, tuple):
         pooled = [x for c in tree for x in by_cat.get(c, [])]
         return mean_metric(pooled) if pooled else None
-    parts = [m for t in tree if (m := metrics.get(t) if isinstance(t, str) else _metric_of(t, by_cat, metrics))]
+    parts = [
+        m for t in tree if (m := metrics.get(t) if isinstance(t, str) else _metric_of(t, by_cat, metrics))
+    ]
     return _mean_of(parts) if parts else None
 
 

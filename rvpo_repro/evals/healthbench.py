@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from rvpo_repro.evals.base import EvalResult, metric
 from rvpo_repro.evals.healthbench_grader import (  # noqa: F401  (re-exported)
     BUILTIN_TEMPLATE,
     GRADER_SYSTEM,
@@ -37,7 +38,6 @@ from rvpo_repro.evals.healthbench_grader import (  # noqa: F401  (re-exported)
     render_conversation,
     render_rubric_item,
 )
-from rvpo_repro.evals.base import EvalResult, metric
 from rvpo_repro.io import download_once
 from rvpo_repro.judges.base import JudgeRequest
 

@@ -312,13 +312,17 @@ class RubricTask(Task):
             idx = [i for i, b in enumerate(eval_dataset["benchmark"]) if b == bench]
             exs = [json.loads(eval_dataset[i]["example_json"]) for i in idx]
             replies = [generations[i][0] for i in idx]
-            result = self._healthbench(exs, replies) if bench == "healthbench" else gpqa.evaluate(exs, replies)
+            result = (
+                self._healthbench(exs, replies) if bench == "healthbench" else gpqa.evaluate(exs, replies)
+            )
             if clash := {c for c in result.columns.values() if c in merged.columns.values()}:
                 raise ValueError(f"task {self.cfg.name}: {bench} reuses example columns {sorted(clash)}")
             merged.metrics.update(result.metrics)
             merged.columns.update(result.columns)
             merged.primary = merged.primary or result.primary
-            merged.examples += [{**r, "id": f"{bench}/{r['id']}", "benchmark": bench} for r in result.examples]
+            merged.examples += [
+                {**r, "id": f"{bench}/{r['id']}", "benchmark": bench} for r in result.examples
+            ]
         return merged
 
 
