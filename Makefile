@@ -10,7 +10,7 @@ BFCL_REF_VENV ?= .cache/bfcl-ref-venv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint smoke reproduce report snapshot notebook bfcl-ref bench lock clean wandb-sync
+.PHONY: help install test test-fast lint smoke reproduce report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ bfcl-ref: $(STAMP) $(BFCL_REF_VENV)/bin/python ## check our BFCL AST checker aga
 
 bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, judge throughput, statistics)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+gpu-lock: $(STAMP) ## rewrite requirements/gpu-lock.txt: pip's resolution of .[gpu] on CUDA Linux (no GPU needed)
+	$(PY) scripts/lock_gpu.py
 
 lock: $(STAMP) ## rewrite requirements/cpu-lock.txt from the current venv
 	{ head -2 requirements/cpu-lock.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/cpu-lock.tmp

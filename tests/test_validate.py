@@ -37,10 +37,10 @@ def test_refused_naming_the_key_and_range(overrides, message):
 
 
 def test_any_grpo_config_field_is_accepted_as_it_is():
-    cfg = compose(["experiment=toy_smoke", "+trainer.num_completions_to_print=2", "trainer.max_steps=7"])
+    cfg = compose(["experiment=toy_smoke", "+trainer.mask_truncated_completions=true", "trainer.max_steps=7"])
     validate(cfg, construct_trl=False)
     kw = grpo_kwargs(cfg)
-    assert kw["num_completions_to_print"] == 2 and kw["max_steps"] == 7 and "eval_checkpoints" not in kw
+    assert kw["mask_truncated_completions"] is True and kw["max_steps"] == 7 and "eval_checkpoints" not in kw
     assert kw["per_device_train_batch_size"] == cfg.model.per_device_train_batch_size and kw["seed"] == 0
 
 
