@@ -35,9 +35,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-from rvpo_repro.config import JudgeConfig
 from rvpo_repro.judges.cache import JudgeCache
 from rvpo_repro.judges.parsing import parse_criteria_met
+from rvpo_repro.schemas import JudgeConfig
 
 log = logging.getLogger("rvpo_repro.judges")
 
