@@ -32,6 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rvpo_repro.evals import bfcl
+from rvpo_repro.evals.base import column_mean
 from rvpo_repro.evals.bfcl import ast_check, parse_python_calls, parse_tool_calls
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,9 +231,10 @@ def test_fixture_round_trip_scores_100_percent(fixture_entries):
         return _python_text(answer_calls(e)) if e["ground_truth"] else "No call."
 
     for fmt, render in (("tool_call", _correct_output), ("python", python_output)):
-        metrics, rows = bfcl.score(fixture_entries, [render(e) for e in fixture_entries], output_format=fmt)
+        result = bfcl.score(fixture_entries, [render(e) for e in fixture_entries], output_format=fmt)
+        metrics, rows = result.metrics, result.examples
         assert all(r["score"] == 1.0 for r in rows), [r for r in rows if r["score"] != 1.0]
-        expected = [*bfcl.CATEGORIES, "non_live", "live", "overall"]
+        expected = [f"bfcl/{k}" for k in [*bfcl.CATEGORIES, "non_live", "live", "overall"]]
         assert {k: m["value"] for k, m in metrics.items()} == dict.fromkeys(expected, 1.0)
 
 
@@ -499,10 +501,11 @@ def test_score_metrics_formulas(fixture_entries):
     wrong = {"simple_java_0", "live_simple_0", "parallel_0"}
     outs = [_no_call_output(e) if e["id"] in wrong else _correct_output(e) for e in fixture_entries]
     outs[[e["id"] for e in fixture_entries].index("parallel_0")] = "<tool_call>\n{bad json\n</tool_call>"
-    metrics, rows = bfcl.score(fixture_entries, outs)
+    result = bfcl.score(fixture_entries, outs, prefix="")
+    metrics, rows = result.metrics, result.examples
     assert [r["id"] for r in rows] == [e["id"] for e in fixture_entries]
     row = _by_id(rows)
-    assert row["parallel_0"] == {
+    assert {k: row["parallel_0"][k] for k in ("id", "category", "score", "parsed", "n_calls")} == {
         "id": "parallel_0",
         "category": "parallel",
         "score": 0.0,
@@ -527,12 +530,26 @@ def test_score_metrics_formulas(fixture_entries):
     )
     assert metrics["overall"]["stderr"] is None  # a single-example category has no stderr
     only_live = [e for e in fixture_entries if e["category"].startswith("live")]
-    m, _ = bfcl.score(only_live, [_correct_output(e) for e in only_live])
-    assert "non_live" not in m and m["overall"] == m["live"]
+    m = bfcl.score(only_live, [_correct_output(e) for e in only_live]).metrics
+    assert "bfcl/non_live" not in m and m["bfcl/overall"] == m["bfcl/live"]
     with pytest.raises(ValueError, match="output_format 'xml'"):
         bfcl.score(fixture_entries, outs, output_format="xml")
     with pytest.raises(ValueError, match="outputs for"):
         bfcl.score(fixture_entries, outs[:-1])
+
+
+def test_every_metric_is_the_mean_of_its_declared_column(fixture_entries):
+    wrong = {"simple_java_0", "live_simple_0", "parallel_0", "multiple_0"}
+    outs = [_no_call_output(e) if e["id"] in wrong else _correct_output(e) for e in fixture_entries]
+    pairs = list(zip(fixture_entries, outs, strict=True))
+    for chosen in (pairs, [(e, o) for e, o in pairs if e["category"] != "simple_javascript"]):
+        result = bfcl.score([e for e, _ in chosen], [o for _, o in chosen])
+        assert set(result.columns) == set(result.metrics) and result.primary == "bfcl/overall"
+        for name, column in result.columns.items():
+            assert column_mean(result.examples, column) == pytest.approx(result.metrics[name]["value"]), name
+        # the unweighted summaries differ from a pooled accuracy, so the weights matter
+        pooled = column_mean(result.examples, "score")
+        assert result.metrics["bfcl/overall"]["value"] != pytest.approx(pooled)
 
 
 # ---------------------------------------------------------------- the real data (bfcl-eval wheel)
@@ -556,7 +573,8 @@ def test_real_sample_round_trip_and_mutations(real_entries):
         bfcl.CATEGORIES, 10
     )
     scorable = [e for e in sample if e["ground_truth"] is None or not bfcl_unpassable(e)]
-    metrics, rows = bfcl.score(scorable, [_correct_output(e) for e in scorable])
+    result = bfcl.score(scorable, [_correct_output(e) for e in scorable])
+    metrics, rows = result.metrics, result.examples
     assert all(m["value"] == 1.0 for m in metrics.values()), [r["id"] for r in rows if r["score"] < 1]
     for e in scorable:
         for kind, calls in mutations(e).items():
@@ -590,7 +608,7 @@ def test_real_python_format_round_trip(real_entries):
             for p in [*n.split("."), *ps]
         )
     ]
-    _, rows = bfcl.score(ok, [_python_text(answer_calls(e)) for e in ok], output_format="python")
+    rows = bfcl.score(ok, [_python_text(answer_calls(e)) for e in ok], output_format="python").examples
     assert len(ok) > 80 and all(r["score"] == 1.0 for r in rows), [r["id"] for r in rows if r["score"] < 1]
 
 
@@ -607,7 +625,7 @@ def test_real_data_defects_are_the_known_ones(real_entries):
         "live_multiple_964-207-0",
     }
     everything = [e for e in real_entries if e["ground_truth"] and e["id"] not in defects]
-    _, rows = bfcl.score(everything, [_correct_output(e) for e in everything])
+    rows = bfcl.score(everything, [_correct_output(e) for e in everything]).examples
     assert all(r["score"] == 1.0 for r in rows)
 
 

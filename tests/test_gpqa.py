@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from rvpo_repro.evals import gpqa
+from rvpo_repro.evals.base import column_mean
 from rvpo_repro.evals.fixtures import GPQA_COLUMNS, write_gpqa_fixture
 
 # Obtained once by running `r = random.Random(0); [r.sample(range(4), 4) for _ in range(3)]`
@@ -121,19 +122,34 @@ def test_score_example():
 def test_evaluate_metrics_and_rows(csv_path):
     examples = gpqa.load_gpqa(csv_path, n_repeats=2)
     outputs = [f"Answer: {e['answer']}" if i % 2 == 0 else "Answer: a" for i, e in enumerate(examples)]
-    metrics, rows = gpqa.evaluate(examples, outputs)
+    result = gpqa.evaluate(examples, outputs)
+    metrics, rows = result.metrics, result.examples
     acc = metrics["gpqa/accuracy"]
     assert acc["value"] == 0.5 and acc["n"] == 8 and acc["n_questions"] == 4
     # rows 0..3 then 4..7 are the same questions; question k has scores (even k) -> 1, 0 or 0, 1
-    per_question = [(rows[k]["score"] + rows[k + 4]["score"]) / 2 for k in range(4)]
+    per_question = [(rows[k]["correct"] + rows[k + 4]["correct"]) / 2 for k in range(4)]
     assert per_question == [1.0, 0.0, 1.0, 0.0]
     assert acc["stderr"] == pytest.approx((1 / 3) ** 0.5 / 2)  # sample std of (1, 0, 1, 0) / sqrt(4)
     domains = {e["domain"] for e in examples}
     assert {f"gpqa/domain:{d}" for d in domains} | {"gpqa/accuracy"} == metrics.keys()
-    assert rows[1]["extracted"] == "a" and rows[1]["score"] == 0.0
-    assert set(rows[0]) == {"id", "record_id", "domain", "answer", "extracted", "score"}
+    assert rows[1]["extracted"] == "a" and rows[1]["correct"] == 0.0
+    assert set(rows[0]) == {"id", "record_id", "domain", "answer", "extracted", "correct"} | {
+        f"domain:{d}" for d in domains
+    }
+    assert result.primary == "gpqa/accuracy" and result.columns["gpqa/accuracy"] == "correct"
     with pytest.raises(ValueError, match="8 examples but 1 outputs"):
         gpqa.evaluate(examples, ["x"])
+
+
+def test_every_metric_is_the_mean_of_its_declared_column(csv_path):
+    examples = gpqa.load_gpqa(csv_path, n_repeats=2)
+    outputs = [f"Answer: {e['answer']}" if i % 3 else "Answer: Z" for i, e in enumerate(examples)]
+    result = gpqa.evaluate(examples, outputs)
+    assert set(result.columns) == set(result.metrics)
+    for name, column in result.columns.items():
+        assert column_mean(result.examples, column) == pytest.approx(result.metrics[name]["value"]), name
+    domain = next(n for n in result.columns if "domain:" in n)
+    assert column_mean(result.examples, result.columns[domain]) != column_mean(result.examples, "correct")
 
 
 def test_fixture_has_real_columns(csv_path):

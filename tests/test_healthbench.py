@@ -6,12 +6,14 @@ from __future__ import annotations
 import copy
 import json
 import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from rvpo_repro.evals import healthbench as hb
+from rvpo_repro.evals.base import column_mean
 from rvpo_repro.evals.fixtures import HEALTHBENCH_RECORD0, write_healthbench_fixture, write_rar_fixture
 from rvpo_repro.judges.base import JudgeRequest, JudgeResult
 
@@ -191,7 +193,7 @@ def test_loader_sources(tmp_path, monkeypatch):
     def offline(url, timeout):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(hb.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(ConnectionError, match=r"hard_2025-05-08-21-00-10.jsonl.*offline.*local path"):
         hb.load_healthbench("hard")
     write_healthbench_fixture(tmp_path / hb.FILES["hard"], n=2)  # a cached copy needs no network
@@ -269,7 +271,8 @@ def test_evaluate_hand_computed():
         + [True, True, True, False, False]
         + [False, False, False, True, True]
     )
-    metrics, rows = hb.evaluate(_three_examples(), ["a", "b", "c"], FakeJudge(verdicts))
+    result = hb.evaluate(_three_examples(), ["a", "b", "c"], FakeJudge(verdicts))
+    metrics, rows = result.metrics, result.examples
     # example scores 4/15, 1, -8/15
     assert metrics["healthbench/score"]["value"] == pytest.approx(11 / 45)
     assert metrics["healthbench/score"]["n"] == 3 and metrics["healthbench/score"]["stderr"] > 0
@@ -286,7 +289,8 @@ def test_evaluate_hand_computed():
 
 def test_evaluate_missing_verdict():
     verdicts = [True, False, True, True, False] + [True, None, True, False, False] + [False] * 5
-    metrics, rows = hb.evaluate(_three_examples(), ["a", "b", "c"], FakeJudge(verdicts))
+    result = hb.evaluate(_three_examples(), ["a", "b", "c"], FakeJudge(verdicts))
+    metrics, rows = result.metrics, result.examples
     assert rows[1]["score"] is None and rows[1]["n_missing"] == 1 and rows[1]["criteria_met"][1] is None
     assert rows[1]["axis:accuracy"] == pytest.approx(1.0)  # the missing item is a completeness item
     score = metrics["healthbench/score"]
@@ -303,7 +307,8 @@ def test_evaluate_with_scripted_judge_backend():
         met = item.startswith(("[7] ", "[-6] "))
         return json.dumps({"explanation": "scripted", "criteria_met": met})
 
-    metrics, rows = hb.evaluate(_three_examples(), ["a", "a", "b"], ScriptedJudge(reply))
+    result = hb.evaluate(_three_examples(), ["a", "a", "b"], ScriptedJudge(reply))
+    metrics, rows = result.metrics, result.examples
     assert [r["score"] for r in rows] == pytest.approx([1 / 15] * 3)  # (7 - 6) / 15
     assert [r["criteria_met"] for r in rows] == [[True, False, False, True, False]] * 3
     assert metrics["healthbench/axis:accuracy"]["value"] == pytest.approx(1 / 7)
@@ -313,11 +318,32 @@ def test_evaluate_fixture_file(tmp_path):
     examples = hb.load_healthbench(write_healthbench_fixture(tmp_path / "hb.jsonl", n=14, seed=2))
     n_items = sum(len(e["rubrics"]) for e in examples)
     verdicts = [i % 3 != 0 for i in range(n_items)]
-    metrics, rows = hb.evaluate(examples, ["reply"] * len(examples), FakeJudge(verdicts), prefix="")
+    result = hb.evaluate(examples, ["reply"] * len(examples), FakeJudge(verdicts), prefix="")
+    metrics, rows = result.metrics, result.examples
     assert len(rows) == 14 and {f"theme:{t}" for t in hb.THEMES} <= metrics.keys()
     assert all(0.0 <= m["value"] <= 1.0 for k, m in metrics.items() if k != "judge_missing")
     with pytest.raises(ValueError, match="14 examples but 1 replies"):
         hb.evaluate(examples, ["x"], FakeJudge([]))
+
+
+def test_every_metric_is_the_mean_of_its_declared_column(tmp_path):
+    examples = hb.load_healthbench(write_healthbench_fixture(tmp_path / "hb.jsonl", n=30, seed=3))
+    n_items = sum(len(e["rubrics"]) for e in examples)
+    verdicts = [None if i == 7 else i % 3 != 1 for i in range(n_items)]  # one missing verdict
+    result = hb.evaluate(examples, ["reply"] * len(examples), FakeJudge(verdicts))
+    assert result.primary == "healthbench/score" and result.columns["healthbench/score"] == "score"
+    counts = {"healthbench/judge_missing", "healthbench/examples_unscored"}
+    assert set(result.columns) == set(result.metrics) - counts
+    assert any(n.startswith("healthbench/theme:") for n in result.columns)
+    assert (
+        0.0
+        < column_mean(result.examples, "score")
+        == pytest.approx(result.metrics["healthbench/score"]["value"])
+    )
+    for name, column in result.columns.items():
+        mean = column_mean(result.examples, column)  # HealthBench clips the mean to [0, 1]
+        assert np.clip(mean, 0.0, 1.0) == pytest.approx(result.metrics[name]["value"]), name
+        assert sum(r.get(column) is not None for r in result.examples) == result.metrics[name]["n"], name
 
 
 # --------------------------------------------------------------------------- RaR fixture schema

@@ -189,9 +189,10 @@ def test_evaluate_adds_tag_metrics_and_counts_unparsed_replies():
             return "I think it is met."  # never parses
         return json.dumps({"explanation": "", "criteria_met": "[5] A" in req.messages[-1][1]})
 
-    metrics, rows = hb.evaluate(
+    result = hb.evaluate(
         [ex, bad], ["r1", "r2"], ScriptedJudge(reply), template=TEMPLATE, system=GRADER_SYSTEM
     )
+    metrics, rows = result.metrics, result.examples
     assert metrics["healthbench/score"]["value"] == pytest.approx(5 / 8)
     assert (
         metrics["healthbench/level:example"]["value"] == 1.0

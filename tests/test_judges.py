@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from rvpo_repro.judges import (
     parse_criteria_met,
     register_judge,
 )
+from rvpo_repro.judges.base import Judge, option
 from rvpo_repro.judges.hf_judge import HFJudge
 from rvpo_repro.judges.openai_judge import OpenAIJudge
 
@@ -410,3 +412,23 @@ def test_hf_judge_on_the_tiny_model_records_missing(tiny_model_dir):
     s = judge.stats
     assert s.unique == 3 and s.sent == 3 + s.reasks and s.prompt_tokens > 0
     assert judge.model_id == Path(tiny_model_dir).name
+
+
+def test_a_back_end_needs_only_from_config_and_reply():
+    """The smallest back end: settings through `option` (schema defaults), one reply text per ask."""
+
+    class Echo(Judge):
+        @classmethod
+        def from_config(cls, cfg, cache_dir=None):
+            return cls(model=option(cfg, "model") or "echo", reask_limit=option(cfg, "reask_limit"))
+
+        def _reply(self, request, ask):
+            return request.messages[-1][1] if ask else "not json"
+
+    judge = Echo.from_config(types.SimpleNamespace())
+    assert judge.reask_limit == JudgeConfig().reask_limit and judge.temperature == JudgeConfig().temperature
+    ok = JudgeRequest.from_messages([{"role": "user", "content": '{"criteria_met": true}'}])
+    assert judge.grade([ok]) == [JudgeResult(value=True, raw='{"criteria_met": true}', attempts=2)]
+    assert (judge.stats.sent, judge.stats.reasks, judge.stats.failures) == (2, 1, 0)
+    (missing,) = Echo.from_config(types.SimpleNamespace(reask_limit=0)).grade([ok])
+    assert missing.value is None and missing.attempts == 1 and "malformed" in missing.error

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rvpo_repro.evals.base import column_mean
 from rvpo_repro.judges.scripted import ScriptedJudge
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.rubric import PitfallConvention, RubricReward, RubricTaskConfig, select_items
@@ -144,6 +145,11 @@ def test_build_and_evaluate_on_fixtures(tmp_path):
     assert seen and seen[0].messages[0] == ("system", "You are a helpful assistant.")
     assert len(result.examples) == len(benches)
     assert all(e["id"].startswith(e["benchmark"] + "/") for e in result.examples)
+    # both benchmarks' columns, each still the mean of its own rows (the first benchmark is primary)
+    assert result.primary == "healthbench/score"
+    for name in ("healthbench/score", "gpqa/accuracy"):
+        mean = column_mean(result.examples, result.columns[name])
+        assert mean == pytest.approx(result.metrics[name]["value"]), name
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import rvpo_repro.tasks.toolrl as toolrl  # registers the task (and its schema) before any compose
+from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.toolrl import (
     ToolRLConfig,
@@ -341,12 +342,20 @@ def stub_bfcl(monkeypatch):
         load_bfcl=lambda source=None, categories=None: [e for e in entries if e["category"] in categories],
         sample_entries=lambda es, n, seed: [e for e in es if int(e["id"][-1]) < n],
         bfcl_messages=lambda e: [{"role": "system", "content": "tools"}, *e["question"][0]],
-        score=lambda es, outs, output_format="tool_call": (
-            {"overall": {"value": sum(o == "ok" for o in outs) / len(outs), "stderr": None, "n": len(outs)}},
+        score=lambda es, outs, output_format="tool_call": EvalResult(
+            {
+                "bfcl/overall": {
+                    "value": sum(o == "ok" for o in outs) / len(outs),
+                    "stderr": None,
+                    "n": len(outs),
+                }
+            },
             [
                 {"id": e["id"], "category": e["category"], "score": float(o == "ok")}
                 for e, o in zip(es, outs, strict=True)
             ],
+            {"bfcl/overall": "score"},
+            primary="bfcl/overall",
         ),
     )
     monkeypatch.setitem(sys.modules, "rvpo_repro.evals.bfcl", stub)
@@ -371,7 +380,8 @@ def test_build_and_evaluate_through_the_bfcl_contract(tokenizer, stub_bfcl):
     assert ev[0]["prompt"][0] == {"role": "system", "content": "tools"} and json.loads(ev[0]["entry"])["id"]
 
     result = task.evaluate(ev, [["ok", "no"], ["no", "ok"], ["ok"], ["x"]], tokenizer)
-    assert result.metrics["overall"] == {"value": 0.5, "stderr": None, "n": 4}  # first samples only
+    assert result.metrics["bfcl/overall"] == {"value": 0.5, "stderr": None, "n": 4}  # first samples only
+    assert result.columns == {"bfcl/overall": "score"} and result.primary == "bfcl/overall"
     assert [e["score"] for e in result.examples] == [1.0, 0.0, 1.0, 0.0]
     assert result.examples[1]["completion"] == "no" and result.examples[0]["category"] == "simple_python"
     with pytest.raises(ValueError, match="3 generations for 4"):
@@ -414,10 +424,14 @@ def test_evaluate_with_the_bfcl_module(tokenizer):
         "live_irrelevance",
         "live_relevance",
     } <= right
-    assert {"overall", "non_live", "live"} <= set(result.metrics)
+    assert {"bfcl/overall", "bfcl/non_live", "bfcl/live"} <= set(result.metrics)
+    assert result.primary == "bfcl/overall" and set(result.columns) == set(result.metrics)
     assert result.examples[0]["completion"] == outputs[0]
     wrong = task.evaluate(ev, [["<think>x</think>\n<tool_call>\n{bad\n</tool_call>"]] * len(ev), tokenizer)
-    assert wrong.metrics["simple_python"]["value"] == 0.0 and wrong.metrics["irrelevance"]["value"] == 1.0
+    assert (
+        wrong.metrics["bfcl/simple_python"]["value"] == 0.0
+        and wrong.metrics["bfcl/irrelevance"]["value"] == 1.0
+    )
 
 
 def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
@@ -429,7 +443,10 @@ def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
     ev = task.build(tokenizer, seed=0).eval_dataset
     assert set(ev["category"]) == set(toolrl.BFCL_CATEGORIES)
     result = task.evaluate(ev, [["<think>x</think>\n<response>none</response>"]] * len(ev), tokenizer)
-    assert result.metrics["irrelevance"]["value"] == 1.0 and result.metrics["simple_python"]["value"] == 0.0
+    assert (
+        result.metrics["bfcl/irrelevance"]["value"] == 1.0
+        and result.metrics["bfcl/simple_python"]["value"] == 0.0
+    )
 
 
 def test_default_categories_are_the_bfcl_modules_single_turn_ones():
@@ -503,8 +520,9 @@ def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, cache_dir):
     examples = load_examples(run_dir)
     assert examples and {"id", "category", "score", "completion"} <= set(examples[0])
     assert len({e["id"] for e in examples}) == len(examples)
-    assert all(0.0 <= m["value"] <= 1.0 for m in rec.metrics.values()) and "overall" in rec.metrics
-    assert rec.metrics["overall"]["n"] == len(examples)
+    assert all(0.0 <= m["value"] <= 1.0 for m in rec.metrics.values()) and "bfcl/overall" in rec.metrics
+    assert rec.metrics["bfcl/overall"]["n"] == len(examples)
+    assert rec.primary_metric == "bfcl/overall" and rec.example_columns["bfcl/overall"] == "overall"
 
 
 @pytest.mark.parametrize("option", ["toolrl", "toolrl_tiny"])

@@ -46,3 +46,10 @@ def mean_metric(values: Sequence[float], **extra) -> dict:
     """`metric` of the mean of `values`, with its standard error and n."""
     mean, se = mean_stderr(values)
     return metric(mean, se, len(values), **extra)
+
+
+def column_mean(examples: Sequence[dict], column: str) -> float | None:
+    """Mean of `column` over the rows that hold a value in it (None and absent rows left out):
+    what a metric declared in `EvalResult.columns` equals."""
+    values = [row[column] for row in examples if row.get(column) is not None]
+    return math.fsum(values) / len(values) if values else None

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rvpo_repro.evals.base import EvalResult, mean_metric, metric
 from rvpo_repro.evals.bfcl_checker import ast_check, is_no_call, language
 from rvpo_repro.records import read_jsonl
 
@@ -294,11 +295,15 @@ def parse_python_calls(text: str) -> list[dict] | None:
 
 
 # ---- scoring ----
-def _accuracy(xs: Sequence[float]) -> dict:
-    n = len(xs)
-    mean = sum(xs) / n
-    se = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1) / n) if n > 1 else None
-    return {"value": mean, "stderr": se, "n": n}
+SIMPLE = ("simple_python", "simple_java", "simple_javascript")
+# Summary metrics as trees: a list is the unweighted mean of its present members, a tuple of
+# categories one pool (count-weighted). BFCL v3 leaderboard's non-live, live and overall.
+NON_LIVE_TREE: list = [list(SIMPLE), "multiple", "parallel", "parallel_multiple", "irrelevance"]
+SUMMARY_TREES: dict[str, list | tuple] = {
+    "non_live": NON_LIVE_TREE,
+    "live": LIVE,
+    "overall": [NON_LIVE_TREE, LIVE],
+}
 
 
 def _mean_of(parts: Sequence[dict]) -> dict:
@@ -306,24 +311,51 @@ def _mean_of(parts: Sequence[dict]) -> dict:
     k = len(parts)
     ses = [p["stderr"] for p in parts]
     se = None if None in ses else math.sqrt(sum(s * s for s in ses)) / k
-    return {"value": sum(p["value"] for p in parts) / k, "stderr": se, "n": sum(p["n"] for p in parts)}
+    return metric(sum(p["value"] for p in parts) / k, se, sum(p["n"] for p in parts))
+
+
+def _shares(tree: list | tuple | str, counts: dict[str, int]) -> dict[str, float]:
+    """category -> the weight of each of its examples in `tree`'s value (weights sum to 1 over the
+    examples present): a list splits its weight equally among its present members, a pool (tuple)
+    or a category over its examples."""
+    if isinstance(tree, str):
+        return {tree: 1.0 / counts[tree]} if counts.get(tree) else {}
+    if isinstance(tree, tuple):
+        n = sum(counts.get(c, 0) for c in tree)
+        return {c: 1.0 / n for c in tree if counts.get(c)}
+    parts = [p for p in (_shares(t, counts) for t in tree) if p]
+    return {c: w / len(parts) for p in parts for c, w in p.items()}
+
+
+def _metric_of(tree: list | tuple, by_cat: dict[str, list[float]], metrics: dict) -> dict | None:
+    if isinstance(tree, tuple):
+        pooled = [x for c in tree for x in by_cat.get(c, [])]
+        return mean_metric(pooled) if pooled else None
+    parts = [
+        m for t in tree if (m := metrics.get(t) if isinstance(t, str) else _metric_of(t, by_cat, metrics))
+    ]
+    return _mean_of(parts) if parts else None
 
 
 def score(
-    entries: Sequence[dict], outputs: Sequence[str], output_format: str = "tool_call"
-) -> tuple[dict, list[dict]]:
-    """Score one output per entry; returns (metrics, rows).
+    entries: Sequence[dict], outputs: Sequence[str], output_format: str = "tool_call", prefix: str = "bfcl"
+) -> EvalResult:
+    """Score one output per entry.
 
-    rows: {"id", "category", "score" (1.0/0.0 from `ast_check`), "parsed" (the output decoded),
-    "n_calls"}. metrics, name -> {"value", "stderr", "n"}:
+    Examples (rows): {"id", "category", "score" (1.0/0.0 from `ast_check`), "parsed" (the output
+    decoded), "n_calls"}, plus one column per metric (below). Metrics, `<prefix>/<name>` ->
+    {"value", "stderr", "n"}:
     - `<category>`: accuracy of that category; stderr = sample sd / sqrt(n).
     - `non_live` = mean(simple, multiple, parallel, parallel_multiple, irrelevance) over the groups
       present, unweighted, where simple = mean(simple_python, simple_java, simple_javascript)
       present (BFCL v3 leaderboard's non-live overall).
     - `live` = accuracy pooled over all live examples (count-weighted, as BFCL v3's live overall).
-    - `overall` = mean(non_live, live) over the groups present, unweighted.
-    Summary stderrs treat category accuracies as independent. `output_format`: "tool_call"
-    (ToolRL tags) or "python" (BFCL's prompting format).
+    - `overall` = mean(non_live, live) over the groups present, unweighted (the primary metric).
+    Summary stderrs treat category accuracies as independent. Columns: metric `<prefix>/<name>`
+    -> row column `<name>`, None on rows outside it; a summary's column is the example's score
+    times its weight in the summary times the rows it covers, so its plain mean over those rows is
+    the summary (per-example values may exceed 1). `output_format`: "tool_call" (ToolRL tags) or
+    "python" (BFCL's prompting format).
     """
     parsers = {"tool_call": parse_tool_calls, "python": parse_python_calls}
     if output_format not in parsers:
@@ -340,19 +372,27 @@ def score(
     by_cat: dict[str, list[float]] = {}
     for r in rows:
         by_cat.setdefault(r["category"], []).append(r["score"])
-    metrics = {
-        c: _accuracy(by_cat[c]) for c in [*CATEGORIES, *sorted(set(by_cat) - set(CATEGORIES))] if c in by_cat
-    }
-    simple = [metrics[c] for c in ("simple_python", "simple_java", "simple_javascript") if c in metrics]
-    groups = ([_mean_of(simple)] if simple else []) + [
-        metrics[c] for c in ("multiple", "parallel", "parallel_multiple", "irrelevance") if c in metrics
-    ]
-    summary = {}
-    if groups:
-        summary["non_live"] = _mean_of(groups)
-    live = [s for c in LIVE for s in by_cat.get(c, [])]
-    if live:
-        summary["live"] = _accuracy(live)
-    if summary:
-        summary["overall"] = _mean_of(list(summary.values()))
-    return {**metrics, **summary}, rows
+    cats = [c for c in [*CATEGORIES, *sorted(set(by_cat) - set(CATEGORIES))] if c in by_cat]
+    metrics = {c: mean_metric(by_cat[c]) for c in cats}
+    for r in rows:
+        r.update({c: r["score"] if r["category"] == c else None for c in cats})
+    counts = {c: len(v) for c, v in by_cat.items()}
+    for key, tree in SUMMARY_TREES.items():
+        if (m := _metric_of(tree, by_cat, metrics)) is None:
+            continue
+        metrics[key] = m
+        shares = _shares(tree, counts)
+        covered = sum(counts[c] for c in shares)
+        for r in rows:
+            w = shares.get(r["category"])
+            r[key] = None if w is None else r["score"] * w * covered
+
+    def name(key: str) -> str:
+        return f"{prefix}/{key}" if prefix else key
+
+    return EvalResult(
+        {name(k): m for k, m in metrics.items()},
+        rows,
+        {name(k): k for k in metrics},
+        primary=name("overall") if "overall" in metrics else None,
+    )

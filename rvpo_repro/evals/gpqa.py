@@ -13,13 +13,14 @@ One deliberate difference: cells are read as text without NaN conversion (upstre
 from __future__ import annotations
 
 import csv
-import math
 import os
 import random
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+
+from rvpo_repro.evals.base import EvalResult, mean_stderr, metric
 
 HUB_REPO = "Idavidrein/gpqa"
 HUB_FILE = "gpqa_diamond.csv"
@@ -156,52 +157,48 @@ def load_gpqa(
     return examples
 
 
-def _mean_stderr(values: list[float]) -> tuple[float, float | None]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
-
-
 def _accuracy(rows: list[dict]) -> dict:
     """Accuracy over rows; stderr over questions (repeats of one record averaged first)."""
     by_record: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        by_record[r["record_id"]].append(r["score"])
-    _, stderr = _mean_stderr([sum(v) / len(v) for v in by_record.values()])
-    value = sum(r["score"] for r in rows) / len(rows)
-    return {"value": value, "stderr": stderr, "n": len(rows), "n_questions": len(by_record)}
+        by_record[r["record_id"]].append(r["correct"])
+    _, stderr = mean_stderr([sum(v) / len(v) for v in by_record.values()])
+    value, _ = mean_stderr([r["correct"] for r in rows])
+    return metric(value, stderr, len(rows), n_questions=len(by_record))
 
 
-def evaluate(
-    examples: Sequence[dict], outputs: Sequence[str], *, prefix: str = "gpqa"
-) -> tuple[dict[str, dict], list[dict]]:
-    """Score one output per example. Metrics: `<prefix>/accuracy` and `<prefix>/domain:<name>`,
-    each {"value", "stderr", "n", "n_questions"}; the stderr treats the repeats of one question as
-    one cluster (the plain binomial stderr when n_repeats == 1). Rows: one per example."""
+def evaluate(examples: Sequence[dict], outputs: Sequence[str], *, prefix: str = "gpqa") -> EvalResult:
+    """Score one output per example. Metrics: `<prefix>/accuracy` (primary) and
+    `<prefix>/domain:<name>`, each {"value", "stderr", "n", "n_questions"}; the stderr treats the
+    repeats of one question as one cluster (the plain binomial stderr when n_repeats == 1).
+
+    Rows, one per example: {"id", "record_id", "domain", "answer", "extracted", "correct" (1.0 or
+    0.0), "domain:<name>" (`correct` for the example's own domain, else None)}. Columns: accuracy
+    -> `correct`, domain:<name> -> `domain:<name>`."""
     if len(examples) != len(outputs):
         raise ValueError(f"{len(examples)} examples but {len(outputs)} outputs")
     if not examples:
         raise ValueError("no examples to evaluate")
+    domains = sorted({ex["domain"] for ex in examples})
     rows = []
     for ex, text in zip(examples, outputs, strict=True):
         extracted = extract_answer(text)
-        rows.append(
-            {
-                "id": ex["id"],
-                "record_id": ex["record_id"],
-                "domain": ex["domain"],
-                "answer": ex["answer"],
-                "extracted": extracted,
-                "score": 1.0 if extracted == ex["answer"] else 0.0,
-            }
-        )
+        correct = 1.0 if extracted == ex["answer"] else 0.0
+        row = {
+            "id": ex["id"],
+            "record_id": ex["record_id"],
+            "domain": ex["domain"],
+            "answer": ex["answer"],
+            "extracted": extracted,
+            "correct": correct,
+        }
+        rows.append(row | {f"domain:{d}": correct if d == ex["domain"] else None for d in domains})
 
     def name(key: str) -> str:
         return f"{prefix}/{key}" if prefix else key
 
-    metrics = {name("accuracy"): _accuracy(rows)}
-    for domain in sorted({r["domain"] for r in rows}):
+    metrics, columns = {name("accuracy"): _accuracy(rows)}, {name("accuracy"): "correct"}
+    for domain in domains:
         metrics[name(f"domain:{domain}")] = _accuracy([r for r in rows if r["domain"] == domain])
-    return metrics, rows
+        columns[name(f"domain:{domain}")] = f"domain:{domain}"
+    return EvalResult(metrics, rows, columns, primary=name("accuracy"))

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import urllib.error
-import urllib.request
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from rvpo_repro.evals.base import EvalResult, metric
 from rvpo_repro.evals.healthbench_grader import (  # noqa: F401  (re-exported)
     BUILTIN_TEMPLATE,
     GRADER_SYSTEM,
@@ -38,6 +38,7 @@ from rvpo_repro.evals.healthbench_grader import (  # noqa: F401  (re-exported)
     render_conversation,
     render_rubric_item,
 )
+from rvpo_repro.io import download_once
 from rvpo_repro.judges.base import JudgeRequest
 
 BASE_URL = "https://openaipublic.blob.core.windows.net/simple-evals/healthbench"
@@ -71,27 +72,14 @@ class HealthBenchFormatError(ValueError):
 # --------------------------------------------------------------------------- loading
 
 
-def _fetch(url: str, cache_dir: str | Path | None, timeout: float) -> tuple[str, list[str]]:
-    """Text lines of `url`, through `cache_dir/<basename>` when given. Returns (name, lines)."""
-    cached = Path(cache_dir) / url.rstrip("/").rsplit("/", 1)[-1] if cache_dir is not None else None
-    if cached is not None and cached.exists():
-        return str(cached), cached.read_text(encoding="utf-8").splitlines()
+def _fetch(url: str, cache_dir: str | Path | None, timeout: float) -> Path:
+    """The local copy of `url`: `cache_dir/<basename>`, downloaded once (a fresh temporary
+    directory when `cache_dir` is None)."""
+    folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="healthbench-"))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            data = resp.read()
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise ConnectionError(
-            f"could not download HealthBench from {url}: {reason}. This machine may be offline: "
-            f"download the file elsewhere and pass its local path as the source"
-            + (f" (or place it at {cached})" if cached is not None else "")
-        ) from err
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(cached.suffix + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(cached)
-    return url, data.decode("utf-8").splitlines()
+        return download_once(url, folder / url.rstrip("/").rsplit("/", 1)[-1], timeout=timeout)
+    except ConnectionError as err:
+        raise ConnectionError(f"HealthBench: {err}, or pass its local path as the source") from err
 
 
 def load_healthbench(
@@ -109,15 +97,14 @@ def load_healthbench(
     """
     text = str(source)
     if text in URLS or text.startswith(("http://", "https://")):
-        name, lines = _fetch(URLS.get(text, text), cache_dir, timeout)
+        path = _fetch(URLS.get(text, text), cache_dir, timeout)
     else:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(
                 f"HealthBench source {text!r}: no such file, and not one of {sorted(URLS)} or a URL"
             )
-        name, lines = str(path), path.read_text(encoding="utf-8").splitlines()
-    return parse_lines(lines, name, limit=limit)
+    return parse_lines(path.read_text(encoding="utf-8").splitlines(), str(path), limit=limit)
 
 
 def parse_lines(lines: Sequence[str], name: str = "<healthbench>", limit: int | None = None) -> list[dict]:
@@ -345,10 +332,10 @@ def evaluate(
     template: GraderTemplate | str = BUILTIN_TEMPLATE,
     system: str | None = None,
     parse: Any = parse_upstream_verdict,
-) -> tuple[dict[str, dict], list[dict]]:
+) -> EvalResult:
     """Grade one policy reply per example with `judge` (one call per rubric item, one batch).
 
-    Returns (metrics, rows). Metrics, each {"value", "stderr" (bootstrap std), "n", "n_missing"}:
+    Metrics, each {"value", "stderr" (bootstrap std), "n", "n_missing"}:
     `<prefix>/score` (overall), rubric tags `<prefix>/axis:<name>`, `level:<l>`, `cluster:<id>`,
     example tags `<prefix>/theme:<name>` and `physician_agreed_category:<c>`, plus
     `<prefix>/judge_missing` (verdicts the judge failed to give after its re-asks; value = count,
@@ -357,7 +344,12 @@ def evaluate(
     parses is counted and shown, never read as "not met". The grader is `template` (simple-evals'
     via `load_grader_template("upstream")`) with `system` prepended; `parse` reads each reply.
     A metric with no defined value is left out. Rows: one per example {"id", "theme", "score",
-    "n_items", "n_missing", "axis:<name>"..., "criteria_met"}."""
+    "n_items", "n_missing", "<rubric tag>"... (axis:, level:, cluster:), "<example tag>"...
+    (theme:, physician_agreed_category:; the example's score), "criteria_met"}.
+
+    Columns: `<prefix>/score` -> `score` (primary), each tag metric -> the column of that tag; the
+    mean of a column over its defined values is the metric (before the clip to [0, 1]). The two
+    counts (judge_missing, examples_unscored) have no column."""
     if len(examples) != len(replies):
         raise ValueError(f"{len(examples)} examples but {len(replies)} replies")
     requests, spans = [], []
@@ -382,6 +374,7 @@ def evaluate(
         for tag in example["example_tags"]:
             if tag.startswith(EXAMPLE_TAG_PREFIXES):
                 per_metric[tag].append(overall)
+                row[tag] = overall
         for tag, (value, missing) in sorted(_by_tag(rubrics, met).items()):
             if not tag.startswith(RUBRIC_TAG_PREFIXES):
                 continue
@@ -394,12 +387,12 @@ def evaluate(
     def name(key: str) -> str:
         return f"{prefix}/{key}" if prefix else key
 
-    metrics = {}
+    metrics, columns = {}, {}
     for key in ["score", *sorted(k for k in per_metric if k != "score")]:
         if (m := _metric(per_metric[key], seed, n_bootstrap)) is not None:
-            metrics[name(key)] = m
+            metrics[name(key)], columns[name(key)] = m, key
     missing = sum(r["n_missing"] for r in rows)
-    metrics[name("judge_missing")] = {"value": float(missing), "stderr": None, "n": len(requests)}
+    metrics[name("judge_missing")] = metric(missing, None, len(requests))
     unscored = sum(r["n_missing"] > 0 for r in rows)
-    metrics[name("examples_unscored")] = {"value": float(unscored), "stderr": None, "n": len(rows)}
-    return metrics, rows
+    metrics[name("examples_unscored")] = metric(unscored, None, len(rows))
+    return EvalResult(metrics, rows, columns, primary=name("score"))

@@ -2,35 +2,49 @@
 
 `Judge.grade(requests, parse)` returns one `JudgeResult` per request, in order. The shared loop
 deduplicates identical requests (each is judged once per call), serves what it can from the
-on-disk cache, hands the rest to the back end's `_judge_many`, caches the successes, counts usage
-and logs one INFO line per call. Back ends implement `_judge_many` and `from_config` only.
+on-disk cache, asks the back end for the rest, reads each reply with `parse`, asks again those
+whose reply `parse` rejects (up to `reask_limit` times; `ask_until_parsed`), caches the successes,
+counts usage and logs one INFO line per call.
 
 A result's `value` is what `parse` returned, or None when the judge gave no usable answer
-(missing): after retries on transport errors and re-asks on malformed replies. None is never
-turned into 0 or 1 here; scoring code decides what a missing verdict means.
+(missing): after the back end's own transport retries and the re-asks here. None is never turned
+into 0 or 1; scoring code decides what a missing verdict means.
+
+Writing a back end (see scripted.py for the smallest one):
+  - `@register_judge("<name>")` on a `Judge` subclass;
+  - `from_config(cls, cfg, cache_dir)`: read settings with `option(cfg, name)`, whose defaults are
+    the `JudgeConfig` schema's (the one place judge defaults live);
+  - the replies, either `_reply(request, ask) -> str` (one text at a time: rule-based or scripted
+    judges) or `_send(requests, ask, stats)`, an async generator yielding `(index, Reply)` as
+    replies arrive (batched or concurrent back ends; a `Reply` carrying an `error` is recorded as
+    missing without a re-ask, as transport failures are retried by the back end itself).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from rvpo_repro.judges.cache import JudgeCache
 from rvpo_repro.judges.parsing import parse_criteria_met
+from rvpo_repro.schemas import JudgeConfig
 
 log = logging.getLogger("rvpo_repro.judges")
 
 Parse = Callable[[str], Any]
 PROGRESS_MIN = 256  # show a progress bar when at least this many requests go out
+DEFAULTS = JudgeConfig()  # every judge setting's default, from the schema
+_SCHEMA = object()
 
 
 @dataclass(frozen=True)
@@ -96,10 +110,23 @@ class JudgeStats:
         return asdict(self)
 
 
-def option(cfg: Any, name: str, default: Any) -> Any:
-    """`cfg.name`, or `default` when the config (dataclass or DictConfig) has no such field."""
+def option(cfg: Any, name: str, default: Any = _SCHEMA) -> Any:
+    """`cfg.name`, or its default when the config (dataclass, DictConfig, namespace) has no such
+    field or holds None there; the default is the `JudgeConfig` schema's unless one is given."""
+    if default is _SCHEMA:
+        default = getattr(DEFAULTS, name)  # an unknown setting name fails here
     value = getattr(cfg, name, default)
     return default if value is None and default is not None else value
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A back end's answer to one request: the reply text, or an `error` when its transport gave
+    up (then recorded as missing, not re-asked); `attempts`: model calls made, retries included."""
+
+    text: str | None
+    error: str | None = None
+    attempts: int = 1
 
 
 def parse_name(parse: Parse) -> str:
@@ -127,9 +154,9 @@ class Judge(ABC):
         self,
         *,
         model: str,
-        temperature: float = 0.0,
-        max_tokens: int | None = None,
-        reask_limit: int = 3,
+        temperature: float = DEFAULTS.temperature,
+        max_tokens: int | None = DEFAULTS.max_tokens,
+        reask_limit: int = DEFAULTS.reask_limit,
         cache: JudgeCache | None = None,
         model_id: str | None = None,
     ):
@@ -149,11 +176,81 @@ class Judge(ABC):
     def from_config(cls, cfg: Any, cache_dir: str | None = None) -> Judge:
         """Build the back end from a `JudgeConfig` (optional fields read with defaults)."""
 
-    @abstractmethod
+    def _reply(self, request: JudgeRequest, ask: int) -> str:
+        """One reply text for `request` (`ask`: 0, then 1, 2 ... on re-asks); or override `_send`."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _reply nor _send")
+
+    async def _send(
+        self, requests: Sequence[JudgeRequest], ask: int, stats: JudgeStats
+    ) -> AsyncIterator[tuple[int, Reply]]:
+        """`(index into requests, Reply)` for every request, in any order (as replies arrive)."""
+        for i, request in enumerate(requests):
+            yield i, Reply(self._reply(request, ask))
+
+    def _asks(self) -> int:
+        """How many times a request may be asked in all (1 + re-asks of malformed replies)."""
+        return self.reask_limit + 1
+
+    def _redact(self, text: str) -> str:
+        """Scrub secrets from an error text (back ends holding a key override this)."""
+        return text
+
     async def _judge_many(
         self, requests: Sequence[JudgeRequest], parse: Parse, stats: JudgeStats, tick: Callable[[], None]
     ) -> list[JudgeResult]:
         """Judge distinct, uncached requests; one result each, in order; call `tick()` per result."""
+        return await self.ask_until_parsed(requests, parse, stats, tick, self._send)
+
+    async def ask_until_parsed(
+        self,
+        requests: Sequence[JudgeRequest],
+        parse: Parse,
+        stats: JudgeStats,
+        tick: Callable[[], None],
+        send: Callable[[Sequence[JudgeRequest], int, JudgeStats], AsyncIterator[tuple[int, Reply]]],
+    ) -> list[JudgeResult]:
+        """The one re-ask loop: send every request, read each reply with `parse`, send again those
+        it rejects (ValueError or None) in the next round, up to `_asks()` rounds; what is left
+        is missing (value None, the last reply and why in `error`), never 0 or 1."""
+        n = len(requests)
+        results: list[JudgeResult | None] = [None] * n
+        attempts, last = [0] * n, [Reply(None)] * n
+        errors: list[str | None] = [None] * n
+        pending = list(range(n))
+        for ask in range(self._asks()):
+            if not pending:
+                break
+            if ask:
+                stats.reasks += len(pending)
+            seen, still = 0, []
+            async with contextlib.aclosing(send([requests[i] for i in pending], ask, stats)) as replies:
+                async for j, reply in replies:
+                    i, seen = pending[j], seen + 1
+                    attempts[i] += reply.attempts
+                    stats.sent += reply.attempts
+                    last[i] = reply
+                    if reply.error is not None:  # the transport gave up: missing, not re-asked
+                        results[i] = JudgeResult(None, reply.text, self._redact(reply.error), attempts[i])
+                        tick()
+                        continue
+                    try:
+                        value = parse(reply.text if reply.text is not None else "")
+                        why = "parse returned None"
+                    except ValueError as exc:
+                        value, why = None, str(exc)
+                    if value is None:
+                        errors[i] = self._redact(f"malformed judge reply after {ask + 1} asks: {why}")
+                        still.append(i)
+                        continue
+                    results[i] = JudgeResult(value=value, raw=reply.text, attempts=attempts[i])
+                    tick()
+            if seen != len(pending):
+                raise RuntimeError(f"judge back end {self.backend!r} replied {seen} times to {len(pending)}")
+            pending = sorted(still)
+        for i in pending:
+            results[i] = JudgeResult(None, last[i].text, errors[i], attempts[i])
+            tick()
+        return results
 
     # ------------------------------------------------------------------ shared loop
 

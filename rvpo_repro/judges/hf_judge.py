@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rvpo_repro.judges.base import Judge, JudgeRequest, JudgeResult, JudgeStats, Parse, option
+from rvpo_repro.judges.base import DEFAULTS, Judge, JudgeRequest, JudgeStats, Reply, option
 from rvpo_repro.judges.registry import cache_from_config, register_judge
 
 TINY = "tiny"
+MAX_TOKENS = 256  # the reply budget when judge.max_tokens is None
 
 
 @register_judge("hf")
@@ -31,13 +32,13 @@ class HFJudge(Judge):
         *,
         model: str,
         model_path: str | None = None,
-        temperature: float = 0.0,
-        max_tokens: int | None = 256,
-        batch_size: int = 16,
-        reask_limit: int = 3,
-        seed: int = 0,
-        device: str | None = None,
-        dtype: str = "float32",
+        temperature: float = DEFAULTS.temperature,
+        max_tokens: int | None = DEFAULTS.max_tokens,
+        batch_size: int = DEFAULTS.batch_size,
+        reask_limit: int = DEFAULTS.reask_limit,
+        seed: int = DEFAULTS.seed,
+        device: str | None = DEFAULTS.device,
+        dtype: str = DEFAULTS.dtype,
         cache=None,
     ):
         path = model_path or model
@@ -47,7 +48,7 @@ class HFJudge(Judge):
         super().__init__(
             model=model,
             temperature=temperature,
-            max_tokens=max_tokens or 256,
+            max_tokens=max_tokens or MAX_TOKENS,
             reask_limit=reask_limit,
             cache=cache,
             model_id=model_id,
@@ -62,25 +63,16 @@ class HFJudge(Judge):
 
     @classmethod
     def from_config(cls, cfg: Any, cache_dir: str | None = None) -> HFJudge:
-        model = option(cfg, "model", "")
+        model = option(cfg, "model")
         path = None
         if model == TINY:
             from rvpo_repro.config import TinyModelConfig
             from rvpo_repro.models import ensure_tiny_model
 
             path = str(ensure_tiny_model(TinyModelConfig(), cache_dir or ".cache"))
-        return cls(
-            model=model,
-            model_path=path,
-            temperature=option(cfg, "temperature", 0.0),
-            max_tokens=option(cfg, "max_tokens", 256),
-            batch_size=option(cfg, "batch_size", 16),
-            reask_limit=option(cfg, "reask_limit", 3),
-            seed=option(cfg, "seed", 0),
-            device=option(cfg, "device", None),
-            dtype=option(cfg, "dtype", "float32"),
-            cache=cache_from_config(cfg),
-        )
+        names = ("temperature", "max_tokens", "batch_size", "reask_limit", "seed", "device", "dtype")
+        settings = {name: option(cfg, name) for name in names}
+        return cls(model=model, model_path=path, **settings, cache=cache_from_config(cfg))
 
     def _load(self) -> tuple[Any, Any]:
         with self._load_lock:
@@ -109,44 +101,13 @@ class HFJudge(Judge):
         super().__setstate__(state)
         self._load_lock = threading.Lock()
 
-    async def _judge_many(
-        self, requests: Sequence[JudgeRequest], parse: Parse, stats: JudgeStats, tick: Callable[[], None]
-    ) -> list[JudgeResult]:
-        return await asyncio.to_thread(self._judge_sync, requests, parse, stats, tick)
+    def _asks(self) -> int:
+        return self.reask_limit + 1 if self.temperature > 0 else 1  # greedy would repeat itself
 
-    def _judge_sync(self, requests, parse: Parse, stats: JudgeStats, tick) -> list[JudgeResult]:
-        n = len(requests)
-        results: list[JudgeResult | None] = [None] * n
-        raws: list[str | None] = [None] * n
-        errors: list[str | None] = [None] * n
-        attempts = [0] * n
-        pending = list(range(n))
-        asks = self.reask_limit + 1 if self.temperature > 0 else 1
-        for ask in range(asks):
-            if not pending:
-                break
-            if ask:
-                stats.reasks += len(pending)
-            texts = self._generate([requests[i] for i in pending], self.seed + ask, stats)
-            still = []
-            for i, text in zip(pending, texts, strict=True):
-                attempts[i] += 1
-                raws[i] = text
-                try:
-                    value = parse(text)
-                    if value is None:
-                        raise ValueError("parse returned None")
-                except ValueError as exc:
-                    errors[i] = f"malformed judge reply after {ask + 1} asks: {exc}"
-                    still.append(i)
-                    continue
-                results[i] = JudgeResult(value=value, raw=text, attempts=attempts[i])
-                tick()
-            pending = still
-        for i in pending:
-            results[i] = JudgeResult(value=None, raw=raws[i], error=errors[i], attempts=attempts[i])
-            tick()
-        return results
+    async def _send(self, requests: Sequence[JudgeRequest], ask: int, stats: JudgeStats):
+        texts = await asyncio.to_thread(self._generate, requests, self.seed + ask, stats)
+        for i, text in enumerate(texts):
+            yield i, Reply(text)
 
     def _generate(self, requests: Sequence[JudgeRequest], seed: int, stats: JudgeStats) -> list[str]:
         from rvpo_repro.generation import GenerationSettings, generate_hf
@@ -160,7 +121,6 @@ class HFJudge(Judge):
             seed=seed,
         )
         texts = [group[0] for group in generate_hf(lm, tok, prompts, settings)]
-        stats.sent += len(texts)
         # Count from the rendered text: apply_chat_template(tokenize=True) returns a dict in transformers 5.
         rendered = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         stats.prompt_tokens += sum(len(ids) for ids in tok(rendered, add_special_tokens=False)["input_ids"])

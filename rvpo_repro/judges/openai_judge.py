@@ -37,7 +37,16 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rvpo_repro.judges.base import Judge, JudgeRequest, JudgeResult, JudgeStats, Parse, option
+from rvpo_repro.judges.base import (
+    DEFAULTS,
+    Judge,
+    JudgeRequest,
+    JudgeResult,
+    JudgeStats,
+    Parse,
+    Reply,
+    option,
+)
 from rvpo_repro.judges.registry import cache_from_config, register_judge
 
 RETRY_STATUSES = frozenset({408, 409, 429})
@@ -91,18 +100,18 @@ class OpenAIJudge(Judge):
         self,
         *,
         model: str,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        temperature: float = 0.0,
-        max_tokens: int | None = None,
-        max_concurrency: int = 16,
-        max_retries: int = 4,
-        timeout_s: float = 60.0,
-        reask_limit: int = 3,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        seed: int = 0,
-        transport: str = "auto",
+        base_url: str | None = DEFAULTS.base_url,
+        api_key_env: str = DEFAULTS.api_key_env,
+        temperature: float = DEFAULTS.temperature,
+        max_tokens: int | None = DEFAULTS.max_tokens,
+        max_concurrency: int = DEFAULTS.max_concurrency,
+        max_retries: int = DEFAULTS.max_retries,
+        timeout_s: float = DEFAULTS.timeout_s,
+        reask_limit: int = DEFAULTS.reask_limit,
+        backoff_base_s: float = DEFAULTS.backoff_base_s,
+        backoff_max_s: float = DEFAULTS.backoff_max_s,
+        seed: int = DEFAULTS.seed,
+        transport: str = DEFAULTS.transport,
         cache=None,
     ):
         if not model:
@@ -131,22 +140,10 @@ class OpenAIJudge(Judge):
 
     @classmethod
     def from_config(cls, cfg: Any, cache_dir: str | None = None) -> OpenAIJudge:
-        return cls(
-            model=option(cfg, "model", ""),
-            base_url=option(cfg, "base_url", None) or None,
-            api_key_env=option(cfg, "api_key_env", "OPENAI_API_KEY"),
-            temperature=option(cfg, "temperature", 0.0),
-            max_tokens=option(cfg, "max_tokens", None),
-            max_concurrency=option(cfg, "max_concurrency", 16),
-            max_retries=option(cfg, "max_retries", 4),
-            timeout_s=option(cfg, "timeout_s", 60.0),
-            reask_limit=option(cfg, "reask_limit", 3),
-            backoff_base_s=option(cfg, "backoff_base_s", 0.5),
-            backoff_max_s=option(cfg, "backoff_max_s", 30.0),
-            seed=option(cfg, "seed", 0),
-            transport=option(cfg, "transport", "auto"),
-            cache=cache_from_config(cfg),
-        )
+        names = ("model", "api_key_env", "temperature", "max_tokens", "max_concurrency", "max_retries",
+                 "timeout_s", "reask_limit", "backoff_base_s", "backoff_max_s", "seed", "transport")  # fmt: skip
+        settings = {name: option(cfg, name) for name in names}
+        return cls(**settings, base_url=option(cfg, "base_url") or None, cache=cache_from_config(cfg))
 
     def __repr__(self) -> str:
         return (
@@ -178,25 +175,30 @@ class OpenAIJudge(Judge):
             http_client=http_client,
         )
 
+    def _redact(self, text: str) -> str:
+        return self._key.redact(text)
+
     async def _judge_many(
         self, requests: Sequence[JudgeRequest], parse: Parse, stats: JudgeStats, tick: Callable[[], None]
     ) -> list[JudgeResult]:
         sem = asyncio.Semaphore(self.max_concurrency)
         async with self._client() as client:
 
-            async def one(req: JudgeRequest) -> JudgeResult:
+            async def send(batch: Sequence[JudgeRequest], ask: int, stats: JudgeStats):
+                async def one(i: int, req: JudgeRequest) -> tuple[int, Reply]:
+                    return i, await self._complete(client, sem, self._body(req), req, ask, stats)
+
+                tasks = [asyncio.ensure_future(one(i, req)) for i, req in enumerate(batch)]
                 try:
-                    return await self._judge_one(client, sem, req, parse, stats)
-                finally:
-                    tick()
+                    for done in asyncio.as_completed(tasks):
+                        yield await done
+                finally:  # a parse bug (not ValueError) in the loop stops the requests in flight
+                    for task in tasks:
+                        task.cancel()
 
-            async with asyncio.TaskGroup() as group:  # a parse bug (not ValueError) cancels the rest
-                tasks = [group.create_task(one(r)) for r in requests]
-            return [t.result() for t in tasks]
+            return await self.ask_until_parsed(requests, parse, stats, tick, send)
 
-    async def _judge_one(
-        self, client, sem, req: JudgeRequest, parse: Parse, stats: JudgeStats
-    ) -> JudgeResult:
+    def _body(self, req: JudgeRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": req.to_messages(),
@@ -204,27 +206,10 @@ class OpenAIJudge(Judge):
         }
         if self.max_tokens is not None:
             body["max_tokens"] = int(self.max_tokens)
-        attempts, raw, error = 0, None, None
-        for ask in range(self.reask_limit + 1):
-            if ask:
-                stats.reasks += 1
-            raw, error, n = await self._complete(client, sem, body, req, ask, stats)
-            attempts += n
-            if error is not None:
-                return JudgeResult(value=None, raw=raw, error=error, attempts=attempts)
-            try:
-                value = parse(raw if raw is not None else "")
-            except ValueError as exc:
-                error = self._key.redact(f"malformed judge reply after {ask + 1} asks: {exc}")
-                continue
-            if value is None:
-                error = "parse returned None"
-                continue
-            return JudgeResult(value=value, raw=raw, attempts=attempts)
-        return JudgeResult(value=None, raw=raw, error=error, attempts=attempts)
+        return body
 
-    async def _complete(self, client, sem, body, req, ask, stats) -> tuple[str | None, str | None, int]:
-        """(reply text, None, attempts) or (None, error, attempts) after the retries are spent."""
+    async def _complete(self, client, sem, body, req, ask, stats) -> Reply:
+        """The reply text, or the last error once the transport retries are spent."""
         import openai
 
         httpx = _http_module()
@@ -234,7 +219,6 @@ class OpenAIJudge(Judge):
                 stats.retries += 1
                 await asyncio.sleep(self._backoff(req, ask, attempt, retry_after))
                 retry_after = None
-            stats.sent += 1
             try:
                 async with sem:
                     async with asyncio.timeout(self.timeout_s + 1.0):
@@ -244,7 +228,7 @@ class OpenAIJudge(Judge):
                 usage = data.get("usage") or {}
                 stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
                 stats.completion_tokens += int(usage.get("completion_tokens") or 0)
-                return text, None, attempt + 1
+                return Reply(text, attempts=attempt + 1)
             except (TimeoutError, openai.APITimeoutError) as exc:
                 cause = exc.__cause__  # the aiohttp transport reports a refused connect as a timeout
                 detail = f" ({type(cause).__name__}: {cause})" if cause is not None and str(cause) else ""
@@ -252,17 +236,14 @@ class OpenAIJudge(Judge):
             except openai.APIStatusError as exc:
                 last = self._key.redact(f"HTTP {exc.status_code}: {exc.message}")
                 if not (exc.status_code in RETRY_STATUSES or exc.status_code >= 500):
-                    return None, last, attempt + 1
+                    return Reply(None, last, attempt + 1)
                 retry_after = _retry_after(exc.response.headers)
             except openai.APIConnectionError as exc:
                 last = self._key.redact(f"connection error: {type(exc).__name__}: {exc}")
             except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
                 last = f"unreadable response body ({type(exc).__name__}: {exc})"
-        return (
-            None,
-            f"gave up after {self.max_retries + 1} attempts; last error: {last}",
-            self.max_retries + 1,
-        )
+        gave_up = f"gave up after {self.max_retries + 1} attempts; last error: {last}"
+        return Reply(None, gave_up, self.max_retries + 1)
 
     def _backoff(self, req: JudgeRequest, ask: int, attempt: int, retry_after: float | None) -> float:
         """Equal-jitter exponential delay, seeded by (seed, request, ask, attempt)."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from rvpo_repro.judges.base import Judge, JudgeRequest, JudgeResult, JudgeStats, Parse, option
+from rvpo_repro.judges.base import DEFAULTS, Judge, JudgeRequest, option
 from rvpo_repro.judges.registry import cache_from_config, register_judge
 
 
@@ -28,8 +28,8 @@ class ScriptedJudge(Judge):
         reply: Callable[[JudgeRequest], str] = hashed_verdict,
         *,
         model: str = "scripted",
-        temperature: float = 0.0,
-        reask_limit: int = 0,
+        temperature: float = DEFAULTS.temperature,
+        reask_limit: int = DEFAULTS.reask_limit,
         cache=None,
     ):
         super().__init__(model=model, temperature=temperature, reask_limit=reask_limit, cache=cache)
@@ -39,31 +39,11 @@ class ScriptedJudge(Judge):
     @classmethod
     def from_config(cls, cfg: Any, cache_dir: str | None = None) -> ScriptedJudge:
         return cls(
-            model=option(cfg, "model", "") or "scripted",
-            temperature=option(cfg, "temperature", 0.0),
-            reask_limit=option(cfg, "reask_limit", 0),
+            model=option(cfg, "model") or "scripted",
+            temperature=option(cfg, "temperature"),
+            reask_limit=option(cfg, "reask_limit"),
             cache=cache_from_config(cfg),
         )
 
-    async def _judge_many(
-        self, requests: Sequence[JudgeRequest], parse: Parse, stats: JudgeStats, tick: Callable[[], None]
-    ) -> list[JudgeResult]:
-        out = []
-        for req in requests:
-            value, text, error, attempts = None, None, None, 0
-            for ask in range(self.reask_limit + 1):
-                if ask:
-                    stats.reasks += 1
-                text = self.reply(req)
-                attempts += 1
-                stats.sent += 1
-                try:
-                    value = parse(text)
-                    error = None if value is not None else "parse returned None"
-                except ValueError as exc:
-                    value, error = None, f"malformed judge reply after {ask + 1} asks: {exc}"
-                if value is not None:
-                    break
-            out.append(JudgeResult(value=value, raw=text, error=error, attempts=attempts))
-            tick()
-        return out
+    def _reply(self, request: JudgeRequest, ask: int) -> str:
+        return self.reply(request)

@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
+from rvpo_repro.evals.base import metric  # noqa: F401  (part of this module's API)
 from rvpo_repro.io import atomic_write as _atomic_write
 from rvpo_repro.io import dumps as _dumps
 from rvpo_repro.io import jsonable as _jsonable
@@ -133,12 +134,6 @@ def run_dir(cfg: DictConfig | Mapping) -> Path:
 def utc_now() -> str:
     """Current time, ISO 8601 UTC (e.g. 2025-01-31T12:00:00+00:00)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def metric(value: float, stderr: float | None = None, n: int | None = None) -> dict:
-    """One metric entry: {"value", "stderr", "n"}."""
-    stderr = None if stderr is None else float(stderr)
-    return {"value": float(value), "stderr": stderr, "n": None if n is None else int(n)}
 
 
 @dataclass

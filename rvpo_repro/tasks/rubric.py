@@ -270,7 +270,7 @@ class RubricTask(Task):
             "example_json": json.dumps(example),
         }
 
-    def _healthbench(self, examples: list[dict], replies: list[str]) -> tuple[dict, list[dict]]:
+    def _healthbench(self, examples: list[dict], replies: list[str]) -> EvalResult:
         """Grade with the evaluation judge (the training judge when none was given, flagged), the
         configured template and the judge's system message; the grader's description goes into
         the `healthbench/score` metric as "grader" so the record keeps it."""
@@ -279,7 +279,7 @@ class RubricTask(Task):
         system = getattr(grader, "system_message", None)
         if system is None and self.eval_judge is not None:
             system = healthbench.GRADER_SYSTEM
-        metrics, rows = healthbench.evaluate(
+        result = healthbench.evaluate(
             examples, replies, grader, seed=self.cfg.seed, template=template, system=system
         )
         described = {
@@ -296,26 +296,34 @@ class RubricTask(Task):
             info["notes"] = sorted(
                 {*info["notes"], "grader is also the training judge (reward hacking would go unseen)"}
             )
-        if "healthbench/score" in metrics:
-            metrics["healthbench/score"]["grader"] = info
+        if "healthbench/score" in result.metrics:
+            result.metrics["healthbench/score"]["grader"] = info
         for note in info["notes"]:
             log.warning("HealthBench: %s", note)
-        return metrics, rows
+        return result
 
     def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
-        metrics: dict[str, dict] = {}
-        examples: list[dict] = []
+        """Each configured benchmark's EvalResult, merged: example ids become `<bench>/<id>`, and
+        the first benchmark's primary metric is the task's. The benchmarks' declared columns do
+        not overlap (GPQA: `correct`, `domain:*`; HealthBench: `score`, tags), so a column's mean
+        over the rows that hold it stays its metric."""
+        merged = EvalResult({}, [])
         for bench in self.cfg.evals:
             idx = [i for i, b in enumerate(eval_dataset["benchmark"]) if b == bench]
             exs = [json.loads(eval_dataset[i]["example_json"]) for i in idx]
             replies = [generations[i][0] for i in idx]
-            if bench == "healthbench":
-                m, rows = self._healthbench(exs, replies)
-            else:
-                m, rows = gpqa.evaluate(exs, replies)
-            metrics.update(m)
-            examples += [{**r, "id": f"{bench}/{r['id']}", "benchmark": bench} for r in rows]
-        return EvalResult(metrics=metrics, examples=examples)
+            result = (
+                self._healthbench(exs, replies) if bench == "healthbench" else gpqa.evaluate(exs, replies)
+            )
+            if clash := {c for c in result.columns.values() if c in merged.columns.values()}:
+                raise ValueError(f"task {self.cfg.name}: {bench} reuses example columns {sorted(clash)}")
+            merged.metrics.update(result.metrics)
+            merged.columns.update(result.columns)
+            merged.primary = merged.primary or result.primary
+            merged.examples += [
+                {**r, "id": f"{bench}/{r['id']}", "benchmark": bench} for r in result.examples
+            ]
+        return merged
 
 
 register_task("rar_medicine")(type("RarMedicineTask", (RubricTask,), {}))

@@ -1,0 +1,132 @@
+"""The `toolrl` task: RLLA-4k prompts and ToolRL rewards for training, a BFCL sample for evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rvpo_repro.tasks.base import EvalResult, Task, TaskData, register_task
+from rvpo_repro.tasks.toolrl.data import RLLA_URL, load_rlla, read_raw, write_prepared_split
+from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, write_rlla_fixture
+from rvpo_repro.tasks.toolrl.rewards import ToolRLRewards
+
+log = logging.getLogger(__name__)
+
+BFCL_CATEGORIES = (
+    "simple_python simple_java simple_javascript multiple parallel parallel_multiple irrelevance "
+    "live_simple live_multiple live_parallel live_parallel_multiple live_irrelevance live_relevance"
+).split()
+
+
+@dataclass
+class ToolRLConfig:
+    name: str = "toolrl"
+    source: str = RLLA_URL  # `fixture` | URL | rlla_rl.json | train.parquet | directory holding one
+    download_dir: str | None = None  # cache for a URL source (None: read it into memory each time)
+    fixture_examples: int = 256  # records of the generated set when source == fixture ...
+    fixture_short_prompt: bool = False  # ... with a one-paragraph system text instead of ToolRL's (CPU)
+    test_share: float = 0.02  # raw JSON only: upstream's held-out share ...
+    split_seed: int = 31415  # ... and numpy seed (the prepared parquet is already split)
+    max_train_examples: int | None = None  # first N of the (shuffled) train split
+    max_prompt_tokens: int | None = None  # drop longer prompts (verl's max prompt length; TRL has none)
+    bfcl_source: str | None = None  # None: the data of the installed bfcl-eval package
+    bfcl_categories: list[str] = field(default_factory=lambda: list(BFCL_CATEGORIES))
+    bfcl_per_category: int | None = None  # seeded sample per category; None: all
+    bfcl_seed: int = 0  # fixed across runs, so eval examples pair up between runs
+    eval_samples: int = 1  # completions per eval prompt (the first is scored)
+
+
+def _prompt_tokens(tokenizer: Any, prompt: list[dict]) -> int:
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@register_task("toolrl")
+class ToolRLTask(Task):
+    schema = ToolRLConfig
+
+    def train_rows(self, tokenizer: Any = None) -> list[dict]:
+        cache = getattr(self, "cache_dir", None)  # the run's paths.cache_dir, where Task provides it
+        rows, _ = load_rlla(self.cfg, str(Path(cache) / "datasets" / "rlla_4k_raw") if cache else None)
+        limit = self.cfg.max_prompt_tokens
+        if limit is not None and tokenizer is not None:
+            kept = [r for r in rows if _prompt_tokens(tokenizer, r["prompt"]) <= limit]
+            log.info(
+                "toolrl: dropped %d of %d prompts over %d tokens", len(rows) - len(kept), len(rows), limit
+            )
+            rows = kept
+        if self.cfg.max_train_examples is not None:
+            rows = rows[: self.cfg.max_train_examples]
+        if not rows:
+            raise ValueError(f"toolrl: no training rows from source {self.cfg.source!r}")
+        return rows
+
+    def eval_rows(self) -> list[dict]:
+        from rvpo_repro.evals import bfcl
+
+        entries = bfcl.load_bfcl(self.cfg.bfcl_source, categories=list(self.cfg.bfcl_categories))
+        if self.cfg.bfcl_per_category is not None:
+            entries = bfcl.sample_entries(entries, self.cfg.bfcl_per_category, self.cfg.bfcl_seed)
+        return [
+            {
+                "id": e["id"],
+                "category": e["category"],
+                "prompt": bfcl.bfcl_messages(e),
+                "entry": json.dumps(e),
+            }
+            for e in entries
+        ]
+
+    def build(self, tokenizer: Any, seed: int) -> TaskData:
+        from datasets import Dataset
+
+        rewards = ToolRLRewards()
+        return TaskData(
+            train_dataset=Dataset.from_list(self.train_rows(tokenizer)),
+            eval_dataset=Dataset.from_list(self.eval_rows()),
+            reward_funcs=[rewards],
+            channels=list(rewards.channels),
+        )
+
+    def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
+        from rvpo_repro.evals import bfcl
+
+        entries = [json.loads(s) for s in eval_dataset["entry"]]
+        outputs = [samples[0] if samples else "" for samples in generations]
+        if len(outputs) != len(entries):
+            raise ValueError(f"toolrl: {len(outputs)} generations for {len(entries)} BFCL prompts")
+        scored = bfcl.score(entries, outputs, output_format="tool_call")
+        examples = [{**row, "completion": out} for row, out in zip(scored.examples, outputs, strict=True)]
+        return EvalResult(scored.metrics, examples, scored.columns, scored.primary)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m rvpo_repro.tasks.toolrl", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--write-fixture", metavar="DIR", help=f"write a generated {RAW_NAME} into DIR")
+    parser.add_argument("--n", type=int, default=200, help="records in the fixture")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--prepare",
+        nargs=2,
+        metavar=("RAW_JSON", "OUT_DIR"),
+        help="split a raw JSON as upstream does and write OUT_DIR/{train,test}.parquet",
+    )
+    args = parser.parse_args(argv)
+    if not (args.write_fixture or args.prepare):
+        parser.error("nothing to do: give --write-fixture and/or --prepare")
+    if args.write_fixture:
+        print(write_rlla_fixture(args.write_fixture, args.n, args.seed))
+    if args.prepare:
+        for path in write_prepared_split(read_raw(Path(args.prepare[0])), args.prepare[1]):
+            print(path)
+
+
+if __name__ == "__main__":
+    main()
