@@ -1,9 +1,33 @@
 """rvpo-repro: reference suite for RVPO (Reward-Variance Policy Optimization).
 
-Subpackages and modules, one concept each:
-    aggregators  rewards (N, K) -> advantages (N,)
-    models       model configs -> weights (hub id, local path, or the offline tiny model)
-    config       Hydra structured-config schemas
+Data flows one way: config -> task -> trainer -> aggregator -> evaluation -> record -> analysis.
+Modules and subpackages, one idea each:
+
+    aggregators    rewards (N, K) -> advantages (N,): the registry of methods (GRPO ... RVPO)
+    advantage_ops  the pure tensor functions behind them (z-scores, SoftMin, whitening)
+    rewards        reward channels in TRL's calling convention; multi-channel rewards
+    trainer        RVPOTrainer: TRL's GRPOTrainer with the aggregator's advantages
+    schemas        dataclass schemas of the Hydra config groups
+    config         composition, the config tree, validation before any work
+    models         model configs -> weights (hub id, local path, or the offline tiny model)
+    generation     sampling from a policy for evaluation (hf, vllm)
+    cli            what the console scripts share: the config tree, --help, one-line errors
+    train          `rvpo-train` (thin Hydra main)
+    evaluate       `rvpo-eval` (thin Hydra main)
+    run/           one run's life: job (build, train, evaluate, seal), record, provenance, lock, resume
+    io             atomic writes, JSON Lines, download-once
+    tasks/         data sets and reward channels: toy_constraints, rubric (RaR), toolrl, custom, ...
+    evals/         held-out evaluations (rewards, HealthBench, GPQA, BFCL), one EvalResult type
+    judges/        LLM and rule judges behind one grade() interface, with a verdict cache
+    analysis/      the report: load runs -> statistics -> table -> figures, page, W&B Report
+    plan, cost     sweep planning (`rvpo-sweep`): runs, status, GPU-hour estimates
+    progress       progress bars that stay quiet in log files
+    callbacks      training callbacks: progress and compact step lines
+    tracking       the W&B run of a job
+    envcheck       checks the installed torch build
+
+Old paths kept for users' code: records, pipeline, provenance (-> run/), report, figures, results,
+stats (-> analysis/).
 """
 
 __version__ = "0.1.0"
