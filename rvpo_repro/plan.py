@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from omegaconf import OmegaConf
+
+from rvpo_repro.analysis.labels import method_label
 from rvpo_repro.cost import Estimate, estimate
 
 __all__ = ["Estimate", "Job", "Launch", "Sweep", "available", "estimate", "expand", "load", "main", "plan"]
@@ -238,20 +241,6 @@ def total_gpu_hours(launches: list[Launch]) -> float:
 
 
 # ------------------------------------------------------------------ printing
-def _risk(agg: Any) -> str:
-    if agg.name == "hard_min":
-        return "inf"
-    if agg.name == "gdpo" and agg.get("reduce") == "mean":
-        return "0"  # exactly RVPO at k = 0
-    if agg.name == "variance_penalty":
-        return f"beta={agg.beta:g}"
-    if agg.name != "rvpo":
-        return "-"
-    if agg.schedule in (None, "constant"):
-        return f"{agg.risk:g}"
-    return f"{agg.risk_start:g}->{agg.risk_end:g}({agg.schedule})"
-
-
 def _judge(j: Any) -> str:
     return "none" if j.backend == "none" else f"{j.backend}:{j.model}"
 
@@ -272,7 +261,9 @@ def grader(cfg: Any) -> str:
     return f"{_judge(g)}({note})"
 
 
-COLUMNS = tuple("# aggregator k seed steps G compl/step lr kl max_len gen judge grader est_h status".split())
+COLUMNS = tuple(
+    "# aggregator method seed steps G compl/step lr kl max_len gen judge grader est_h status".split()
+)
 
 
 def job_row(i: int, job: Job) -> tuple[str, ...]:
@@ -282,7 +273,7 @@ def job_row(i: int, job: Job) -> tuple[str, ...]:
     return (
         str(i),
         str(c.hydra.runtime.choices.aggregator),
-        _risk(c.aggregator),
+        method_label(OmegaConf.to_container(c.aggregator, resolve=True)).replace(" ", "_"),
         str(c.seed),
         str(t.max_steps),
         str(t.num_generations),

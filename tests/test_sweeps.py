@@ -298,7 +298,8 @@ def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
     assert header.split() == list(plan.COLUMNS)
     rows = [line.split() for line in out.splitlines() if re.match(r"^\d+\s+(grpo|gdpo|rvpo)", line)]
     assert len(rows) == 12 and all(len(r) == len(plan.COLUMNS) for r in rows)
-    assert {r[2] for r in rows} == {"-", "0", "0.5->2(linear)"}  # k: grpo/gdpo, gdpo_mean, rvpo_annealed
+    # the method label, as tables and figures show it (one renderer: analysis.labels.method_label)
+    assert {r[2] for r in rows} == {"grpo", "gdpo", "gdpo_(mean)", "rvpo_(k_0.5→2)"}
     assert {r[1] for r in rows} == {"grpo", "gdpo", "gdpo_mean", "rvpo_annealed"}  # both GDPO variants
     assert {r[12] for r in rows} == {"openai:gpt-4.1-2025-04-14(simple-evals)"}  # the eval_judge default
     for size, gpus in (("3b", 4), ("7b", 8), ("14b", 8)):
