@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,10 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def _train_cmd(tmp_path: Path, cache_dir: Path, *overrides: str, multirun: bool = False) -> list[str]:
+    # the installed console script, as users run it; _run starts it outside the repository
     return [
-        sys.executable,
-        "-m",
-        "rvpo_repro.train",
+        str(Path(sys.executable).parent / "rvpo-train"),
         *(["--multirun"] if multirun else []),
         "experiment=toy_smoke",
         f"paths.results_dir={tmp_path / 'results'}",
@@ -46,9 +46,9 @@ def _env() -> dict:
     }
 
 
-def _run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
-    return proc
+def _run(cmd: list[str], timeout: int = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    cwd = cwd or Path(tempfile.mkdtemp(prefix="rvpo-cwd-"))  # outside the repository
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=cwd)
 
 
 def _only_run_dir(tmp_path: Path, experiment: str = "toy_smoke") -> Path:
@@ -94,13 +94,11 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
     # rvpo-eval on the saved policy: a record of its own under <experiment>-eval, same eval set.
     ev = _run(
         [
-            sys.executable,
-            "-m",
-            "rvpo_repro.evaluate",
+            str(Path(sys.executable).parent / "rvpo-eval"),
             "experiment=toy_smoke",
             f"checkpoint={run_dir / 'model'}",
         ]
-        + _train_cmd(tmp_path, cache_dir)[4:]
+        + _train_cmd(tmp_path, cache_dir)[2:]
     )
     assert ev.returncode == 0, ev.stderr[-3000:]
     eval_dir = _only_run_dir(tmp_path, "toy_smoke-eval")
