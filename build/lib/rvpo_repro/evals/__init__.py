@@ -1,1 +1,0 @@
-"""Evaluations of trained policies on public benchmarks (BFCL, ...)."""
