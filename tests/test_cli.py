@@ -90,6 +90,11 @@ def _config_files(root: Path) -> set[str]:
 @pytest.mark.slow
 def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, outside):
     """A non-editable install (the built wheel) carries conf/ as rvpo_repro/conf and uses it."""
+    import shutil
+
+    source = tmp_path / "source"  # a copy: building in place would leave build/ in the repository
+    skip = (".venv", ".git", ".cache", "results", "build", "outputs", "multirun", "wandb", "__pycache__")
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*skip))
     wheels = tmp_path / "wheels"
     build = [
         sys.executable,
@@ -102,7 +107,7 @@ def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, o
         "-w",
         str(wheels),
     ]
-    proc = run([*build, str(REPO)], cwd=tmp_path, timeout=300)
+    proc = run([*build, str(source)], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (wheel,) = wheels.glob("rvpo_repro-*.whl")
     with zipfile.ZipFile(wheel) as z:
