@@ -129,21 +129,6 @@ def min_permutation_p(na: int, nb: int) -> float:
     return min(1.0, 2 / math.comb(na + nb, na))
 
 
-def _stack(runs: Sequence[Any], name: str) -> np.ndarray:
-    arrays = [_as_1d(r, f"{name}[{i}]") for i, r in enumerate(runs)]
-    lengths = sorted({x.size for x in arrays})
-    if len(lengths) != 1:
-        raise ValueError(f"every run in {name} must score the same examples; lengths found: {lengths}")
-    return np.stack(arrays)
-
-
-def _counts(rng: np.random.Generator, m: int, k: int) -> np.ndarray:
-    """(m, k) multiplicities of k items drawn k times with replacement, m times over."""
-    idx = rng.integers(0, k, size=(m, k))
-    idx += k * np.arange(m)[:, None]  # row r counts into bins r*k .. r*k + k - 1 of one bincount
-    return np.bincount(idx.ravel(), minlength=m * k).reshape(m, k).astype(float)
-
-
 def _hier_sums(xs: Sequence[np.ndarray], n_resamples: int, rng: np.random.Generator,
                resample_seeds: bool = True) -> np.ndarray:  # fmt: skip
     """(len(xs), n_resamples) bootstrap replicates of each method's grand mean times n_examples.
