@@ -106,6 +106,7 @@ def bar(
 
     file = file if file is not None else sys.stderr
     terminal = is_terminal(file)
+    _open[:] = [b for b in _open if not b.disable]  # tqdm sets disable when a bar closes
     nested = bool(_open)
     off = disable or not is_main_process() or (nested and not terminal)
     cls = tqdm if terminal else LineBar
@@ -114,6 +115,13 @@ def bar(
     if not off:
         _open.append(inner)
     return _Tracked(inner)
+
+
+def close_all() -> None:
+    """Close every bar still showing: a loop that raised past its bar (a failed training run, whose
+    callback never saw the end) must not silence the bars of the next job in this process."""
+    while _open:
+        _open.pop().close()
 
 
 def write(line: str, file: Any = None) -> None:

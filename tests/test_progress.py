@@ -135,3 +135,19 @@ def test_disable_tqdm_keeps_the_lines_and_drops_the_bar(capsys):
         "step 1/2 | reward 1 | loss 0.5",
         "step 2/2 | reward 1 | loss 0.5",
     ]
+
+
+def test_a_bar_left_open_by_a_failed_loop_does_not_silence_later_jobs():
+    """A training run that raises never reaches the callback that closes its bar; the job closes
+    every bar it left, so the next job in the same process (a multirun, a test) still reports."""
+    leaked = progress.bar(total=10, desc="failed", file=io.StringIO())  # never closed
+    leaked.update(3)
+    silent = io.StringIO()
+    with progress.bar(total=10, desc="next", file=silent) as b:
+        b.update(10)
+    assert silent.getvalue() == ""  # nested under the leaked bar: silent in a log
+    progress.close_all()
+    log = io.StringIO()
+    with progress.bar(total=10, desc="next", file=log) as b:
+        b.update(10)
+    assert "next" in log.getvalue()

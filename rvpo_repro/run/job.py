@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from rvpo_repro import progress
 from rvpo_repro.config import grpo_kwargs, validate
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.run import record as record_mod
@@ -217,6 +218,8 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
         except BaseException:
             _discard_if_unstarted(run_dir)
             raise
+        finally:
+            progress.close_all()
     log.info("run %s done: %s", rid, summary)
     return run_dir
 
