@@ -257,10 +257,12 @@ def test_every_config_file_builds_its_aggregator(option):
     from rvpo_repro.config import compose
 
     agg = aggregator_from_config(compose([f"aggregator={option}"]).aggregator)
-    assert agg.name == {"rvpo_annealed": "rvpo", "gdpo_mean": "gdpo"}.get(option, option)
+    assert agg.name == {"rvpo_annealed": "rvpo", "rvpo_k5": "rvpo", "gdpo_mean": "gdpo"}.get(option, option)
     assert agg(torch.rand(8, 3), 4).shape == (8,)
     if option == "rvpo_annealed":
         assert (agg.schedule, agg.risk_at(0.0), agg.risk_at(1.0)) == ("linear", 0.5, 2.0)
+    if option == "rvpo_k5":
+        assert (agg.schedule, agg.risk) == ("constant", 5.0)
     if option.startswith("gdpo"):
         assert agg.reduce == ("mean" if option == "gdpo_mean" else "sum")
 
