@@ -119,7 +119,7 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
 
 
 def test_killed_run_resumes_from_checkpoint(tmp_path, cache_dir):
-    overrides = ["aggregator=gdpo", "trainer.max_steps=40", "trainer.save_steps=5", "logger=disabled"]
+    overrides = ["aggregator=gdpo", "trainer.max_steps=12", "trainer.save_steps=3", "logger=disabled"]
     proc = subprocess.Popen(
         _train_cmd(tmp_path, cache_dir, *overrides),
         env=_env(),
@@ -146,7 +146,7 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, cache_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     rec = load_record(run_dir)
     assert rec.extra["train"]["resumed_from"] and "checkpoint-" in rec.extra["train"]["resumed_from"]
-    assert rec.extra["train"]["global_step"] == 40
+    assert rec.extra["train"]["global_step"] == 12
 
 
 def test_crashing_reward_fails_clearly_and_finishes_wandb(tmp_path, cache_dir, monkeypatch):
