@@ -499,6 +499,8 @@ def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, cache_dir):
         f"paths.cache_dir={cache_dir}",
         f"hydra.run.dir={tmp_path / 'hydra'}",
         "logger=disabled",
+        "trainer.max_steps=4",  # the wiring, not learning: a few steps keep make test short
+        "trainer.save_steps=4",
     ]
     try:
         bfcl.package_data_dir()
@@ -513,7 +515,7 @@ def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, cache_dir):
     (run_dir,) = list((tmp_path / "results" / "runs" / "tool_calling_tiny").iterdir())
     rec = load_record(run_dir)
     assert rec.experiment == "tool_calling_tiny" and rec.config["task"]["name"] == "toolrl"
-    assert rec.extra["train"]["global_step"] == 20 and rec.extra["train"]["channels"] == [
+    assert rec.extra["train"]["global_step"] == 4 and rec.extra["train"]["channels"] == [
         "format",
         "correctness",
     ]
