@@ -57,16 +57,29 @@ def load(results_dir: str | Path, experiment: str, metric: str | None) -> tuple[
         if m not in rec.metrics:
             raise ValueError(f"{d}: the record has no metric {m!r}; it has {sorted(rec.metrics)}")
         final = rec.metrics[m]["value"]
-        ckpts = [(c["step"], c["metrics"][m]) for c in rec.extra.get("checkpoint_evals") or [] if m in c["metrics"]]
+        ckpts = [
+            (c["step"], c["metrics"][m]) for c in rec.extra.get("checkpoint_evals") or [] if m in c["metrics"]
+        ]
         steps = [s for s, _ in ckpts]
         best_step, best = max([*ckpts, (max(steps, default=0), final)], key=lambda sv: sv[1])
         rows.append(
-            {"label": v[0], "k": v[1], "order": v[2], "seed": rec.seed, "final": final, "best": best,
-             "best_step": best_step, "checkpoints": ckpts, "run_dir": str(d)}
+            {
+                "label": v[0],
+                "k": v[1],
+                "order": v[2],
+                "seed": rec.seed,
+                "final": final,
+                "best": best,
+                "best_step": best_step,
+                "checkpoints": ckpts,
+                "run_dir": str(d),
+            }
         )
         metric = m
     if not rows:
-        raise ValueError(f"no ablation runs (rvpo, hard_min, variance_penalty) under {results_dir}/runs/{experiment}")
+        raise ValueError(
+            f"no ablation runs (rvpo, hard_min, variance_penalty) under {results_dir}/runs/{experiment}"
+        )
     return pd.DataFrame(rows), metric
 
 
@@ -137,17 +150,34 @@ def figures(runs: pd.DataFrame, tab: pd.DataFrame, metric: str, outdir: Path) ->
             ax.scatter(np.full(len(vals), x), vals, s=9, color="#999999", zorder=2)
             lo, hi = _ci(vals)
             yerr = None if math.isnan(lo) else [[vals.mean() - lo], [hi - vals.mean()]]
-            ax.errorbar(x, vals.mean(), yerr=yerr, color="#D55E00" if col == "final" else "#0072B2",
-                        capsize=3, ls="none", zorder=3, **style)
+            ax.errorbar(
+                x,
+                vals.mean(),
+                yerr=yerr,
+                color="#D55E00" if col == "final" else "#0072B2",
+                capsize=3,
+                ls="none",
+                zorder=3,
+                **style,
+            )
         line = [(xs[k], tab.loc[tab["k"] == k, col].iloc[0]) for k in xs if not isinstance(k, str)]
-        ax.plot(*zip(*line, strict=True), color="#D55E00" if col == "final" else "#0072B2", lw=1,
-                alpha=0.6, label=f"{col} (mean, 95% CI over seeds)", marker=style["marker"], mfc=style["mfc"] if "mfc" in style else None)
+        ax.plot(
+            *zip(*line, strict=True),
+            color="#D55E00" if col == "final" else "#0072B2",
+            lw=1,
+            alpha=0.6,
+            label=f"{col} (mean, 95% CI over seeds)",
+            marker=style["marker"],
+            mfc=style["mfc"] if "mfc" in style else None,
+        )
     if others.shape[0]:
         ax.axvline(n - 0.5, color="#cccccc", lw=0.8)
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("risk coefficient k")
     ax.set_ylabel(f"held-out {metric}")
-    ax.set_title(f"Risk ablation: best checkpoint and final score ({int(runs.seed.nunique())} seeds max)", fontsize=10)
+    ax.set_title(
+        f"Risk ablation: best checkpoint and final score ({int(runs.seed.nunique())} seeds max)", fontsize=10
+    )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
@@ -203,11 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runs, metric = load(args.results_dir, args.experiment, args.metric)
     tab = table(runs)
-    command = "python -m rvpo_repro.ablation " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    command = "python -m rvpo_repro.ablation " + " ".join(
+        argv if argv is not None else __import__("sys").argv[1:]
+    )
     files = write(tab, metric, args.experiment, Path(args.out) / "tables", command)
     files += figures(runs, tab, metric, Path(args.out) / "figures" / f"{args.experiment}_ablation")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(tab.drop(columns=["final (per seed)"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(
+            tab.drop(columns=["final (per seed)"]).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        )
     print("\n".join(f"wrote {f}" for f in files))
     return 0
 

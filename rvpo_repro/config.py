@@ -132,7 +132,9 @@ class JudgeConfig:
     batch_size: int = 16  # hf back end
     device: str | None = None  # hf back end
     dtype: str = "float32"  # hf back end
-    failure_rate: float = 0.0  # rules back end: share of asks answered malformed (seeded), -> missing verdicts
+    failure_rate: float = (
+        0.0  # rules back end: share of asks answered malformed (seeded), -> missing verdicts
+    )
 
 
 class WandbMode(StrEnum):

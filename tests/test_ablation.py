@@ -12,8 +12,15 @@ from rvpo_repro.records import RunRecord, write_record
 
 def _record(tmp_path, name, agg, seed, final, ckpts):
     rec = RunRecord(
-        experiment="abl", run_id=name, config_hash=name, seed=seed, config={"aggregator": agg},
-        environment={}, started_at="", finished_at="", metrics={"s/score": {"value": final}},
+        experiment="abl",
+        run_id=name,
+        config_hash=name,
+        seed=seed,
+        config={"aggregator": agg},
+        environment={},
+        started_at="",
+        finished_at="",
+        metrics={"s/score": {"value": final}},
         extra={"checkpoint_evals": [{"step": s, "metrics": {"s/score": v}} for s, v in ckpts]},
         primary_metric="s/score",
     )
@@ -26,7 +33,11 @@ def _record(tmp_path, name, agg, seed, final, ckpts):
         ({"name": "rvpo", "risk": 0.0, "schedule": "constant"}, "rvpo (k=0)", 0.0),
         ({"name": "rvpo", "risk": 5.0}, "rvpo (k=5)", 5.0),
         ({"name": "hard_min"}, "hard min (k=∞)", math.inf),
-        ({"name": "rvpo", "risk_start": 0.5, "risk_end": 2.0, "schedule": "linear"}, "rvpo (k 0.5→2, linear)", None),
+        (
+            {"name": "rvpo", "risk_start": 0.5, "risk_end": 2.0, "schedule": "linear"},
+            "rvpo (k 0.5→2, linear)",
+            None,
+        ),
         ({"name": "variance_penalty", "beta": 0.5}, "variance penalty (β=0.5)", None),
     ],
 )
@@ -51,7 +62,14 @@ def test_best_and_final_per_setting_and_files(tmp_path):
     assert tab.loc["rvpo (k=5)", "final"] == pytest.approx(0.25)
     assert tab.loc["rvpo (k=5)", "best step (per seed)"] == "50 100"
     assert tab.loc["hard min (k=∞)", "best"] == pytest.approx(0.9)
-    assert ablation.main(["--experiment", "abl", "--results-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
-    for f in ["tables/abl_ablation.csv", "tables/abl_ablation.md", "figures/abl_ablation/score_vs_k.png",
-              "figures/abl_ablation/checkpoints.png"]:
+    assert (
+        ablation.main(["--experiment", "abl", "--results-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+        == 0
+    )
+    for f in [
+        "tables/abl_ablation.csv",
+        "tables/abl_ablation.md",
+        "figures/abl_ablation/score_vs_k.png",
+        "figures/abl_ablation/checkpoints.png",
+    ]:
         assert (tmp_path / "o" / f).stat().st_size > 0

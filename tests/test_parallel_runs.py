@@ -15,10 +15,27 @@ TIMING = {"step_time", "train_runtime", "train_samples_per_second", "train_steps
 
 
 def _sweep(where: Path, cache: Path, launcher: list[str]) -> dict[str, tuple]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RVPO_ROOT": str(where),
-           "RVPO_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "rvpo_repro.train", "--multirun", "experiment=toy_smoke", "trainer.max_steps=3",
-           "trainer.save_steps=3", "task.num_eval_prompts=4", "aggregator=grpo,rvpo", "logger=disabled", *launcher]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "RVPO_ROOT": str(where),
+        "RVPO_CACHE": str(cache),
+        "PYTHONPATH": str(ROOT),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "rvpo_repro.train",
+        "--multirun",
+        "experiment=toy_smoke",
+        "trainer.max_steps=3",
+        "trainer.save_steps=3",
+        "task.num_eval_prompts=4",
+        "aggregator=grpo,rvpo",
+        "logger=disabled",
+        *launcher,
+    ]
     subprocess.run(cmd, cwd=where, env=env, check=True, capture_output=True, timeout=600)
     out = {}
     for rec in sorted((where / "results" / "runs" / "toy_smoke").glob("*/result.json")):

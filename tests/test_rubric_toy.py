@@ -39,7 +39,11 @@ def test_rubrics_have_5_to_17_weighted_items_and_held_out_topics():
 RUBRIC = [
     {"description": "The response contains a digit.", "weight": 4, "kind": "digit"},
     {"description": "The response ends with a period.", "weight": 2, "kind": "format"},
-    {"description": "Pitfall Criteria: The response contains the letter 'z'.", "weight": -3, "kind": "pitfall"},
+    {
+        "description": "Pitfall Criteria: The response contains the letter 'z'.",
+        "weight": -3,
+        "kind": "pitfall",
+    },
 ]
 
 
@@ -58,10 +62,20 @@ def test_training_reward_is_the_rubric_tracks_per_item_channels():
 
 def test_evaluation_scores_as_healthbench_and_per_item_kind():
     task = _task()
-    ds = [{"id": "e0", "prompt": [{"role": "user", "content": "Write a line about the sea."}],
-           "topic": "sea", "rubric_json": json.dumps(RUBRIC)},
-          {"id": "e1", "prompt": [{"role": "user", "content": "Tell me about the sky."}],
-           "topic": "sky", "rubric_json": json.dumps(RUBRIC)}]
+    ds = [
+        {
+            "id": "e0",
+            "prompt": [{"role": "user", "content": "Write a line about the sea."}],
+            "topic": "sea",
+            "rubric_json": json.dumps(RUBRIC),
+        },
+        {
+            "id": "e1",
+            "prompt": [{"role": "user", "content": "Tell me about the sky."}],
+            "topic": "sky",
+            "rubric_json": json.dumps(RUBRIC),
+        },
+    ]
     from datasets import Dataset
 
     result = task.evaluate(Dataset.from_list(ds), [["3 zebras."], ["Blue sky"]], tokenizer=None)

@@ -44,8 +44,10 @@ def test_unknown_criterion_is_an_error_naming_it():
 def test_both_request_formats_split_into_response_and_criterion():
     req = item_request("Write a line about the sea.", "The sea, 3 ships.", "The response contains a digit.")
     assert split_request(req) == ("The sea, 3 ships.", "The response contains a digit.")
-    example = {"prompt": [{"role": "user", "content": "Write a line about the sea."}],
-               "rubrics": [{"criterion": "The response contains a comma.", "points": 2, "tags": []}]}
+    example = {
+        "prompt": [{"role": "user", "content": "Write a line about the sea."}],
+        "rubrics": [{"criterion": "The response contains a comma.", "points": 2, "tags": []}],
+    }
     (req,) = healthbench.judge_requests(example, "The sea, 3 ships.")
     assert split_request(req) == ("The sea, 3 ships.", "[2] The response contains a comma.")
 
@@ -54,8 +56,10 @@ def test_verdicts_through_the_shared_loop_and_cache(tmp_path):
     cfg = JudgeConfig(backend="rules", cache_path=str(tmp_path / "j.sqlite"))
     judge = make_judge(cfg)
     assert isinstance(judge, RulesJudge)
-    reqs = [item_request("q", "The sea.", "The response ends with a period."),
-            item_request("q", "The sea", "The response ends with a period.")]
+    reqs = [
+        item_request("q", "The sea.", "The response ends with a period."),
+        item_request("q", "The sea", "The response ends with a period."),
+    ]
     assert [r.value for r in judge.grade(reqs)] == [True, False]
     again = make_judge(cfg).grade(reqs)
     assert [r.value for r in again] == [True, False] and all(r.cached for r in again)
@@ -68,7 +72,7 @@ def test_failures_are_seeded_per_request_and_counted_missing():
     missing = [r.missing for r in a]
     assert missing == [r.missing for r in b]  # order of arrival does not matter
     assert 0.15 < sum(missing) / len(reqs) < 0.25
-    assert all(r.value is True for r, m in zip(a, missing) if not m)  # "reply i" has a digit
+    assert all(r.value is True for r, m in zip(a, missing, strict=True) if not m)  # "reply i" has a digit
     other_seed = [r.missing for r in RulesJudge(failure_rate=0.2, seed=2).grade(reqs)]
     assert other_seed != missing
     # re-asks draw a fresh coin: 0.2 ** 3 of verdicts stay missing

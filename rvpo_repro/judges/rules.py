@@ -34,7 +34,9 @@ from rvpo_repro.judges.registry import cache_from_config, register_judge
 MALFORMED = "I cannot grade this."  # what a failed ask replies: no JSON, so `parse` rejects it
 
 # rubric track (rvpo_repro.tasks.rubric.item_request)
-_ITEM = re.compile(r"\n\nResponse:\n(?P<response>.*)\n\nCriterion:\n(?P<criterion>.*)\n\nIs the criterion met\?$", re.S)
+_ITEM = re.compile(
+    r"\n\nResponse:\n(?P<response>.*)\n\nCriterion:\n(?P<criterion>.*)\n\nIs the criterion met\?$", re.S
+)
 # HealthBench grader (rvpo_repro.evals.healthbench.GRADER_TEMPLATE): the reply is the last turn
 _GRADER = re.compile(
     r"# Conversation\n(?P<conversation>.*)\n\n# Rubric item\n(?P<criterion>.*?)\n\n# How to decide", re.S
@@ -134,7 +136,9 @@ class RulesJudge(Judge):
             return MALFORMED
         response, criterion = split_request(request)
         met = check(response, criterion)
-        return json.dumps({"explanation": f"rule check of: {clean_criterion(criterion)}", "criteria_met": met})
+        return json.dumps(
+            {"explanation": f"rule check of: {clean_criterion(criterion)}", "criteria_met": met}
+        )
 
     async def _judge_many(
         self, requests: Sequence[JudgeRequest], parse: Parse, stats: JudgeStats, tick: Callable[[], None]

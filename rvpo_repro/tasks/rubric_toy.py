@@ -86,7 +86,13 @@ def draw_rubric(rng: random.Random, n: int) -> list[dict]:
         seen.add(text)
         weight = rng.randint(lo, hi)
         pit = kind == "pitfall"
-        items.append({"description": PITFALL + text if pit else text, "weight": -weight if pit else weight, "kind": kind})
+        items.append(
+            {
+                "description": PITFALL + text if pit else text,
+                "weight": -weight if pit else weight,
+                "kind": kind,
+            }
+        )
         if len(items) == n:
             break
     return items
@@ -111,7 +117,9 @@ def make_rows(cfg: RubricToyConfig) -> tuple[list[dict], list[dict]]:
             word, template = rng.choice(pools[split]), rng.choice(TEMPLATES)
             rubric = draw_rubric(rng, rng.randint(cfg.min_items, cfg.max_items))
             prompt = [{"role": "user", "content": template.format(w=word)}]
-            out.append({"id": f"{split}-{i:04d}", "prompt": prompt, "topic": word, "rubric_json": json.dumps(rubric)})
+            out.append(
+                {"id": f"{split}-{i:04d}", "prompt": prompt, "topic": word, "rubric_json": json.dumps(rubric)}
+            )
         return out
 
     return rows("train", cfg.num_train_prompts), rows("eval", cfg.num_eval_prompts)
@@ -169,7 +177,11 @@ class RubricToyTask(Task):
             rubric, met = json.loads(rows[i]["rubric_json"]), hb_rows[i]["criteria_met"]
             values: list[float | None] = []
             for kind in KINDS:
-                ok = [None if m is None else (m != (it["weight"] < 0)) for it, m in zip(rubric, met, strict=True) if it["kind"] == kind]
+                ok = [
+                    None if m is None else (m != (it["weight"] < 0))
+                    for it, m in zip(rubric, met, strict=True)
+                    if it["kind"] == kind
+                ]
                 values.append(None if not ok or None in ok else float(all(ok)))
             return [values]
 
