@@ -37,9 +37,10 @@ MALFORMED = "I cannot grade this."  # what a failed ask replies: no JSON, so `pa
 _ITEM = re.compile(
     r"\n\nResponse:\n(?P<response>.*)\n\nCriterion:\n(?P<criterion>.*)\n\nIs the criterion met\?$", re.S
 )
-# HealthBench grader (rvpo_repro.evals.healthbench.GRADER_TEMPLATE): the reply is the last turn
+# HealthBench grader (the suite's template and simple-evals' both have these two sections, then
+# another "# " heading): the reply is the conversation's last turn
 _GRADER = re.compile(
-    r"# Conversation\n(?P<conversation>.*)\n\n# Rubric item\n(?P<criterion>.*?)\n\n# How to decide", re.S
+    r"# Conversation\n(?P<conversation>.*?)\n\n# Rubric item\n(?P<criterion>.*?)\n\n# ", re.S
 )
 _ASSISTANT = "\n\nassistant: "
 
