@@ -10,7 +10,7 @@ BFCL_REF_VENV ?= .cache/bfcl-ref-venv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint smoke reproduce reproduce-rubric reproduce-ablation report bfcl-ref bench lock clean
+.PHONY: help install test test-fast lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -46,17 +46,17 @@ REPRO_AGGREGATORS ?= grpo,gdpo,rvpo
 REPRO_SEEDS ?= 0,1,2,3,4
 REPRO_JOBS ?= 2
 CPU_SWEEP = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m rvpo_repro.train --multirun +launcher=joblib hydra.launcher.n_jobs=$(REPRO_JOBS)
-reproduce: $(STAMP) ## run the offline CPU experiment (train + evaluate, finished runs skipped); table: rvpo vs each baseline
+reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); table (rvpo vs each baseline), snapshot, notebook
 	$(CPU_SWEEP) experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
-	$(PY) -m rvpo_repro.report --experiment toy --baseline rvpo
+	$(PY) -m rvpo_repro.analysis.report --experiment toy --baseline rvpo
+	$(MAKE) snapshot notebook
 
 # The rubric track in miniature (rubric_toy: 5-17 rule-checked items per prompt, rules judge,
-# HealthBench scoring): grpo, gdpo, gdpo mean (= rvpo at k=0) and rvpo, 3 seeds.
+# HealthBench scoring): grpo (item-weighted), gdpo, gdpo mean (= rvpo at k=0) and rvpo, 3 seeds.
 RUBRIC_SEEDS ?= 0,1,2
 reproduce-rubric: $(STAMP) ## CPU rubric experiment: rvpo vs gdpo (sum, mean) vs grpo on rubric_toy, 3 seeds
-	$(CPU_SWEEP) experiment=rubric_toy aggregator=grpo,gdpo,rvpo seed=$(RUBRIC_SEEDS)
-	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0 seed=$(RUBRIC_SEEDS)
-	$(PY) -m rvpo_repro.report --experiment rubric_toy --baseline gdpo
+	$(CPU_SWEEP) experiment=rubric_toy aggregator=grpo,gdpo,gdpo_mean,rvpo seed=$(RUBRIC_SEEDS)
+	$(PY) -m rvpo_repro.analysis.report --experiment rubric_toy --baseline gdpo
 
 # The paper's risk ablation on rubric_toy (shares the k=0 and k=1 runs with reproduce-rubric):
 # k = 0, 0.5, 1, 2, 5, hard min (k = inf), k 0.5 -> 2.0, variance penalty; 3 seeds; best vs final.
@@ -66,7 +66,27 @@ reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/f
 	$(PY) -m rvpo_repro.ablation --experiment rubric_toy
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
-	$(PY) -m rvpo_repro.report --experiment $(or $(EXPERIMENTS),$(notdir $(wildcard results/runs/*)))
+	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))
+
+# The committed snapshot a fresh clone browses: the default experiment's records without weights.
+SNAPSHOT_DIR := results/snapshot
+snapshot: $(STAMP) ## copy results/runs/toy records (no weights) to results/snapshot/ and rebuild its report
+	@ls results/runs/toy/*/result.json >/dev/null 2>&1 || { echo "no finished runs under results/runs/toy: run 'make reproduce' first" >&2; exit 1; }
+	rm -rf $(SNAPSHOT_DIR)/runs/toy
+	for d in results/runs/toy/*/; do test -f $$d/result.json || continue; \
+		mkdir -p $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d); \
+		cp $$d/result.json $$d/examples.jsonl $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d)/; \
+		test -f $$d/log_history.jsonl && cp $$d/log_history.jsonl $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d)/ || true; done
+	$(PY) -m rvpo_repro.analysis.report --experiment toy --results-dir $(SNAPSHOT_DIR) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
+
+notebook: $(STAMP) ## execute notebooks/analysis.ipynb into results/notebook/analysis.ipynb (outputs kept, for browsing)
+	MPLBACKEND=Agg $(PY) scripts/execute_notebook.py
+
+# W&B runs of every job (logger.dir, default the repository root): $(WANDB_RUNS)/{offline-run,run}-*.
+WANDB_RUNS ?= $(or $(RVPO_ROOT),.)/wandb
+wandb-sync: $(STAMP) ## upload every offline W&B run not yet uploaded (needs `wandb login`; WANDB_SYNC_ARGS=--dry-run lists them)
+	@test -d "$(WANDB_RUNS)" || { echo "wandb-sync: no W&B runs in $(WANDB_RUNS) (train with logger=offline first)"; exit 1; }
+	$(VENV)/bin/wandb sync --yes $(WANDB_SYNC_ARGS) "$(WANDB_RUNS)"
 
 $(BFCL_REF_VENV)/bin/python:
 	$(PYTHON) -m venv $(BFCL_REF_VENV)
@@ -80,6 +100,9 @@ bfcl-ref: $(STAMP) $(BFCL_REF_VENV)/bin/python ## check our BFCL AST checker aga
 
 bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, judge throughput, statistics)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+gpu-lock: $(STAMP) ## rewrite requirements/gpu-lock.txt: pip's resolution of .[gpu] on CUDA Linux (no GPU needed)
+	$(PY) scripts/lock_gpu.py
 
 lock: $(STAMP) ## rewrite requirements/cpu-lock.txt from the current venv
 	{ head -2 requirements/cpu-lock.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/cpu-lock.tmp

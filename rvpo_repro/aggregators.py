@@ -8,8 +8,29 @@ groups or rows.
 Shared semantics follow TRL 1.16's `GRPOTrainer._generate_and_score_completions`, so `grpo` and
 `gdpo` reproduce its advantages: eps = 1e-4 is added to the std, stds are NaN-aware and
 Bessel-corrected, and a row with no channel is left out of every mean and std and gets advantage 0.
-One deliberate difference: a channel constant within a group gets Z = 0 exactly (TRL can return
-about 1e4 * rounding error there, because sum/count of equal floats need not round back).
+A channel present in only one row of a group has no group std (TRL's nanstd is NaN there): its Z is
+absent (NaN) for that group, so it adds nothing to GDPO's sum and is not counted by the mean,
+SoftMin or min. One deliberate difference: a channel constant within a group gets Z = 0 exactly
+(TRL can return about 1e4 * rounding error there, because sum/count of equal floats need not round
+back).
+
+Channel weights: `weights` of shape (K,) (one per channel) or (N, K) (one per rollout and channel,
+e.g. rubric item weights that differ between prompts), finite and >= 0. GRPO: weighted NaN-aware
+sum, then group normalisation. Z-score methods: weighted sum (gdpo), weighted mean / SoftMin /
+variance; a zero weight marks the channel absent for that row.
+
+GDPO comes in two named variants (which one the paper's baseline used is not known):
+`reduce="sum"` (default) is TRL's normalize_then_sum, the sum of the present channels' Z;
+`reduce="mean"` averages them before batch whitening and is exactly `rvpo` at `risk=0`. The two
+differ when prompts have different channel counts (rubrics of 5 and 17 items).
+
+Batch whitening (z-score methods), option `whiten`: "sequence" (default, TRL/GDPO: every rollout
+counts once) or "token" (verl's masked_whiten: each rollout's advantage counted once per completion
+token, so the call needs `lengths` (N,)); the std floor is `eps` in both (verl adds 1e-8 to the
+variance instead; verl-GDPO's train_gdpo.sh uses a std eps of 1e-6).
+
+An aggregator may name the TRL `loss_type` its method is defined with (`dr_grpo`: "dr_grpo");
+`RVPOTrainer` applies it, so choosing the aggregator is enough.
 
     from rvpo_repro.aggregators import get_aggregator
     agg = get_aggregator("rvpo", risk_start=0.5, risk_end=2.0, schedule="linear")
@@ -26,183 +47,29 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-DEFAULT_EPS = 1e-4  # as TRL 1.16
-SCHEDULES = ("constant", "linear", "cosine")
-GRPO_SCALES = ("group", "batch", "none")
-
-
-# ----------------------------------------------------------------------------- tensor helpers
-# NaN marks absence and is carried by propagation; masks come from NaN arithmetic, nansum and
-# nan_to_num rather than torch.where or boolean masks, and row sums over the short K axis are
-# matrix-vector products. Rewards must therefore be finite or NaN. On CPU the cost of an (N, K)
-# aggregation is mostly fresh (N, K) allocations (page faults), so the hot paths reuse their own
-# temporaries in place (benchmarks/bench_aggregators.py).
-
-
-def _presence(x: Tensor) -> Tensor:
-    """1.0 where x is present, 0.0 where NaN (same shape and dtype)."""
-    return (x * 0.0).add_(1.0).nan_to_num_(0.0)
-
-
-def _group_deviation(x: Tensor, num_generations: int) -> tuple[Tensor, Tensor, Tensor]:
-    """x (N, K), NaN = absent -> (dev, var, scratch).
-
-    dev (N/G, G, K): deviation from the group mean over present rows, NaN where absent.
-    var (N/G, 1, K): Bessel-corrected group variance, 0 where fewer than two rows are present.
-    scratch (N/G, G, K): a spare buffer, NaN exactly where absent, for the caller to reuse.
-    """
-    n, k = x.shape
-    g = x.reshape(n // num_generations, num_generations, k)
-    buf = (g * 0.0).add_(1.0)  # 1 where present, NaN where absent
-    count = buf.nansum(1, keepdim=True).clamp_(min=1.0)
-    dev = g - g.nansum(1, keepdim=True) / count
-    # Second pass: removes the rounding left by the first mean and makes a constant group's
-    # deviation exactly 0 (its residues are equal multiples of one ulp, which average exactly).
-    dev -= dev.nansum(1, keepdim=True) / count
-    var = torch.mul(dev, dev, out=buf).nansum(1, keepdim=True) / (count - 1.0).clamp_(min=1.0)
-    return dev, var, buf
-
-
-def _zscores(rewards: Tensor, num_generations: int, eps: float) -> tuple[Tensor, Tensor]:
-    """rewards (N, K), NaN = absent -> Z (N, K), NaN where absent, and the presence mask (N, K)."""
-    dev, var, buf = _group_deviation(rewards, num_generations)
-    dev /= var.sqrt_().add_(eps)  # var = 0 where fewer than two rows are present: Z = 0 there
-    present = buf.mul_(0.0).add_(1.0).nan_to_num_(0.0)
-    return dev.reshape(rewards.shape), present.reshape(rewards.shape)
-
-
-def group_zscore(rewards: Tensor, num_generations: int, eps: float = DEFAULT_EPS) -> Tensor:
-    """Per-channel z-score within each group: (r - mean_g r) / (std_g r + eps), std Bessel-corrected.
-
-    rewards: (N, K), NaN = absent. Returns Z: (N, K), NaN where absent; exactly 0 for a channel
-    constant within its group or present in a single row of it (TRL: NaN std there, then 0).
-    Rewards are data: this function works in place on its temporaries and is not differentiable.
-    """
-    return _zscores(rewards, num_generations, eps)[0]
-
-
-def batch_whiten(x: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
-    """(x - mean) / (std + eps) over the batch; NaN rows are left out of the stats and return 0.
-
-    x: (N,). Returns (N,). Bessel-corrected std, as TRL; a batch of <= 1 valid rows gives 0.
-    """
-    dev, var, _ = _group_deviation(x.unsqueeze(-1), max(len(x), 1))  # the batch as one group
-    return (dev / (var.sqrt() + eps)).reshape(-1).nan_to_num(0.0)
-
-
-def _channels(
-    z: Tensor, weights: Tensor | None, present: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """z (N, K) -> (z, w (K,), wsum (N,)): zero-weight channels marked absent (NaN), since they cannot
-    move a weighted mean, softmin or min; w = 1 when weights is None; wsum = weight of present channels.
-    """
-    if present is None:
-        present = _presence(z)
-    if weights is None:
-        weights = z.new_ones(z.shape[-1])
-    elif not bool((weights > 0).all()):
-        z = z + torch.where(weights > 0, 0.0, math.nan)
-    return z, weights, present @ weights
-
-
-def _check_risk(k: float) -> float:
-    k = float(k)
-    if not k >= 0:  # also rejects NaN
-        raise ValueError(f"risk coefficient k = {k} is invalid; expected k >= 0 (0 = mean, inf = min)")
-    return k
-
-
-def softmin(z: Tensor, k: float, weights: Tensor | None = None) -> Tensor:
-    """SoftMin of each row over its present channels: -(1/k) log(sum_j w_j exp(-k z_j) / sum_j w_j).
-
-    z: (N, K), NaN = absent; weights: (K,) >= 0 or None (all 1). Returns (N,), NaN for a row with
-    no present (positive-weight) channel. k = 0 is exactly the weighted mean, k = inf the min.
-    Differentiable: dA/dz = softmax(-k z) over the present channels, 0 for absent ones.
-    """
-    return _softmin(*_channels(z, weights), _check_risk(k))
-
-
-def _softmin(
-    z: Tensor, w: Tensor, wsum: Tensor, k: float, bound: float = math.inf, scratch: Tensor | None = None
-) -> Tensor:
-    """Computed as m - log1p(S) / k, S = mean_w expm1(-k (z - m)), for a detached row shift m.
-
-    Accurate to a few ulp for every k: for small k the first-order terms of S carry no rounding of
-    1 + x, and 1 + S is never a tiny difference (>= 1 by Jensen when m is the weighted mean, >= the
-    min channel's weight share when m is the row min). m is the row min, where no expm1 argument is
-    positive, unless `bound` >= max |z| (known for group z-scores) shows exp(k (mean - z)) cannot
-    overflow: then m is the weighted mean, a matrix-vector product instead of a slow row min.
-    """
-    if k == 0.0:
-        return (z.nan_to_num(0.0) @ w) / wsum
-    if 2.0 * k * bound < 0.5 * math.log(torch.finfo(z.dtype).max):
-        buf = torch.nan_to_num(z, 0.0, out=scratch)  # the one (N, K) temporary, reused in place below
-        m = ((buf @ w) / wsum).unsqueeze(-1)
-        e = torch.sub(z, m, out=buf)
-    else:
-        buf = torch.nan_to_num(z, math.inf, out=scratch)
-        m = buf.detach().amin(-1, keepdim=True)  # inf for a row with no channel
-        if k > torch.finfo(z.dtype).max:  # inf, or a k the dtype rounds to inf: the min
-            return torch.where(wsum > 0, m.squeeze(-1), math.nan)
-        e = buf.sub_(m)
-    # z - m is NaN or inf for absent channels and rows with none: all become expm1(-0.0) = 0.
-    e = e.nan_to_num_(nan=0.0, posinf=0.0).mul_(-k).expm1_()
-    return m.squeeze(-1) - torch.log1p((e @ w) / wsum) / k
-
-
-def zscore_bound(num_generations: int) -> float:
-    """Largest |Z| group_zscore can return for group size G: (G - 1) / sqrt(G) (Samuelson)."""
-    return (num_generations - 1) / math.sqrt(num_generations)
-
-
-def softmin_weights(z: Tensor, k: float, weights: Tensor | None = None) -> Tensor:
-    """Weight SoftMin puts on each channel, softmax(-k z) over present channels (= dA/dz).
-
-    z: (N, K), NaN = absent. Returns (N, K), rows summing to 1, 0 for absent channels and for rows
-    with none. k = inf splits the weight evenly over the tied minima.
-    """
-    k = _check_risk(k)
-    z, w, _ = _channels(z, weights)
-    e = z - z.nan_to_num(math.inf).amin(-1, keepdim=True)
-    p = w * ((e == 0).to(z.dtype) if k == math.inf else torch.exp(-k * e).nan_to_num(0.0))
-    return (p / p.sum(-1, keepdim=True)).nan_to_num(0.0)
-
-
-def weighted_mean_var(z: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Weighted mean and population variance over the present channels of each row.
-
-    z: (N, K), NaN = absent. Returns (mean, var), each (N,), NaN for rows with no channel.
-    """
-    return _mean_var(*_channels(z, weights))
-
-
-def _mean_var(z: Tensor, w: Tensor, wsum: Tensor, scratch: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    buf = torch.nan_to_num(z, 0.0, out=scratch)
-    mean = (buf @ w) / wsum
-    sq = torch.sub(z, mean.unsqueeze(-1), out=buf).nan_to_num_(0.0).square_()
-    return mean, (sq @ w) / wsum
-
-
-def risk_schedule(progress: float, start: float, end: float, schedule: str = "linear") -> float:
-    """Risk coefficient k at `progress` in [0, 1]: constant (= start), linear or cosine start -> end."""
-    progress = _check_progress(progress)
-    if schedule == "constant":
-        return float(start)
-    if schedule == "linear":
-        t = progress
-    elif schedule == "cosine":
-        t = 0.5 * (1.0 - math.cos(math.pi * progress))
-    else:
-        raise ValueError(f"unknown risk schedule {schedule!r}; expected one of {list(SCHEDULES)}")
-    return (1.0 - t) * start + t * end  # exact at both endpoints
-
-
-def _check_progress(progress: float) -> float:
-    progress = float(progress)
-    if not 0.0 <= progress <= 1.0:
-        raise ValueError(f"progress = {progress} is outside [0, 1]; expected the fraction of training done")
-    return progress
-
+from rvpo_repro.advantage_ops import (  # noqa: F401  (public names re-exported from here)
+    DEFAULT_EPS,
+    GDPO_REDUCTIONS,
+    GRPO_SCALES,
+    SCHEDULES,
+    WHITENINGS,
+    _channels,
+    _check_progress,
+    _check_risk,
+    _group_deviation,
+    _mean_var,
+    _presence,
+    _softmin,
+    _wdot,
+    _zscores,
+    batch_whiten,
+    group_zscore,
+    risk_schedule,
+    softmin,
+    softmin_weights,
+    weighted_mean_var,
+    zscore_bound,
+)
 
 # ----------------------------------------------------------------------------- registry
 
@@ -256,14 +123,24 @@ def aggregator_from_config(cfg: Any) -> Aggregator:
 class Aggregator:
     """A callable holding one method's options: adv = agg(rewards, num_generations, weights, progress).
 
-    Options common to all: eps (std floor) and weights ((K,) non-negative channel weights, used
-    when the call passes none). Subclasses add their options as dataclass fields and implement
-    `_aggregate(rewards (N, K), G, weights (K,) | None, progress) -> (N,)`.
+    Options common to all: eps (std floor), weights ((K,) non-negative channel weights, used when
+    the call passes none) and use_item_weights (whether the trainer passes per-rollout (N, K) item
+    weights, e.g. rubric item weights; GRPO always takes them). Subclasses add their options as
+    dataclass fields and implement `_aggregate(rewards (N, K), G, weights (K,) | (N, K) | None,
+    progress, lengths (N,) | None) -> (N,)`. `loss_type`: the TRL loss the method is defined with,
+    or None (keep the trainer's).
     """
 
     eps: float = DEFAULT_EPS
     weights: Sequence[float] | None = None
+    use_item_weights: bool = False
     name: ClassVar[str] = ""
+    loss_type: ClassVar[str | None] = None
+
+    @property
+    def wants_item_weights(self) -> bool:
+        """Whether the trainer should pass per-rollout item weights (N, K)."""
+        return bool(self.use_item_weights)
 
     def __post_init__(self) -> None:
         if not self.eps > 0:
@@ -278,13 +155,24 @@ class Aggregator:
         num_generations: int,
         weights: Tensor | Sequence[float] | None = None,
         progress: float = 0.0,
+        lengths: Tensor | Sequence[int] | None = None,
     ) -> Tensor:
-        """rewards (N, K), NaN = absent -> advantages (N,) in the rewards' float dtype."""
+        """rewards (N, K), NaN = absent; weights (K,) or (N, K); lengths (N,) completion token
+        counts (used by token whitening) -> advantages (N,) in the rewards' float dtype."""
         x, w = self._prepare(rewards, num_generations, weights)
-        adv = self._aggregate(x, num_generations, w, _check_progress(progress))
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=x.device)
+            if lengths.shape != (x.shape[0],) or bool((lengths < 0).any()):
+                raise ValueError(
+                    f"lengths has shape {tuple(lengths.shape)}; expected ({x.shape[0]},) non-negative "
+                    "completion token counts"
+                )
+        adv = self._aggregate(x, num_generations, w, _check_progress(progress), lengths)
         return adv.nan_to_num(0.0)
 
-    def _aggregate(self, x: Tensor, num_generations: int, w: Tensor | None, progress: float) -> Tensor:
+    def _aggregate(
+        self, x: Tensor, num_generations: int, w: Tensor | None, progress: float, lengths: Tensor | None
+    ) -> Tensor:
         raise NotImplementedError
 
     def _prepare(self, rewards: Tensor, num_generations: int, weights: Any) -> tuple[Tensor, Tensor | None]:
@@ -305,9 +193,10 @@ class Aggregator:
         if weights is None:
             return x, None
         w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
-        if w.shape != (k,):
+        if w.shape not in {(k,), (n, k)}:
             raise ValueError(
-                f"weights {w.tolist()} has shape {tuple(w.shape)}; expected ({k},), one per channel"
+                f"weights has shape {tuple(w.shape)}; expected ({k},), one per channel, or ({n}, {k}), "
+                "one per rollout and channel"
             )
         _check_weight_values(w)
         return x, w
@@ -315,13 +204,15 @@ class Aggregator:
 
 def _check_weight_values(w: Tensor) -> None:
     if not (torch.isfinite(w).all() and (w >= 0).all()):
-        raise ValueError(f"weights {w.tolist()} are invalid; expected finite non-negative channel weights")
+        bad = w[~(torch.isfinite(w) & (w >= 0))].tolist()[:5]
+        shown = w.tolist() if w.numel() <= 32 else f"of shape {tuple(w.shape)} holding {bad}"
+        raise ValueError(f"weights {shown} are invalid; expected finite non-negative channel weights")
 
 
 def _grpo_advantage(x: Tensor, num_generations: int, w: Tensor | None, scale: str, eps: float) -> Tensor:
     """x (N, K) -> (N,): weighted nansum, minus its group mean, over the std `scale` names (+ eps)."""
     buf = x.nan_to_num(0.0)
-    total = buf @ (x.new_ones(x.shape[-1]) if w is None else w)
+    total = _wdot(buf, x.new_ones(x.shape[-1]) if w is None else w)
     present = torch.mul(x, 0.0, out=buf).add_(1.0).nan_to_num_(0.0)  # reuses the buffer
     total = torch.where(present.sum(-1) > 0, total, math.nan)  # unscorable rows, as TRL
     dev, var, _ = _group_deviation(total.unsqueeze(-1), num_generations)
@@ -335,7 +226,10 @@ def _grpo_advantage(x: Tensor, num_generations: int, w: Tensor | None, scale: st
 @register("grpo")
 @dataclass
 class GRPO(Aggregator):
-    """Weighted nansum over channels, then group baseline and scale (TRL "sum_then_normalize")."""
+    """Weighted nansum over channels, then group baseline and scale (TRL "sum_then_normalize").
+
+    Always takes per-rollout item weights when the task has them (the paper's GRPO is a weighted
+    sum of raw rewards)."""
 
     scale: str = "group"  # group | batch | none, as TRL's scale_rewards
 
@@ -344,40 +238,74 @@ class GRPO(Aggregator):
         if self.scale not in GRPO_SCALES:
             raise ValueError(f"scale = {self.scale!r}; expected one of {list(GRPO_SCALES)}")
 
-    def _aggregate(self, x, num_generations, w, progress):
+    @property
+    def wants_item_weights(self) -> bool:
+        return True
+
+    def _aggregate(self, x, num_generations, w, progress, lengths):
         return _grpo_advantage(x, num_generations, w, self.scale, self.eps)
 
 
 @register("dr_grpo")
 @dataclass
 class DrGRPO(Aggregator):
-    """GRPO without the std division (Dr. GRPO): weighted sum minus its group mean."""
+    """Dr. GRPO: weighted sum minus its group mean (no std division), with TRL's loss_type
+    "dr_grpo" (sum over tokens / a constant, no per-sequence length normalisation)."""
 
-    def _aggregate(self, x, num_generations, w, progress):
+    loss_type: ClassVar[str | None] = "dr_grpo"
+
+    @property
+    def wants_item_weights(self) -> bool:
+        return True
+
+    def _aggregate(self, x, num_generations, w, progress, lengths):
         return _grpo_advantage(x, num_generations, w, "none", self.eps)
 
 
+@dataclass
 class _ZScoreAggregator(Aggregator):
-    """Per-channel group z-scores Z, a row reduction over channels, then batch whitening."""
+    """Per-channel group z-scores Z, a row reduction over channels, then batch whitening over
+    sequences or tokens (`whiten`, see the module docstring)."""
 
-    def _aggregate(self, x, num_generations, w, progress):
+    whiten: str = "sequence"  # sequence | token
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.whiten not in WHITENINGS:
+            raise ValueError(f"whiten = {self.whiten!r}; expected one of {list(WHITENINGS)}")
+
+    def _aggregate(self, x, num_generations, w, progress, lengths):
+        if self.whiten == "token" and lengths is None:
+            raise ValueError("whiten='token' needs lengths= (N,) completion token counts")
+        scorable = _presence(x).sum(-1) > 0  # rows with any reward (TRL's unscorable mask)
         z, present = _zscores(x, num_generations, self.eps)
-        return batch_whiten(self._reduce(z, w, present, num_generations, progress), self.eps)
+        pre = self._reduce(z, w, present, num_generations, progress, scorable)
+        return batch_whiten(pre, self.eps, lengths if self.whiten == "token" else None)
 
-    def _reduce(self, z: Tensor, w: Tensor | None, present: Tensor, num_generations: int, progress: float):
-        """Z (N, K), NaN = absent, and its presence mask, both owned (reusable) -> (N,), NaN = no channel."""
+    def _reduce(self, z, w, present, num_generations, progress, scorable):
+        """Z (N, K), NaN = absent, and its presence mask, both owned (reusable), and the rows with
+        any reward (N,) -> (N,), NaN = no channel."""
         raise NotImplementedError
 
 
 @register("gdpo")
 @dataclass
 class GDPO(_ZScoreAggregator):
-    """Weighted nansum of Z (TRL "normalize_then_sum")."""
+    """GDPO: reduce="sum" (default) is the weighted nansum of Z (TRL "normalize_then_sum");
+    reduce="mean" the weighted mean of the present channels' Z (= rvpo at risk 0)."""
 
-    def _reduce(self, z, w, present, num_generations, progress):
-        ones = present.new_ones(present.shape[-1])
-        total = z.nan_to_num_(0.0) @ (ones if w is None else w)
-        return torch.where(present @ ones > 0, total, math.nan)  # unscorable rows, as TRL
+    reduce: str = "sum"  # sum | mean
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reduce not in GDPO_REDUCTIONS:
+            raise ValueError(f"reduce = {self.reduce!r}; expected one of {list(GDPO_REDUCTIONS)}")
+
+    def _reduce(self, z, w, present, num_generations, progress, scorable):
+        if self.reduce == "mean":
+            return _softmin(*_channels(z, w, present), 0.0)
+        total = _wdot(z.nan_to_num_(0.0), present.new_ones(present.shape[-1]) if w is None else w)
+        return torch.where(scorable, total, math.nan)  # unscorable rows, as TRL
 
 
 @register("rvpo")
@@ -421,7 +349,7 @@ class RVPO(_ZScoreAggregator):
             return self.risk
         return risk_schedule(progress, self.risk_start, self.risk_end, self.schedule)
 
-    def _reduce(self, z, w, present, num_generations, progress):
+    def _reduce(self, z, w, present, num_generations, progress, scorable):
         k, bound = self.risk_at(progress), zscore_bound(num_generations)
         return _softmin(*_channels(z, w, present), k, bound, scratch=present)
 
@@ -446,7 +374,7 @@ class VariancePenalty(_ZScoreAggregator):
         if not (self.beta >= 0 and math.isfinite(self.beta)):
             raise ValueError(f"beta = {self.beta}; expected a finite beta >= 0")
 
-    def _reduce(self, z, w, present, num_generations, progress):
+    def _reduce(self, z, w, present, num_generations, progress, scorable):
         mean, var = _mean_var(*_channels(z, w, present), scratch=present)
         return mean - self.beta * var
 
@@ -456,5 +384,5 @@ class VariancePenalty(_ZScoreAggregator):
 class HardMin(_ZScoreAggregator):
     """min_j Z_j over present channels (RVPO at k = inf)."""
 
-    def _reduce(self, z, w, present, num_generations, progress):
+    def _reduce(self, z, w, present, num_generations, progress, scorable):
         return _softmin(*_channels(z, w, present), math.inf, scratch=present)

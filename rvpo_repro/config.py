@@ -1,211 +1,70 @@
-"""Structured-config schemas for every Hydra config group.
+"""Config composition and validation: schemas registered with Hydra, the config tree, and the
+checks every entry point runs before any work (`validate`).
 
-Each group's YAML files merge into the dataclass registered for that group, so an unknown key or
-a value of the wrong type fails when Hydra composes the config, naming the key, instead of being
-silently ignored later. `register_configs()` is called by every entry point before composing.
+The schemas themselves live in rvpo_repro.schemas (re-exported here). `register_configs()` is
+called by every entry point before composing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
 
-
-class ModelSource(StrEnum):
-    tiny = "tiny"  # built offline from a seed (rvpo_repro.models)
-    pretrained = "pretrained"  # hub id or local directory
-
-
-@dataclass
-class TinyModelConfig:
-    """Shape of the offline random-weight Qwen2 model; the seed fixes weights and bytes."""
-
-    seed: int = 0
-    vocab_size: int = 512
-    hidden_size: int = 64
-    intermediate_size: int = 128
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    max_position_embeddings: int = 1024
-
-
-@dataclass
-class ModelConfig:
-    name: str = MISSING  # short name used in run ids and W&B tags
-    source: ModelSource = ModelSource.pretrained
-    path: str = ""  # hub id (Qwen/Qwen2.5-7B-Instruct) or local directory; unused for tiny
-    revision: str | None = None
-    dtype: str = "float32"  # float32 | bfloat16 | float16
-    attn_implementation: str | None = None  # e.g. flash_attention_2 on GPU
-    gradient_checkpointing: bool = False
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    num_gpus: int = 0  # GPUs a run of this size is planned for (0 = CPU)
-    vllm_gpu_memory_utilization: float = 0.3  # share of each GPU that colocated vLLM may take
-    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-
-
-@dataclass
-class AggregatorConfig:
-    """Options of one registered aggregator; None means "the aggregator's default".
-
-    Options that do not apply to `name` are rejected by `rvpo_repro.aggregators.get_aggregator`.
-    """
-
-    name: str = MISSING
-    scale: str | None = None  # grpo: group | batch | none
-    risk: float | None = None  # rvpo: constant k
-    risk_start: float | None = None  # rvpo: schedule start
-    risk_end: float | None = None  # rvpo: schedule end
-    schedule: str | None = None  # rvpo: constant | linear | cosine
-    beta: float | None = None  # variance_penalty coefficient
-    eps: float | None = None  # std floor (default 1e-4, as TRL)
-    weights: list[float] | None = None  # per-channel weights (K,)
-
-
-@dataclass
-class TrainerConfig:
-    """GRPO settings passed to TRL's GRPOConfig (names follow TRL where they exist)."""
-
-    max_steps: int = 100
-    learning_rate: float = 1e-6
-    lr_scheduler_type: str = "constant"
-    warmup_steps: float = 0.0  # int: steps; float in (0, 1): share of max_steps (transformers 5)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    num_generations: int = 8  # G, the group size
-    generation_batch_size: int | None = None
-    max_completion_length: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    beta: float = 0.0  # KL coefficient
-    epsilon: float = 0.2  # clip range
-    loss_type: str = "dapo"
-    num_iterations: int = 1
-    logging_steps: int = 1
-    save_steps: int = 50
-    save_total_limit: int = 2
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"  # colocate | server
-    bf16: bool = False
-    eval_checkpoints: bool = False  # also evaluate the policy at every checkpoint save (best vs final)
-
-
-@dataclass
-class EvalConfig:
-    """Evaluation of the trained policy on the task's eval set."""
-
-    backend: str = "auto"  # hf | vllm | auto (vllm when installed and a GPU is present)
-    max_new_tokens: int | None = None  # None: trainer.max_completion_length
-    temperature: float = 1.0
-    top_p: float = 1.0
-    batch_size: int = 64
-    seed: int = 0
-
-
-@dataclass
-class JudgeConfig:
-    """An LLM judge (rvpo_repro.judges). The API key is read from the environment variable named
-    by `api_key_env`; the key itself never enters the config, the logs or the records."""
-
-    backend: str = "none"  # none | openai | hf | scripted
-    model: str = ""
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable, never the key
-    temperature: float = 0.0
-    max_tokens: int | None = None  # None: the back end's default (hf: 256)
-    max_concurrency: int = 16
-    max_retries: int = 4  # transport retries (timeouts, 429, 5xx), with exponential backoff
-    reask_limit: int = 3  # re-asks of a malformed verdict before it is recorded as missing
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    timeout_s: float = 60.0
-    seed: int = 0  # backoff jitter; hf sampling
-    cache_path: str | None = None  # SQLite verdict cache shared across runs (None = off)
-    transport: str = "auto"  # openai back end: auto | aiohttp | httpx
-    batch_size: int = 16  # hf back end
-    device: str | None = None  # hf back end
-    dtype: str = "float32"  # hf back end
-    failure_rate: float = (
-        0.0  # rules back end: share of asks answered malformed (seeded), -> missing verdicts
-    )
-
-
-class WandbMode(StrEnum):
-    offline = "offline"
-    online = "online"
-    disabled = "disabled"
-
-
-@dataclass
-class LoggerConfig:
-    mode: WandbMode = WandbMode.offline
-    project: str = "rvpo-repro"
-    entity: str | None = None
-    dir: str = "${paths.output_dir}"
-    tags: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PathsConfig:
-    root_dir: str = "${oc.env:RVPO_ROOT,.}"
-    data_dir: str = "${paths.root_dir}/data"
-    results_dir: str = "${paths.root_dir}/results"
-    cache_dir: str = "${oc.env:RVPO_CACHE,${paths.root_dir}/.cache}"
-    output_dir: str = "${hydra:runtime.output_dir}"
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = MISSING
-    task: Any = MISSING
-    aggregator: AggregatorConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    judge: JudgeConfig = MISSING
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    logger: LoggerConfig = MISSING
-    paths: PathsConfig = MISSING
-    experiment_name: str = "default"
-    seed: int = 0
-
-
-@dataclass
-class EvaluateConfig(TrainConfig):
-    """`rvpo-eval`: the train config of a run plus the checkpoint to evaluate."""
-
-    checkpoint: str = MISSING  # a saved model directory (a run's model/ or checkpoints/checkpoint-N)
-
-
-GROUP_SCHEMAS: dict[str, type] = {
-    "model": ModelConfig,
-    "aggregator": AggregatorConfig,
-    "trainer": TrainerConfig,
-    "judge": JudgeConfig,
-    "logger": LoggerConfig,
-    "paths": PathsConfig,
-}
+from rvpo_repro.schemas import (  # noqa: F401  (re-exported: the schemas' public home was here)
+    GROUP_SCHEMAS,
+    AggregatorConfig,
+    EvalConfig,
+    EvaluateConfig,
+    JudgeConfig,
+    LoggerConfig,
+    ModelConfig,
+    ModelSource,
+    PathsConfig,
+    TinyModelConfig,
+    TrainConfig,
+    TrainerExtras,
+    WandbMode,
+)
 
 
 def register_configs() -> None:
-    """Register the top-level schema and one `<group>_schema` option per group."""
+    """Register the top-level schemas and one `<group>_schema` per group, `<task>_schema` per task.
+
+    They are stored at the root of the config store, not inside their groups, so that option
+    lists (`--help`, tab completion) show only real choices; a group's YAML files pull theirs in
+    with `- /<group>_schema@_here_` in their defaults list.
+    """
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     for group, schema in GROUP_SCHEMAS.items():
-        cs.store(group=group, name=f"{group}_schema", node=schema)
+        cs.store(name=f"{group}_schema", node=schema)
     from rvpo_repro.tasks import TASKS  # each task brings its own schema
 
     for name, task in TASKS.items():
-        cs.store(group="task", name=f"{name}_schema", node=task.schema)
+        cs.store(name=f"{name}_schema", node=task.schema)
 
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+def conf_dir() -> Path:
+    """The config tree: `rvpo_repro/conf` inside an installed wheel, else the repository's `conf/`.
+
+    The repository keeps `conf/` at its top, where users look for it; the wheel ships the same
+    files as package data under `rvpo_repro/conf` (pyproject's package-dir mapping), so the
+    console scripts find their configs from any directory, editable install or not.
+    """
+    packaged = Path(__file__).resolve().parent / "conf"
+    if (packaged / "train.yaml").is_file():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "conf"
+    if (source / "train.yaml").is_file():
+        return source
+    raise FileNotFoundError(f"no config tree at {packaged} (installed) or {source} (source checkout)")
+
+
+CONF_DIR = conf_dir()
 
 
 def compose(
@@ -222,22 +81,260 @@ def compose(
         )
 
 
-def validate(cfg: Any) -> None:
-    """Re-check a composed config against the schemas.
+# ------------------------------------------------------------------------------------------ validation
+class ConfigError(ValueError):
+    """A config key or value the suite refuses; the message names the key and what is allowed."""
 
-    Hydra lets `+group.key=value` add keys even to structured nodes; entry points call this so
-    such a typo still fails, naming the key, before any work starts.
-    """
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed interval of a numeric setting; None bounds are open-ended."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound itself is not allowed
+    high_open: bool = False
+
+    def allows(self, v: float) -> bool:
+        lo = self.low is None or (v > self.low if self.low_open else v >= self.low)
+        hi = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return lo and hi
+
+    def __str__(self) -> str:
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {num(self.low)}"
+        lo, hi = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {lo}{num(self.low)}, {num(self.high)}{hi}"
+
+
+SEED = Range(0, 2**32 - 1)  # what numpy accepts
+POSITIVE, AT_LEAST_1, NON_NEGATIVE = Range(0, low_open=True), Range(1), Range(0)
+PROBABILITY = Range(0, 1)
+
+# Allowed ranges by dotted key (first), then by key-name pattern (any group, ints only for counts).
+# A None value means "the default" and is not checked.
+RANGES: dict[str, Range] = {
+    "model.num_gpus": NON_NEGATIVE,
+    "model.vllm_gpu_memory_utilization": Range(0, 1, low_open=True),
+    "trainer.num_generations": Range(2),  # a group needs two rollouts to have a spread
+    "trainer.num_generations_eval": Range(2),
+    "trainer.save_steps": POSITIVE,  # int: steps; float < 1: share of max_steps (TRL)
+    "trainer.logging_steps": POSITIVE,
+    "trainer.warmup_steps": NON_NEGATIVE,
+    "trainer.learning_rate": NON_NEGATIVE,
+    "trainer.weight_decay": NON_NEGATIVE,
+    "trainer.max_grad_norm": NON_NEGATIVE,
+    "trainer.temperature": POSITIVE,  # TRL samples rollouts; 0 would divide the logits by zero
+    "trainer.top_k": NON_NEGATIVE,  # 0: off
+    "trainer.min_p": PROBABILITY,
+    "trainer.repetition_penalty": POSITIVE,
+    "trainer.beta": NON_NEGATIVE,
+    "trainer.epsilon": POSITIVE,
+    "trainer.epsilon_high": POSITIVE,
+    "eval.temperature": NON_NEGATIVE,  # 0: greedy
+    "judge.temperature": Range(0, 2),
+    "judge.max_retries": NON_NEGATIVE,
+    "judge.reask_limit": NON_NEGATIVE,
+    "judge.timeout_s": POSITIVE,
+    "judge.backoff_base_s": NON_NEGATIVE,
+    "judge.backoff_max_s": NON_NEGATIVE,
+    "eval_judge.temperature": Range(0, 2),
+    "eval_judge.max_retries": NON_NEGATIVE,
+    "eval_judge.reask_limit": NON_NEGATIVE,
+    "eval_judge.timeout_s": POSITIVE,
+    "eval_judge.backoff_base_s": NON_NEGATIVE,
+    "eval_judge.backoff_max_s": NON_NEGATIVE,
+    "aggregator.risk": NON_NEGATIVE,
+    "aggregator.risk_start": NON_NEGATIVE,
+    "aggregator.risk_end": NON_NEGATIVE,
+    "aggregator.beta": NON_NEGATIVE,
+    "aggregator.eps": POSITIVE,
+}
+PATTERN_RANGES: tuple[tuple[str, Range, bool], ...] = (  # (regex on the dotted key, range, ints only)
+    (r"(^|[._])seed$", SEED, False),
+    (r"(^|\.)top_p$", Range(0, 1, low_open=True), False),
+    (r"_share$", PROBABILITY, False),
+    (r"(^|\.)(num|max)_\w+$", AT_LEAST_1, True),
+    (r"(_steps|_samples|_examples|batch_size|_limit|_per_category|_concurrency|_length)$", AT_LEAST_1, True),
+)
+
+# GRPOConfig fields the job sets from other groups: a `trainer.<key>` would be silently overridden.
+JOB_SET_TRAINER_KEYS: dict[str, str] = {
+    "output_dir": "the run directory",
+    "run_name": "the run id",
+    "report_to": "logger.mode",
+    "use_cpu": "the device found at run time",
+    "seed": "seed",
+    "data_seed": "seed",
+    "reward_weights": "aggregator.weights",
+    "per_device_train_batch_size": "model.per_device_train_batch_size",
+    "gradient_accumulation_steps": "model.gradient_accumulation_steps",
+    "gradient_checkpointing": "model.gradient_checkpointing",
+    "vllm_gpu_memory_utilization": "model.vllm_gpu_memory_utilization",
+}
+MODEL_TRAINER_KEYS = tuple(k for k, v in JOB_SET_TRAINER_KEYS.items() if v == f"model.{k}")
+
+
+def range_of(key: str, value: Any) -> Range | None:
+    """The allowed range of the setting `key` (dotted) holding `value`; None when unconstrained."""
+    import re
+
+    if key in RANGES:
+        return RANGES[key]
+    for pattern, rng, ints_only in PATTERN_RANGES:
+        if re.search(pattern, key) and (isinstance(value, int) or not ints_only):
+            return rng
+    return None
+
+
+def _leaves(node: Any, prefix: str = ""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}{k}.")
+    else:
+        yield prefix[:-1], node
+
+
+def check_ranges(plain: dict) -> None:
+    """Raise ConfigError for the first numeric setting outside its range (see RANGES)."""
+    for key, value in _leaves(plain):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        rng = range_of(key, value)
+        if rng is not None and not rng.allows(value):
+            raise ConfigError(f"{key}={value}: must be {rng}")
+
+
+def _trl_field_types() -> dict[str, Any]:
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    return {f.name: f.type for f in dataclasses.fields(GRPOConfig) if f.init}
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    import types
+    import typing
+
+    if value is None:
+        return type(None) in typing.get_args(tp) or tp is Any
+    options = (
+        typing.get_args(tp)
+        if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+        else (tp,)
+    )
+    for opt in options:
+        opt = typing.get_origin(opt) or opt
+        if opt is Any or not isinstance(opt, type) or opt is typing.Literal:
+            return True  # a type this check does not model: TRL's own check decides
+        if opt is float and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if opt is int and isinstance(value, bool):
+            continue
+        if isinstance(value, opt) or (issubclass(opt, str) and isinstance(value, str)):
+            return True
+    return False
+
+
+def check_trainer(trainer: dict) -> None:
+    """Each `trainer` key is a TrainerExtras key or a GRPOConfig field of the right type."""
+    import difflib
+
+    extras = {f.name for f in fields(TrainerExtras)}
+    grpo = _trl_field_types()
+    for key, value in trainer.items():
+        if key in extras:
+            continue
+        if key in JOB_SET_TRAINER_KEYS:
+            raise ConfigError(
+                f"trainer.{key}: set by the run from {JOB_SET_TRAINER_KEYS[key]}; set that instead"
+            )
+        if key not in grpo:
+            near = difflib.get_close_matches(key, [*grpo, *extras], n=3)
+            raise ConfigError(
+                f"trainer.{key}: not a field of TRL's GRPOConfig nor a suite setting ({sorted(extras)})"
+                + (f"; did you mean {', '.join(near)}?" if near else "")
+            )
+        if not _type_ok(value, grpo[key]):
+            raise ConfigError(f"trainer.{key}={value!r}: expected {grpo[key]} (TRL GRPOConfig.{key})")
+
+
+def grpo_kwargs(cfg: Any) -> dict:
+    """GRPOConfig keyword arguments of a composed config: the trainer group as it is (without the
+    TrainerExtras keys), the model group's batch and memory settings, the seed and the reward weights.
+    The job adds output_dir, run_name, report_to and use_cpu."""
     from omegaconf import OmegaConf
 
-    register_configs()
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for f in fields(TrainerExtras):
+        trainer.pop(f.name, None)
+    weights = cfg.aggregator.weights
+    return {
+        **trainer,
+        **{k: cfg.model[k] for k in MODEL_TRAINER_KEYS},
+        "reward_weights": list(weights) if weights else None,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+    }
+
+
+def _schema_error(exc: Exception, where: str) -> ConfigError:
+    key = getattr(exc, "full_key", None) or ""
+    msg = (getattr(exc, "msg", None) or str(exc)).splitlines()[0]
+    return ConfigError(f"config key `{where}{key}`: {msg}" if key else f"config {where or 'root'}: {msg}")
+
+
+def validate(cfg: Any, construct_trl: bool = True) -> None:
+    """Refuse a composed config before any work starts, naming the key and what is allowed:
+    unknown keys anywhere (Hydra lets `+key=value` add them, the root included), wrong types,
+    values out of range (RANGES), unknown aggregator options, and whatever TRL's GRPOConfig
+    refuses (constructed here on CPU, which takes seconds; `construct_trl=False` skips it)."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    from rvpo_repro.aggregators import aggregator_from_config
     from rvpo_repro.tasks import TASKS
 
-    for group, schema in {**GROUP_SCHEMAS, "task": TASKS[cfg.task.name].schema}.items():
-        plain = OmegaConf.to_container(cfg[group], resolve=False, enum_to_str=True)
-        try:
-            OmegaConf.merge(OmegaConf.structured(schema), plain)
-        except Exception as exc:  # omegaconf raises several types; all mean "does not fit"
-            raise ValueError(
-                f"config group '{group}' does not fit its schema {schema.__name__}: {exc}"
-            ) from exc
+    register_configs()
+    root_schema = OmegaConf.get_type(cfg)
+    root_schema = root_schema if root_schema in (TrainConfig, EvaluateConfig) else TrainConfig
+    raw = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    raw.pop("hydra", None)
+    loose = {k: v for k, v in raw.items() if k not in ("task", "trainer")}
+    try:  # unknown or mistyped keys of the root and of every group with a dataclass schema
+        OmegaConf.merge(OmegaConf.structured(root_schema), loose)
+    except Exception as exc:  # omegaconf raises several types; all mean "does not fit"
+        raise _schema_error(exc, "") from exc
+    task_name = raw.get("task", {}).get("name")
+    if task_name not in TASKS:
+        raise ConfigError(f"task.name={task_name!r}: expected one of {sorted(TASKS)}")
+    try:
+        OmegaConf.merge(OmegaConf.structured(TASKS[task_name].schema), raw["task"])
+    except Exception as exc:
+        raise _schema_error(exc, "task.") from exc
+    if not isinstance(raw.get("trainer"), dict):
+        raise ConfigError(f"trainer: expected a mapping of GRPOConfig fields, got {raw.get('trainer')!r}")
+    plain = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(raw[k], dict) else cfg[k]
+        for k in raw
+        if k not in ("paths", "logger")
+    }  # paths may point at Hydra's runtime
+    check_ranges(plain)
+    check_trainer(plain["trainer"])
+    try:
+        aggregator_from_config(cfg.aggregator)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"aggregator: {exc}") from exc
+    if construct_trl:
+        from trl import GRPOConfig
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                GRPOConfig(**grpo_kwargs(cfg), output_dir=tmp, use_cpu=True, report_to="none")
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"trainer: TRL's GRPOConfig refuses this config: {exc}") from exc

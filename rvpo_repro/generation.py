@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rvpo_repro import progress
+
 Messages = list[dict[str, str]]
 
 
@@ -39,7 +41,8 @@ def generate_hf(
     out: list[list[str]] = []
     device = next(model.parameters()).device
     model.eval()
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+    bar = progress.bar(total=len(texts), desc="generate", unit="prompt")
+    with bar, torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(s.seed)
         for start in range(0, len(texts), s.batch_size):
             batch = tokenizer(texts[start : start + s.batch_size], return_tensors="pt", padding=True).to(
@@ -58,6 +61,7 @@ def generate_hf(
                 )
             new = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
             out.extend(new[i : i + s.num_samples] for i in range(0, len(new), s.num_samples))
+            bar.update(len(new) // s.num_samples)
     return out
 
 

@@ -47,6 +47,12 @@ class MultiChannelReward:
     def score(self, prompts: list, completions: list, **kwargs: Any) -> list[list[float | None]]:
         raise NotImplementedError
 
+    def item_weights(self, inputs: list[dict]) -> list[list[float]] | None:
+        """Per-rollout channel weights (one list of K non-negative floats per input row, read from
+        the dataset columns), or None when the channels carry no weights of their own (the default).
+        RVPOTrainer hands them to the aggregator as (N, K) weights (see `wants_item_weights`)."""
+        return None
+
     def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[list[float | None]]:
         rows = self.score(prompts, completions, **kwargs)
         k = len(self.channels)
@@ -73,6 +79,21 @@ class _ChannelView:
                 prompts=prompts, completions=completions, rows=self.parent(prompts, completions, **kwargs)
             )
         return [row[self.index] for row in self._cache["rows"]]
+
+
+def item_weight_sources(
+    funcs: Sequence[Callable | MultiChannelReward],
+) -> list[tuple[int, MultiChannelReward]]:
+    """(first flat channel index, reward) for every MultiChannelReward, in the order
+    `expand_reward_funcs` lays the channels out."""
+    out, offset = [], 0
+    for func in funcs:
+        if isinstance(func, MultiChannelReward):
+            out.append((offset, func))
+            offset += len(func.channels)
+        else:
+            offset += 1
+    return out
 
 
 def expand_reward_funcs(

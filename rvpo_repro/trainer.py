@@ -7,10 +7,19 @@ another aggregator. Rather than copy that 600-line method, the subclass (1) keep
 own. TRL's NaN convention (None reward -> NaN, all-NaN rows -> advantage 0), its reward weights
 and its multi-process gather therefore apply unchanged, and every method, the TRL baselines
 included, runs through the same code path.
+
+What the aggregator receives besides the rewards:
+- weights: TRL's per-function `reward_weights` (K,), times per-rollout item weights (N, K) when a
+  `MultiChannelReward` provides them (`item_weights`, e.g. rubric item weights) and the aggregator
+  asks for them (`wants_item_weights`: GRPO always, others with `use_item_weights=true`);
+- lengths: completion token counts (N,) from TRL's completion mask, for whitening over tokens;
+- progress: the fraction of training done, for risk schedules.
+An aggregator that names a TRL `loss_type` (dr_grpo) has it applied here, over the trainer config's.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +27,9 @@ import torch
 from trl import GRPOTrainer
 
 from rvpo_repro.aggregators import Aggregator
-from rvpo_repro.rewards import MultiChannelReward, RewardChannel, expand_reward_funcs
+from rvpo_repro.rewards import MultiChannelReward, RewardChannel, expand_reward_funcs, item_weight_sources
+
+log = logging.getLogger(__name__)
 
 
 class RVPOTrainer(GRPOTrainer):
@@ -43,13 +54,41 @@ class RVPOTrainer(GRPOTrainer):
         flat, self.channels = expand_reward_funcs(reward_funcs, channels)
         super().__init__(*args, reward_funcs=flat, **kwargs)
         self.aggregator = aggregator
+        self._weight_sources = item_weight_sources(reward_funcs)
         self._step_rewards: torch.Tensor | None = None
+        self._step_item_weights: torch.Tensor | None = None
+        if aggregator.loss_type is not None and aggregator.loss_type != self.loss_type:
+            log.info(
+                "aggregator %s sets loss_type=%r (was %r)",
+                aggregator.name,
+                aggregator.loss_type,
+                self.loss_type,
+            )
+            self.loss_type = self.args.loss_type = aggregator.loss_type  # TRL reads self.loss_type per step
 
     # -- hooks into TRL -------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._step_rewards = rewards  # (N_all_processes, K), NaN = absent
+        self._step_item_weights = self._item_weights(inputs, rewards)
         return rewards
+
+    def _item_weights(self, inputs: list[dict], rewards: torch.Tensor) -> torch.Tensor | None:
+        """(N_all_processes, K) item weights (1 for channels without), or None when no reward has any."""
+        from accelerate.utils import gather
+
+        if not self.aggregator.wants_item_weights:
+            return None
+        local = torch.ones(len(inputs), rewards.shape[1], dtype=rewards.dtype, device=rewards.device)
+        found = False
+        for offset, reward in self._weight_sources:
+            rows = reward.item_weights(inputs)
+            if rows is None:
+                continue
+            found = True
+            k = len(reward.channels)
+            local[:, offset : offset + k] = torch.as_tensor(rows, dtype=rewards.dtype, device=rewards.device)
+        return gather(local) if found else None
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
@@ -57,8 +96,12 @@ class RVPOTrainer(GRPOTrainer):
         group = self.num_generations if mode == "train" else self.num_generations_eval
         rewards = self._step_rewards
         progress = self.training_progress()
+        weights = self.reward_weights.to(rewards.device, rewards.dtype)
+        if self._step_item_weights is not None:
+            weights = self._step_item_weights * weights  # (N, K)
+        lengths = self.accelerator.gather(output["completion_mask"].sum(1))
         advantages = self.aggregator(
-            rewards, num_generations=group, weights=self.reward_weights.to(rewards.device), progress=progress
+            rewards, num_generations=group, weights=weights, progress=progress, lengths=lengths
         )
         n_local = len(inputs)
         start = self.accelerator.process_index * n_local
@@ -68,7 +111,7 @@ class RVPOTrainer(GRPOTrainer):
         for _ in range(min(len(logged), advantages.numel())):
             logged.pop()
         logged.extend(advantages.tolist())
-        self._log_channel_metrics(rewards, progress, group, mode)
+        self._log_channel_metrics(rewards, progress, group, mode, weights)
         return output
 
     # -- helpers --------------------------------------------------------------------------------
@@ -77,7 +120,14 @@ class RVPOTrainer(GRPOTrainer):
         max_steps = self.state.max_steps or self.args.max_steps
         return min(1.0, self.state.global_step / max_steps) if max_steps and max_steps > 0 else 0.0
 
-    def _log_channel_metrics(self, rewards: torch.Tensor, progress: float, group: int, mode: str) -> None:
+    def _log_channel_metrics(
+        self,
+        rewards: torch.Tensor,
+        progress: float,
+        group: int,
+        mode: str,
+        channel_weights: torch.Tensor | None = None,
+    ) -> None:
         metrics = self._metrics[mode]
         means = torch.nanmean(rewards, dim=0)
         normalised = []
@@ -105,11 +155,9 @@ class RVPOTrainer(GRPOTrainer):
             metrics["aggregator/risk"].append(float(risk))
         if hasattr(self.aggregator, "softmin_weights"):
             weights = self.aggregator.softmin_weights(
-                rewards,
-                num_generations=group,
-                weights=self.reward_weights.to(rewards.device),
-                progress=progress,
+                rewards, num_generations=group, weights=channel_weights, progress=progress
             )
+
             scorable = ~torch.isnan(rewards).all(dim=1)
             mean_w = weights[scorable].mean(dim=0) if scorable.any() else weights.mean(dim=0)
             for j, spec in enumerate(self.channels):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def _zscores(r, G):
     for b in range(n // G):
         for j in range(k):
             rows = [i for i in range(b * G, (b + 1) * G) if not np.isnan(r[i, j])]
-            if rows:
+            if len(rows) > 1:  # a lone value has no group std: absent, as TRL's nanstd
                 m, s = _mean_std([r[i, j] for i in rows])
                 for i in rows:
                     z[i, j] = (r[i, j] - m) / (s + EPS)
@@ -65,11 +66,12 @@ def _zscores(r, G):
 
 
 def _row(z, w, fn):
-    """Apply fn(values, weights) to each row's present positive-weight channels; None if none."""
+    """Apply fn(values, weights) to each row's present positive-weight channels; None if none.
+    w: (N, K) weights."""
     out = []
     for i in range(z.shape[0]):
-        js = [j for j in range(z.shape[1]) if not np.isnan(z[i, j]) and w[j] > 0]
-        out.append(fn([z[i, j] for j in js], [w[j] for j in js]) if js else None)
+        js = [j for j in range(z.shape[1]) if not np.isnan(z[i, j]) and w[i, j] > 0]
+        out.append(fn([z[i, j] for j in js], [w[i, j] for j in js]) if js else None)
     return out
 
 
@@ -90,12 +92,15 @@ def _ref_meanvar(vals, ws, beta):
 
 
 def reference(name, r, G, w=None, k=1.0, beta=0.5, scale="group"):
-    """Advantages (N,) of aggregator `name`, with loops over groups, rows and channels."""
+    """Advantages (N,) of aggregator `name`, with loops over groups, rows and channels.
+    w: None, (K,) or (N, K) weights."""
     n, K = r.shape
-    w = np.ones(K) if w is None else np.asarray(w, dtype=float)
+    w = np.broadcast_to(np.ones(K) if w is None else np.asarray(w, dtype=float), (n, K))
     if name in ("grpo", "dr_grpo"):
         total = [
-            None if np.isnan(r[i]).all() else sum(w[j] * r[i, j] for j in range(K) if not np.isnan(r[i, j]))
+            None
+            if np.isnan(r[i]).all()
+            else sum(w[i, j] * r[i, j] for j in range(K) if not np.isnan(r[i, j]))
             for i in range(n)
         ]
         scale = "none" if name == "dr_grpo" else scale
@@ -113,8 +118,10 @@ def reference(name, r, G, w=None, k=1.0, beta=0.5, scale="group"):
         return np.array(adv)
     z = _zscores(r, G)
     if name == "gdpo":
-        pre = [
-            None if np.isnan(z[i]).all() else sum(w[j] * z[i, j] for j in range(K) if not np.isnan(z[i, j]))
+        pre = [  # a row is scorable when it has any reward (TRL), even if none of its Z exists
+            None
+            if np.isnan(r[i]).all()
+            else sum(w[i, j] * z[i, j] for j in range(K) if not np.isnan(z[i, j]))
             for i in range(n)
         ]
     elif name == "rvpo":
@@ -167,7 +174,7 @@ def test_duplicate_registration_is_refused():
         (
             "grpo",
             {"risk": 2.0},
-            r"\['risk'\] do not apply to aggregator 'grpo'; it accepts \['eps', 'weights', 'scale'\]",
+            r"\['risk'\] do not apply to aggregator 'grpo'; it accepts \['eps', 'weights', 'use_item_weights', 'scale'\]",
         ),
         ("gdpo", {"beta": 1.0}, r"\['beta'\] do not apply to aggregator 'gdpo'"),
         ("dr_grpo", {"scale": "group"}, r"\['scale'\] do not apply to aggregator 'dr_grpo'"),
@@ -225,9 +232,11 @@ def test_call_errors_name_value_and_expectation():
     r = torch.zeros(6, 3)
     with pytest.raises(ValueError, match=r"N = 6 rows is not divisible by num_generations = 4"):
         agg(r, num_generations=4)
-    with pytest.raises(ValueError, match=r"weights \[1.0, 2.0\] has shape \(2,\); expected \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"weights has shape \(2,\); expected \(3,\), one per channel, or \(6, 3\)"
+    ):
         agg(r, 2, weights=[1.0, 2.0])
-    with pytest.raises(ValueError, match=r"weights \[1.0, 1.0\] has shape \(2,\); expected \(3,\)"):
+    with pytest.raises(ValueError, match=r"weights has shape \(2,\); expected \(3,\)"):
         get_aggregator("gdpo", weights=[1.0, 1.0])(r, 2)
     with pytest.raises(ValueError, match=r"weights \[1.0, -2.0, 0.0\] are invalid"):
         agg(r, 2, weights=torch.tensor([1.0, -2.0, 0.0]))
@@ -242,16 +251,18 @@ def test_call_errors_name_value_and_expectation():
 
 
 @pytest.mark.parametrize(
-    "option", ["grpo", "dr_grpo", "gdpo", "rvpo", "rvpo_annealed", "variance_penalty", "hard_min"]
+    "option", sorted(f.stem for f in (Path(__file__).parents[1] / "conf" / "aggregator").glob("*.yaml"))
 )
 def test_every_config_file_builds_its_aggregator(option):
     from rvpo_repro.config import compose
 
     agg = aggregator_from_config(compose([f"aggregator={option}"]).aggregator)
-    assert agg.name == option.removesuffix("_annealed")
+    assert agg.name == {"rvpo_annealed": "rvpo", "gdpo_mean": "gdpo"}.get(option, option)
     assert agg(torch.rand(8, 3), 4).shape == (8,)
     if option == "rvpo_annealed":
         assert (agg.schedule, agg.risk_at(0.0), agg.risk_at(1.0)) == ("linear", 0.5, 2.0)
+    if option.startswith("gdpo"):
+        assert agg.reduce == ("mean" if option == "gdpo_mean" else "sum")
 
 
 def test_aggregator_from_config_accepts_dataclass_and_dict():
@@ -360,12 +371,25 @@ def test_constant_channel_has_zscore_exactly_zero(c, G, seed):
     x[0, 0] = NAN
     z = group_zscore(x, G)
     assert torch.equal(z[:G, 1], torch.zeros(G))
-    assert z[0, 0].isnan() and torch.isfinite(z[1:, :]).all()
+    assert z[0, 0].isnan() and torch.isfinite(z[1:, 1:]).all()
+    assert z[1, 0].isnan() if G == 2 else torch.isfinite(z[1:, 0]).all()  # G = 2: row 1 is alone
 
 
-def test_channel_present_in_one_row_of_its_group_has_zscore_zero():
+def test_channel_present_in_one_row_of_its_group_is_dropped_for_that_group():
+    """TRL's nanstd is NaN for a lone value: the channel is absent there, not a Z of 0 that counts."""
     x = torch.tensor([[1.0, 2.0], [NAN, 3.0], [0.5, 1.0], [NAN, 0.0]])
-    assert torch.equal(group_zscore(x, 2)[:, 0].nan_to_num(-1.0), torch.tensor([0.0, -1.0, 0.0, -1.0]))
+    assert group_zscore(x, 2)[:, 0].isnan().all()
+    # Row 0 has channels (lone, 2.0 -> Z -0.7): the mean and the min see only the present Z.
+    z1 = group_zscore(x, 2)[0, 1]
+    torch.testing.assert_close(softmin(group_zscore(x, 2), 0.0)[0], z1)
+    torch.testing.assert_close(softmin(group_zscore(x, 2), math.inf)[0], z1)
+    # A row whose only reward is a lone value: RVPO has no channel (advantage 0, out of the
+    # whitening); GDPO's sum keeps the row scorable with 0, as TRL.
+    y = torch.tensor([[1.0, NAN], [NAN, 3.0], [0.5, 1.0], [0.2, 0.0]])
+    assert get_aggregator("rvpo")(y, 2)[0] == 0.0
+    np.testing.assert_allclose(
+        get_aggregator("gdpo")(y, 2).numpy(), reference("gdpo", y.double().numpy(), 2), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", ["gdpo", "rvpo", "variance_penalty", "hard_min"])
@@ -509,7 +533,8 @@ def test_softmin_weights_of_the_aggregator():
     z = group_zscore(r, 2)
     torch.testing.assert_close(p[:2, :2], torch.softmax(-2.0 * z[:2, :2], -1))
     assert torch.equal(p[:, 2][:2], torch.zeros(2)) and torch.equal(p[2], torch.zeros(3))
-    torch.testing.assert_close(p.sum(-1), torch.tensor([1.0, 1.0, 0.0, 1.0]))
+    # row 3's group-mate is unscorable: each of its channels is alone in the group, so none counts
+    torch.testing.assert_close(p.sum(-1), torch.tensor([1.0, 1.0, 0.0, 0.0]))
     ties = softmin_weights(torch.tensor([[0.0, 0.0, 1.0]]), math.inf)
     assert torch.equal(ties, torch.tensor([[0.5, 0.5, 0.0]]))
 
@@ -564,3 +589,108 @@ def test_rvpo_risk_at_and_its_effect():
     r = torch.from_numpy(random_rewards(2, 4, 4, 5))
     torch.testing.assert_close(annealed(r, 4, progress=1.0), get_aggregator("rvpo", risk=2.0)(r, 4))
     torch.testing.assert_close(annealed(r, 4, progress=0.0), get_aggregator("rvpo", risk=0.5)(r, 4))
+
+
+# ------------------------------------------------------------------ GDPO variants, per-rollout weights, whitening
+
+
+def _rubric_table(seed, G=4, sizes=(5, 17, 5, 17)):
+    """(B*G, 17) rewards: prompt b has a rubric of sizes[b] items (NaN-padded), binary verdicts."""
+    rng = np.random.default_rng(seed)
+    r = np.full((len(sizes) * G, max(sizes)), np.nan)
+    for b, k in enumerate(sizes):
+        r[b * G : (b + 1) * G, :k] = rng.integers(0, 2, size=(G, k))
+    r[rng.random(r.shape) < 0.05] = np.nan  # a few failed judge calls
+    return torch.from_numpy(r)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gdpo_mean_is_rvpo_at_risk_zero_and_differs_from_the_sum(seed):
+    r = _rubric_table(seed)
+    mean = get_aggregator("gdpo", reduce="mean")(r, 4)
+    torch.testing.assert_close(mean, get_aggregator("rvpo", risk=0.0)(r, 4), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        mean.float(), get_aggregator("rvpo", risk=0.0)(r.float(), 4), rtol=0, atol=1e-6
+    )
+    z = _zscores(r.numpy(), 4)  # the loop reference: mean of the present Z, then whitening
+    pre = [None if np.isnan(row).all() else float(np.nanmean(row)) for row in z]
+    np.testing.assert_allclose(mean.numpy(), _whiten(pre), atol=1e-10)
+    # With 5 and 17 channels per prompt the sum is a different advantage (TRL's normalize_then_sum).
+    total = get_aggregator("gdpo")(r, 4)
+    np.testing.assert_allclose(total.numpy(), reference("gdpo", r.numpy(), 4), atol=1e-10)
+    assert (total - mean).abs().max() > 0.05
+
+
+def test_gdpo_reduce_and_whiten_options_are_checked():
+    with pytest.raises(ValueError, match=r"reduce = 'max'; expected one of \['sum', 'mean'\]"):
+        get_aggregator("gdpo", reduce="max")
+    with pytest.raises(ValueError, match=r"whiten = 'batch'; expected one of \['sequence', 'token'\]"):
+        get_aggregator("rvpo", whiten="batch")
+    with pytest.raises(ValueError, match=r"\['reduce'\] do not apply to aggregator 'rvpo'"):
+        get_aggregator("rvpo", reduce="mean")
+    with pytest.raises(ValueError, match=r"\['whiten'\] do not apply to aggregator 'grpo'"):
+        get_aggregator("grpo", whiten="token")
+    with pytest.raises(ValueError, match=r"whiten='token' needs lengths="):
+        get_aggregator("gdpo", whiten="token")(torch.rand(4, 2), 2)
+    with pytest.raises(ValueError, match=r"lengths has shape \(3,\); expected \(4,\)"):
+        get_aggregator("gdpo", whiten="token")(torch.rand(4, 2), 2, lengths=[1, 2, 3])
+
+
+def test_grpo_with_per_rollout_weights_is_the_weighted_sum_then_group_normalisation():
+    rng = np.random.default_rng(3)
+    r = _rubric_table(7)
+    w = torch.from_numpy(rng.choice([1.0, 2.0, 3.0, 5.0], size=r.shape))
+    got = get_aggregator("grpo")(r, 4, weights=w)
+    total = (r * w).nansum(-1)  # every row here has some reward
+    g = total.reshape(-1, 4)
+    want = ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + EPS)).reshape(-1)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+    # one (K,) row repeated over N equals the (K,) weights; a zero weight drops the channel
+    torch.testing.assert_close(
+        get_aggregator("grpo")(r, 4, weights=w[0].expand_as(w)), get_aggregator("grpo")(r, 4, weights=w[0])
+    )
+    dropped = r.clone()
+    dropped[:4, 0] = NAN
+    w0 = torch.ones_like(r)
+    w0[:4, 0] = 0.0
+    torch.testing.assert_close(get_aggregator("grpo")(r, 4, weights=w0), get_aggregator("grpo")(dropped, 4))
+
+
+@pytest.mark.parametrize("name", ["gdpo", "rvpo", "variance_penalty", "hard_min"])
+def test_per_rollout_weights_in_zscore_methods(name):
+    r = _rubric_table(11)
+    rng = np.random.default_rng(0)
+    w = torch.from_numpy(rng.choice([1.0, 2.0, 4.0], size=r.shape))
+    agg = get_aggregator(name)
+    torch.testing.assert_close(agg(r, 4, weights=w[0].expand_as(w).clone()), agg(r, 4, weights=w[0]))
+    # weights that differ per prompt (rubric item weights) and per rollout, against the loop reference
+    per_prompt = w.reshape(4, 4, -1)[:, :1].expand(4, 4, w.shape[-1]).reshape(w.shape)
+    for ww in (per_prompt, w):
+        np.testing.assert_allclose(
+            agg(r, 4, weights=ww).numpy(), reference(name, r.numpy(), 4, ww.numpy()), atol=1e-10
+        )
+    # a row's reduction depends only on its own weights
+    z = group_zscore(r, 4)
+    torch.testing.assert_close(softmin(z, 1.0, per_prompt)[4:8], softmin(z[4:8], 1.0, per_prompt[4]))
+
+
+def test_token_whitening_counts_each_rollout_once_per_token():
+    r = _rubric_table(5)
+    lengths = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3])
+    agg = get_aggregator("rvpo", whiten="token")
+    seq = get_aggregator("rvpo")
+    torch.testing.assert_close(agg(r, 4, lengths=torch.ones(16)), seq(r, 4))  # one token each
+    # the reference: whiten a batch in which row i is repeated lengths[i] times (one per token)
+    pre = softmin(group_zscore(r, 4), 1.0)
+    tokens = pre.repeat_interleave(lengths)
+    mean, std = tokens.mean(), tokens.std()
+    torch.testing.assert_close(agg(r, 4, lengths=lengths), (pre - mean) / (std + EPS))
+    assert not torch.allclose(agg(r, 4, lengths=lengths), seq(r, 4))
+
+
+def test_dr_grpo_names_its_loss_and_grpo_always_takes_item_weights():
+    assert get_aggregator("dr_grpo").loss_type == "dr_grpo"
+    assert get_aggregator("grpo").loss_type is None and get_aggregator("rvpo").loss_type is None
+    assert get_aggregator("grpo").wants_item_weights and get_aggregator("dr_grpo").wants_item_weights
+    assert not get_aggregator("rvpo").wants_item_weights
+    assert get_aggregator("gdpo", use_item_weights=True).wants_item_weights

@@ -208,8 +208,8 @@ def test_rendering_matches_simple_evals_form():
     assert hb.render_conversation(convo) == "user: Hi\n\nassistant: Hello"
     assert hb.render_rubric_item(RUBRICS[3]) == "[-6] Recommends an opioid painkiller for a mild headache."
     assert hb.render_rubric_item({"criterion": "x", "points": 2.5, "tags": []}) == "[2.5] x"
-    prompt = hb.grader_prompt("user: {{rubric_item}}", "[1] y")
-    assert "user: {{rubric_item}}" in prompt and "[1] y" in prompt  # single pass, no re-expansion
+    prompt = hb.grader_prompt("user: hi", "[1] y")
+    assert "user: hi" in prompt and "[1] y" in prompt and "<<" not in prompt
     for phrase in [
         "negative",
         "undesirable",
@@ -226,7 +226,7 @@ def test_judge_requests_one_per_item_with_reply_appended():
     reqs = hb.judge_requests(HEALTHBENCH_RECORD0, "Take ibuprofen.")
     assert len(reqs) == len(RUBRICS) and all(isinstance(r, JudgeRequest) for r in reqs)
     for req, item in zip(reqs, RUBRICS, strict=True):
-        (msg,) = req.to_messages()
+        (msg,) = req.to_messages()  # no system message unless the grader config names one
         assert msg["role"] == "user"
         convo = "user: I've had a mild headache for two days. What can I take?\n\nassistant: Take ibuprofen."
         assert convo in msg["content"] and f"[{item['points']}] {item['criterion']}" in msg["content"]

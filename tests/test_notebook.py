@@ -40,8 +40,29 @@ def test_notebook_runs_on_toy_records(tmp_path, monkeypatch):
     html_outputs = " ".join(
         o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
     )
-    assert "hier. bootstrap" in html_outputs and "p (Holm)" in html_outputs  # the results table is shown
+    assert "Welch (seeds)" in html_outputs and "p (Holm)" in html_outputs  # the results table is shown
     images = [
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
     ]
     assert len(images) >= 3
+
+
+@pytest.mark.slow
+def test_notebook_falls_back_to_the_snapshot_and_says_so(tmp_path, monkeypatch):
+    import shutil
+
+    snapshot = Path(__file__).resolve().parents[1] / "results" / "snapshot"
+    if not (snapshot / "runs" / "toy").is_dir():
+        pytest.skip("no committed snapshot (make snapshot)")
+    shutil.copytree(snapshot / "runs", tmp_path / "snapshot" / "runs")
+    monkeypatch.setenv("RVPO_RESULTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("RVPO_SNAPSHOT_DIR", str(tmp_path / "snapshot"))
+    monkeypatch.setenv("RVPO_EXPERIMENT", "toy")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()  # fmt: skip
+    text = json.dumps([o for c in nb.cells if c.cell_type == "code" for o in c.outputs])
+    assert (
+        "showing the committed snapshot" in text and (tmp_path / "snapshot" / "tables" / "toy.md").is_file()
+    )

@@ -28,6 +28,7 @@ def _train_cmd(tmp_path: Path, cache_dir: Path, *overrides: str, multirun: bool 
         f"paths.cache_dir={cache_dir}",
         f"hydra.run.dir={tmp_path / 'hydra'}",
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        f"logger.dir={tmp_path}",
         *overrides,
     ]
 
@@ -85,7 +86,7 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
     steps = [h for h in history if "channels/digit/satisfied" in h]
     assert len(steps) == 10 and all("aggregator/weight/digit" in h and "aggregator/risk" in h for h in steps)
 
-    wandb_runs = list((tmp_path / "hydra" / "wandb").glob("offline-run-*"))
+    wandb_runs = list((tmp_path / "wandb").glob("offline-run-*"))  # logger.dir=<root>: <root>/wandb
     assert len(wandb_runs) == 1 and list(wandb_runs[0].glob("run-*.wandb"))
     debug = (wandb_runs[0] / "logs" / "debug.log").read_text()
     assert "got exitcode: 0" in debug
@@ -167,6 +168,7 @@ def test_crashing_reward_fails_clearly_and_finishes_wandb(tmp_path, cache_dir, m
             f"paths.results_dir={tmp_path / 'results'}",
             f"paths.cache_dir={cache_dir}",
             f"paths.output_dir={tmp_path / 'out'}",
+            f"logger.dir={tmp_path / 'out'}",
         ]
     )
     with pytest.raises(RuntimeError, match="reward exploded on purpose"):

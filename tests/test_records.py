@@ -223,3 +223,13 @@ def test_metric_enums_and_secrets_in_the_record(cfg, monkeypatch):
     rec = new_record(leaky, {}, started_at="t0", environment={})
     assert rec.config["judge"] == {**rec.config["judge"], "base_url": "https://h/?key=<redacted>"}
     assert rec.config["judge"]["api_key_env"] == "OPENAI_API_KEY"
+
+
+def test_find_finished_compares_the_whole_hash(tmp_path, cfg):
+    """Run ids carry 8 hash digits; two configs sharing them must not pass for one another."""
+    rec = new_record(cfg, {"m": metric(1.0)}, started_at="2025-01-01T00:00:00+00:00")
+    write_record(tmp_path, rec, [{"id": 0}])
+    assert find_finished(tmp_path, rec.config_hash).config_hash == rec.config_hash
+    other = rec.config_hash[:8] + ("0000" if rec.config_hash[8:] != "0000" else "1111")
+    with pytest.raises(RecordConflictError, match=other):
+        find_finished(tmp_path, other)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rvpo_repro import figures, records, report
+from rvpo_repro import figures, records, report, stats
 from rvpo_repro.report import DASH, build_report, load_reference, paper_numbers
 
 ENV = {
@@ -37,8 +37,11 @@ def aggregator_cfg(name: str, risk: float | None = None, schedule: str | None = 
 
 
 def write_runs(results_dir, experiment="toy", aggregators=("grpo", "gdpo", "rvpo"), seeds=(0, 1, 2),
-               n_examples=40, with_examples=True, with_history=True, metric_names=None, logger_mode="disabled"):  # fmt: skip
-    """Finished toy-like records under results_dir/runs/<experiment>/. `aggregators` holds names or
+               n_examples=40, with_examples=True, with_history=True, metric_names=None, logger_mode="disabled",
+               model="tiny", extra_config=None, wandb_url=None):  # fmt: skip
+    """Finished toy-like records under results_dir/runs/<experiment>/, in the schema rvpo-train writes:
+    metrics `rewards/<channel>`, `rewards/all_constraints`, `rewards/bottleneck` (with its channel),
+    the declared primary metric and metric -> example column map. `aggregators` holds names or
     aggregator config dicts (for risk variants). Deterministic: every draw is seeded."""
     results_dir = Path(results_dir)
     for i, agg in enumerate(aggregators):
@@ -56,34 +59,41 @@ def write_runs(results_dir, experiment="toy", aggregators=("grpo", "gdpo", "rvpo
                 rows.append(
                     {
                         "id": f"eval-{e:04d}",
-                        "score": float(np.mean(digit & upper)),
+                        "all_constraints": float(np.mean(digit & upper)),
                         "fluency": float(np.clip(rng.normal(fluency, 0.2), 0, 3)),
                         "upper": float(upper.mean()),
                         "digit": float(digit.mean()),
                     }
                 )
             ex = pd.DataFrame(rows)
-            metrics = {"all_constraints": records.metric(ex.score.mean(), ex.score.sem(), n_examples)}
-            for c in ("fluency", "upper", "digit"):
-                metrics[c] = records.metric(ex[c].mean(), ex[c].sem(), n_examples)
+            columns = {f"rewards/{c}": c for c in ("all_constraints", "fluency", "upper", "digit")}
+            metrics = {m: records.metric(ex[c].mean(), ex[c].sem(), n_examples) for m, c in columns.items()}
             norm = {"fluency": ex.fluency.mean() / 3, "upper": ex.upper.mean(), "digit": ex.digit.mean()}
             worst = min(norm, key=norm.get)
-            metrics["bottleneck"] = records.metric(norm[worst], None, n_examples) | {"channel": worst}
-            if metric_names:  # rename metrics (and their per-example columns) for paper-mapped experiments
+            metrics["rewards/bottleneck"] = records.metric(norm[worst], None, n_examples) | {"channel": worst}
+            primary = "rewards/all_constraints"
+            if metric_names:  # rename metrics (and their example columns) for paper-mapped experiments
                 metrics = {metric_names.get(k, k): v for k, v in metrics.items()}
-                rows = [
-                    {metric_names.get(k, k) if k != "score" else k: v for k, v in r.items()} for r in rows
-                ]
+                columns = {metric_names.get(k, k): c for k, c in columns.items()}
+                primary = metric_names.get(primary, primary)
             cfg = {
                 "experiment_name": experiment,
-                "model": {"name": "tiny"},
-                "task": {"name": "toy_constraints"},
+                "model": {"name": model},
+                "task": {"name": "toy_constraints", "data_seed": seed},
                 "aggregator": agg,
                 "seed": seed,
                 "logger": {"mode": logger_mode, "project": "rvpo-repro", "entity": None},
                 "paths": {"results_dir": str(results_dir)},
-            }
-            rec = records.new_record(cfg, metrics, started_at="2026-01-01T00:00:00+00:00", environment=ENV)
+            } | (extra_config or {})
+            extra = (
+                {"wandb": {"path": f"me/rvpo-repro/{seed}{i}", "url": f"{wandb_url}/{seed}{i}"}}
+                if wandb_url
+                else None
+            )
+            rec = records.new_record(
+                cfg, metrics, started_at="2026-01-01T00:00:00+00:00", environment=ENV, extra=extra
+            )
+            rec.primary_metric, rec.example_columns = primary, columns
             d = records.run_dir(cfg)
             records.write_record(d, rec, rows if with_examples else [])
             if with_history:
@@ -119,8 +129,8 @@ def is_png(path: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    root = write_runs(tmp_path_factory.mktemp("results"))
-    return root, build_report("toy", root, root)
+    root = write_runs(tmp_path_factory.mktemp("results"), wandb_url="https://wandb.ai/me/rvpo-repro/runs")
+    return root, build_report("toy", root, root, snapshot=None)
 
 
 def test_tables_written_in_three_formats_with_values_from_the_records(toy):
@@ -133,30 +143,59 @@ def test_tables_written_in_three_formats_with_values_from_the_records(toy):
         assert row["mean"] == pytest.approx(values.mean()) and row["seeds"] == 3
         assert row.ci_low <= row["mean"] <= row.ci_high
     md = rep.tables["md"].read_text()
-    assert "| method" in md and "p (Holm)" in md and "hier. bootstrap" in md
+    assert (
+        "| method" in md and "p (Holm)" in md and "Welch (seeds)" in md and "p (examples | these seeds)" in md
+    )
+    assert "Statistics rule: with fewer than 5 seeds" in md
     tex = rep.tables["tex"].read_text()
-    assert r"\begin{tabular}" in tex and r"all\_constraints" in tex and "—" not in tex
+    assert r"\begin{tabular}" in tex and r"rewards/all\_constraints" in tex and "—" not in tex
 
 
-def test_p_values_present_named_and_holm_adjusted(toy):
+def test_three_seeds_headline_is_seed_level_with_example_bootstrap_secondary(toy):
     _, rep = toy
     t = rep.table
     assert set(t[t.method == "gdpo"].test) == {"baseline"}
     others = t[t.method != "gdpo"]
-    assert others.p.notna().all() and others.p_welch.notna().all()
-    # per-example columns exist for every metric but the bottleneck, which only has per-seed values
-    assert set(others[others.metric != "bottleneck"].test) == {"hier. bootstrap"}
-    assert set(others[others.metric == "bottleneck"].test) == {"Welch (seeds)"}
+    assert set(others.test) == {"Welch (seeds)"} and (others.p == others.p_welch).all()
+    assert others.p_perm.notna().all() and (others.p_perm >= 0.1 - 1e-12).all()  # 3 v 3 seeds: min p 0.1
+    assert others.perm_note.str.contains("smallest attainable p = 0.1").all()
+    nb = others[others.metric != "rewards/bottleneck"]
+    assert nb.p_examples.notna().all()  # the conditional example bootstrap, secondary
     assert (others.p_holm >= others.p - 1e-12).all()
-    digit = t[(t.method == "rvpo") & (t.metric == "digit")].iloc[0]
+    digit = t[(t.method == "rvpo") & (t.metric == "rewards/digit")].iloc[0]
     assert digit.delta > 0.3 and digit.p_holm < 0.05
+    assert "p (perm., seeds)" in rep.tables["md"].read_text() and "(min 0.1)" in rep.tables["md"].read_text()
+
+
+def test_bottleneck_row_takes_the_test_of_the_channel_it_equals(toy):
+    _, rep = toy
+    t = rep.table.set_index(["method", "metric"])
+    b, d = t.loc[("grpo", "rewards/bottleneck")], t.loc[("grpo", "rewards/digit")]  # digit is the bottleneck
+    assert b.test == d.test and b.p == pytest.approx(d.p, rel=1e-9) and "same test as rewards/digit" in b.note
+    assert b.delta_ci_low == pytest.approx(d.delta_ci_low) and b.delta_ci_high == pytest.approx(
+        d.delta_ci_high
+    )
+
+
+def test_five_seeds_make_the_hierarchical_bootstrap_the_headline(tmp_path):
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=range(5), n_examples=30, with_history=False)
+    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rv = rep.table[rep.table.method == "rvpo"].set_index("metric")
+    assert rv.loc["rewards/digit", "test"] == "hier. bootstrap" and rv.loc["rewards/digit", "p_welch"] >= 0
+    assert rv.loc["rewards/digit", "ci_method"] == "hier. bootstrap"
+    b = rv.loc["rewards/bottleneck"]
+    channel = b.note.split("same test as ")[1].split(" ")[0] if "same test as" in b.note else None
+    if channel:  # every run's bottleneck is one channel: its test and p, rescaled CI
+        assert b.test == rv.loc[channel, "test"] and b.p == pytest.approx(rv.loc[channel, "p"])
+    else:
+        assert b.test == "Welch (seeds)" and "differs between runs" in b.note
 
 
 def test_findings_report_results_against_rvpo(toy):
     _, rep = toy
     page = rep.page.read_text()
-    assert "rvpo vs gdpo on all_constraints" in page
-    assert re.search(r"rvpo scores below gdpo on: [^<]*fluency", page)  # RVPO pays fluency: shown
+    assert "rvpo vs gdpo on rewards/all_constraints" in page
+    assert re.search(r"rvpo scores below gdpo on: [^<]*rewards/fluency", page)  # RVPO pays fluency: shown
 
 
 def test_no_paper_counterpart_is_stated(toy):
@@ -165,16 +204,21 @@ def test_no_paper_counterpart_is_stated(toy):
     assert "The paper reports no numbers for experiment `toy`" in rep.tables["md"].read_text()
 
 
-def test_paper_numbers_beside_pooled_per_aggregator_experiments(tmp_path):
-    # the repo keeps one experiment per aggregator (rubric_medicine_7b_gdpo, ..._rvpo): a glob pools them
-    names = {"all_constraints": "healthbench/score", "digit": "healthbench/axis:completeness"}
-    write_runs(tmp_path, "rubric_medicine_7b_gdpo", ["gdpo"], metric_names=names, with_history=False)
+def test_paper_numbers_beside_a_track_by_model_and_variant(tmp_path):
+    names = {"rewards/all_constraints": "healthbench/score", "rewards/digit": "healthbench/axis:completeness"}
     annealed = aggregator_cfg("rvpo", 2.0, "linear")
-    write_runs(tmp_path, "rubric_medicine_7b_rvpo", [annealed], metric_names=names, with_history=False)
-    rep = build_report("rubric_medicine_7b_*", tmp_path, tmp_path, metric="healthbench/score")
-    assert rep.experiment == "rubric_medicine_7b" and rep.tables["md"].name == "rubric_medicine_7b.md"
+    write_runs(
+        tmp_path,
+        "rubric_medicine",
+        ["gdpo", annealed],
+        metric_names=names,
+        with_history=False,
+        model="qwen2.5-7b",
+    )
+    rep = build_report("rubric_medicine", tmp_path, tmp_path, snapshot=None)
+    assert rep.tables["md"].name == "rubric_medicine.md"
     t = rep.table.set_index(["method", "metric"])
-    assert t.loc[("rvpo", "healthbench/score"), ["paper_best", "paper_final"]].tolist() == [
+    assert t.loc[("rvpo (k 0.5→2)", "healthbench/score"), ["paper_best", "paper_final"]].tolist() == [
         "0.23 [S]",
         "0.204 [S]",
     ]
@@ -182,38 +226,36 @@ def test_paper_numbers_beside_pooled_per_aggregator_experiments(tmp_path):
         "0.198 [S]",
         "0.026 [S]",
     ]
-    assert t.loc[("rvpo", "healthbench/axis:completeness"), "paper_final"] == "15.2% [S]"
+    assert t.loc[("rvpo (k 0.5→2)", "healthbench/axis:completeness"), "paper_final"] == "15.2% [S]"
     assert (
-        t.loc[("gdpo", "fluency"), "paper_final"] == DASH
-        and t.loc[("gdpo", "fluency"), "paper_source"] == DASH
+        t.loc[("gdpo", "rewards/fluency"), "paper_final"] == DASH
+        and t.loc[("gdpo", "rewards/fluency"), "paper_source"] == DASH
     )
-    assert t.loc[("rvpo", "healthbench/score"), "test"] == "hier. bootstrap"  # `score` column, primary
-    md = rep.tables["md"].read_text()
-    assert "paper final" in md and "rubric_medicine_7b_gdpo, rubric_medicine_7b_rvpo" in md
-    assert (tmp_path / "report" / "rubric_medicine_7b" / "index.html").is_file()
+    assert "paper final" in rep.tables["md"].read_text()
 
 
-def test_same_method_in_two_pooled_experiments_stays_apart(tmp_path):
-    write_runs(tmp_path, "toy_a", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
-    write_runs(tmp_path, "toy_b", ["rvpo"], seeds=(0, 1), with_history=False)
-    runs = report.load_runs(tmp_path, "toy_*")
-    assert sorted(set(runs.df.method)) == ["gdpo", "rvpo [toy_a]", "rvpo [toy_b]"]
-
-
-def test_reference_file_is_valid_and_graded():
+def test_reference_file_is_valid_and_keyed_on_track_model_variant():
     ref = load_reference()
     assert len(ref["entries"]) >= 25 and "rvpo" in ref["papers"]
-    assert all(e["paper"] in ref["papers"] and e["grade"] in "PSI" for e in ref["entries"])
-    rvpo_14b = paper_numbers(
-        ref, "rubric_medicine_14b_main", "overall", {"aggregator": "rvpo", "schedule": "linear"}
-    )
-    assert (rvpo_14b["best"]["value"], rvpo_14b["best"]["grade"]) == (0.261, "P")
-    fixed5 = {"aggregator": "rvpo", "schedule": "constant", "risk": 5.0}
-    got = paper_numbers(ref, "rubric_medicine_7b_risk", "healthbench/score", fixed5)
+    got = paper_numbers(ref, "rubric_medicine", "qwen2.5-14b", "rvpo (k 0.5→2)", "healthbench/score")
+    assert (got["best"]["value"], got["best"]["grade"]) == (0.261, "P")
+    got = paper_numbers(ref, "rubric_medicine", "qwen2.5-7b", "rvpo (k=5)", "healthbench/score")
     assert (got["best"]["value"], got["final"]["value"]) == (0.241, 0.095)
-    assert paper_numbers(ref, "rubric_medicine_7b_risk", "healthbench/score", fixed5 | {"risk": 1.0}) == {}
-    bfcl = paper_numbers(ref, "tool_calling_3b_rvpo", "overall", {"aggregator": "rvpo", "risk": 1.0})
+    assert paper_numbers(ref, "rubric_medicine", "qwen2.5-7b", "rvpo (k=1)", "healthbench/score") == {}
+    assert (
+        paper_numbers(ref, "rubric_medicine", "qwen2.5-7b", "gdpo (mean)", "healthbench/score")["best"][
+            "value"
+        ]
+        == 0.198
+    )
+    bfcl = paper_numbers(ref, "tool_calling", "qwen2.5-3b", "rvpo (k=1)", "bfcl/overall")
     assert bfcl["final"]["value"] == 80.4 and "best" not in bfcl
+    variants = {
+        v for e in ref["entries"] for v in e["variants"]
+    }  # every variant is a label method_label renders
+    rendered = {report.method_label(a) for a in ({"name": "gdpo"}, {"name": "gdpo", "reduce": "mean"}, {"name": "hard_min"},
+                aggregator_cfg("rvpo", 5.0), aggregator_cfg("rvpo", 1.0), aggregator_cfg("rvpo", 2.0, "linear"))}  # fmt: skip
+    assert variants <= rendered
 
 
 def test_figures_are_non_empty_pngs(toy):
@@ -232,7 +274,7 @@ def test_figures_are_non_empty_pngs(toy):
 def test_risk_figure_for_an_ablation(tmp_path):
     aggs = ["gdpo", *(aggregator_cfg("rvpo", k) for k in (0.5, 1.0, 2.0))]
     write_runs(tmp_path, "toy_risk", aggs, seeds=(0, 1), with_history=False)
-    rep = build_report("toy_risk", tmp_path, tmp_path)
+    rep = build_report("toy_risk", tmp_path, tmp_path, snapshot=None)
     assert set(rep.table.method) == {"gdpo", "rvpo (k=0.5)", "rvpo (k=1)", "rvpo (k=2)"}
     risk = tmp_path / "figures" / "toy_risk" / "risk.png"
     assert is_png(risk) and any("log_history" in n for n in rep.notes)
@@ -242,23 +284,32 @@ def test_html_links_resolve_and_page_states_provenance(toy):
     _, rep = toy
     page = rep.page.read_text()
     links = re.findall(r'(?:href|src)="([^"]+)"', page)
-    assert len(links) >= 8
-    for link in links:
+    local = [u for u in links if not u.startswith("https://wandb.ai/")]
+    assert len(local) >= 8 and len(links) - len(local) == 9  # one W&B link per finished run
+    for link in local:
         assert not link.startswith(("/", "http")), link
         assert (rep.page.parent / link).resolve().is_file(), link
     assert ENV["git"]["commit"] in page and "trl" in page and "1.16.0 (9 runs)" in page
-    assert "python -m rvpo_repro.report --experiment toy" in page
+    assert "rvpo-report --experiment toy" in page
     assert "Welch" in page and "hierarchical bootstrap" in page
+
+
+def test_page_without_wandb_links_has_none(tmp_path):
+    write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False)
+    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    assert "wandb.ai" not in rep.page.read_text()
 
 
 def test_one_seed_explains_missing_p_value(tmp_path):
     write_runs(tmp_path, "toy", seeds=(0,))
-    rep = build_report("toy", tmp_path, tmp_path)
+    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
     rows = rep.table[rep.table.method != "gdpo"]
     assert rows.p.isna().all() and rows.p_holm.isna().all()
     assert rows.note.str.contains("at least 2 seeds").all()
     assert "one run has no seed-to-seed spread" in rep.tables["md"].read_text()
-    assert set(rep.table.ci_method[rep.table.metric != "bottleneck"]) == {"example bootstrap (1 seed)"}
+    assert set(rep.table.ci_method[rep.table.metric != "rewards/bottleneck"]) == {
+        "example bootstrap (1 seed)"
+    }
 
 
 def test_no_baseline_runs_gives_a_clear_message(tmp_path, capsys):
@@ -278,19 +329,47 @@ def test_no_runs_at_all_fails_clearly(tmp_path, capsys):
     assert "no finished runs" in capsys.readouterr().err
 
 
+def test_no_experiment_and_no_runs_is_one_line_naming_what_to_run(tmp_path, capsys):
+    assert report.main(["--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "make reproduce" in err and "usage" not in err
+
+
 def test_without_per_example_scores_falls_back_to_seeds(tmp_path):
     write_runs(tmp_path, "toy", seeds=(0, 1, 2), with_examples=False, with_history=False)
-    rep = build_report("toy", tmp_path, tmp_path)
+    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
     rows = rep.table[rep.table.method != "gdpo"]
-    assert set(rows.test) == {"Welch (seeds)"} and rows.p.notna().all()
-    assert set(rep.table.ci_method) == {"t over seeds"} and rep.table.examples.isna().all()
+    assert set(rows.test) == {"Welch (seeds)"} and rows.p.notna().all() and rows.p_examples.isna().all()
+    assert all(m.startswith("t over seeds") for m in rep.table.ci_method) and rep.table.examples.isna().all()
 
 
-def test_method_labels_split_variants_only():
-    gdpo = aggregator_cfg("gdpo")
-    labels = report.method_labels([gdpo, aggregator_cfg("rvpo", 1.0), aggregator_cfg("rvpo", 2.0, "linear")])
-    assert labels == ["gdpo", "rvpo (k=1)", "rvpo (k 0.5→2)"]
-    assert report.method_labels([gdpo, aggregator_cfg("rvpo", 2.0)]) == ["gdpo", "rvpo"]
+def test_method_label_is_absolute_and_names_every_set_option():
+    assert report.method_label(aggregator_cfg("gdpo")) == "gdpo"
+    assert report.method_label({"name": "gdpo", "reduce": "mean"}) == "gdpo (mean)"
+    assert report.method_label({"name": "gdpo", "reduce": "sum", "use_item_weights": False}) == "gdpo"
+    assert report.method_label(aggregator_cfg("rvpo", 1.0)) == "rvpo (k=1)"
+    assert report.method_label(aggregator_cfg("rvpo", 2.0, "linear")) == "rvpo (k 0.5→2)"
+    assert (
+        report.method_label({"name": "rvpo", "risk": 1.0, "use_item_weights": True})
+        == "rvpo (k=1, item weights)"
+    )
+    assert (
+        report.method_label({"name": "variance_penalty", "beta": 0.1, "eps": None})
+        == "variance_penalty (beta=0.1)"
+    )
+    assert report.method_label({"name": "hard_min"}) == "hard_min"
+    assert report.method_label({"name": "grpo", "scale": "group"}) == "grpo"  # conf/aggregator/grpo.yaml
+    assert report.method_label({"name": "grpo", "scale": "batch"}) == "grpo (scale=batch)"
+
+
+def test_hierarchical_mean_ci_covers_the_mean_and_widens_with_seed_spread():
+    rng = np.random.default_rng(0)
+    tight = rng.normal(0.5, 0.1, (3, 200))
+    spread = tight + np.array([[-0.2], [0.0], [0.2]])
+    lo, hi = stats.hierarchical_mean_ci(tight, n_resamples=2000, seed=0)
+    lo2, hi2 = stats.hierarchical_mean_ci(spread, n_resamples=2000, seed=0)
+    assert lo < tight.mean() < hi and (hi2 - lo2) > 3 * (hi - lo)
+    assert not math.isnan(lo)
 
 
 def test_wandb_is_skipped_unless_online(tmp_path, monkeypatch):
@@ -298,16 +377,6 @@ def test_wandb_is_skipped_unless_online(tmp_path, monkeypatch):
     runs = report.load_runs(tmp_path, "toy")
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert figures.log_wandb(runs, pd.DataFrame()) is False
-
-
-def test_hier_mean_ci_covers_the_mean_and_widens_with_seed_spread():
-    rng = np.random.default_rng(0)
-    tight = rng.normal(0.5, 0.1, (3, 200))
-    spread = tight + np.array([[-0.2], [0.0], [0.2]])
-    lo, hi = report.hier_mean_ci(tight, seed=0, n_resamples=2000)
-    lo2, hi2 = report.hier_mean_ci(spread, seed=0, n_resamples=2000)
-    assert lo < tight.mean() < hi and (hi2 - lo2) > 3 * (hi - lo)
-    assert not math.isnan(lo)
 
 
 def test_wandb_table_logged_when_online(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from rvpo_repro.config import compose
 from rvpo_repro.judges.scripted import ScriptedJudge
 from rvpo_repro.tasks import get_task
-from rvpo_repro.tasks.rubric import PitfallConvention, RubricReward, RubricTaskConfig
+from rvpo_repro.tasks.rubric import PitfallConvention, RubricReward, RubricTaskConfig, select_items
 
 RUBRIC = [
     {"title": "a", "description": "Essential Criteria: Names the diagnosis.", "weight": 5},
@@ -71,6 +71,47 @@ def test_items_beyond_max_channels_are_dropped():
     assert rows == [[1.0, 0.0]] and len(calls) == 2
 
 
+def test_truncation_keeps_the_items_of_largest_weight_in_their_order():
+    rubric = [{"description": f"d{j}", "weight": w} for j, w in enumerate([1, 5, -2, 3, 5, -1, 2])]
+    kept = select_items(rubric, 4)
+    assert [it["description"] for it in kept] == ["d1", "d2", "d3", "d4"]  # |w| 5, 5, 3, 2 (tie: order)
+    assert select_items(rubric, 3) == [rubric[1], rubric[3], rubric[4]]
+    assert select_items(rubric, 7) == rubric and select_items(rubric[:2], 5) == rubric[:2]
+
+
+@pytest.mark.parametrize("convention", list(PitfallConvention))
+def test_item_weights_are_absolute_per_rollout_and_zero_for_absent_channels(convention):
+    reward = RubricReward(_judge({})[0], max_channels=4, convention=convention)
+    long = [
+        *RUBRIC,
+        {"title": "d", "description": "Important Criteria: X.", "weight": 4},
+        {"title": "e", "description": "Optional Criteria: Y.", "weight": 2},
+    ]
+    rows = reward.item_weights([{"rubric_json": json.dumps(RUBRIC)}, {"rubric_json": json.dumps(long)}])
+    assert rows == [[5.0, 2.0, 1.0, 0.0], [5.0, 2.0, 4.0, 2.0]]  # long: the optional weight-1 item is cut
+
+
+def test_build_reports_truncated_prompts(tmp_path, caplog):
+    from rvpo_repro.evals.fixtures import write_rar_fixture
+
+    path = write_rar_fixture(tmp_path / "rar.parquet", n=6, seed=0)
+    cfg = RubricTaskConfig(source=str(path), max_channels=8, evals=[])
+    task = get_task(cfg, judge=_judge({})[0], cache_dir=str(tmp_path))
+    import pandas as pd
+
+    sizes = [len(r) for r in pd.read_parquet(path)["rubric"]]
+    with caplog.at_level("WARNING"):
+        data = task.build(tokenizer=None, seed=0)
+    want = {
+        "max_channels": 8,
+        "prompts_truncated": sum(s > 8 for s in sizes),
+        "items_dropped": sum(max(0, s - 8) for s in sizes),
+    }
+    assert data.extra["rubric_truncation"] == want and want["prompts_truncated"] > 0
+    assert f"{want['prompts_truncated']} of 6 prompts have more than 8 rubric items" in caplog.text
+    assert max(len(json.loads(r)) for r in data.train_dataset["rubric_json"]) == 8
+
+
 def test_task_needs_a_judge(tmp_path):
     task = get_task(RubricTaskConfig(source="fixture"), judge=None, cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match="needs an LLM judge"):
@@ -79,7 +120,11 @@ def test_task_needs_a_judge(tmp_path):
 
 def test_build_and_evaluate_on_fixtures(tmp_path):
     cfg = RubricTaskConfig(
-        source="fixture", evals=["healthbench", "gpqa"], healthbench_source="fixture", gpqa_source="fixture"
+        source="fixture",
+        evals=["healthbench", "gpqa"],
+        healthbench_source="fixture",
+        gpqa_source="fixture",
+        grader_template="builtin",
     )
     task = get_task(cfg, judge=ScriptedJudge(), cache_dir=str(tmp_path))
     data = task.build(tokenizer=None, seed=0)
@@ -90,6 +135,14 @@ def test_build_and_evaluate_on_fixtures(tmp_path):
     gens = [["Answer: A"] for _ in benches]
     result = task.evaluate(data.eval_dataset, gens, tokenizer=None)
     assert "healthbench/score" in result.metrics and "gpqa/accuracy" in result.metrics
+    grader = result.metrics["healthbench/score"]["grader"]  # no eval judge: the training judge, flagged
+    assert grader["template"] == "builtin" and not grader["comparable"] and grader["is_training_judge"]
+    assert "grader differs from simple-evals: not comparable to the paper's numbers" in grader["notes"]
+    # a separate evaluation judge grades instead of the training judge, with the system message
+    seen = []
+    task.eval_judge = ScriptedJudge(lambda r: seen.append(r) or '{"explanation": "", "criteria_met": true}')
+    task.evaluate(data.eval_dataset, gens, tokenizer=None)
+    assert seen and seen[0].messages[0] == ("system", "You are a helpful assistant.")
     assert len(result.examples) == len(benches)
     assert all(e["id"].startswith(e["benchmark"] + "/") for e in result.examples)
 

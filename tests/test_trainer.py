@@ -160,3 +160,104 @@ def test_multichannel_reward_matches_separate_functions_and_logs_channels(tiny_m
     assert m["channels/bottleneck"][-1] == pytest.approx(min(means[0], means[1] / 3, means[2]))
     assert 0.0 <= m["channels/all_constraints"][-1] <= 1.0
     assert trainer.training_progress() == 0.0
+
+
+class WeightedMulti(ScriptedMulti):
+    """ScriptedMulti whose channels carry per-rollout weights (as rubric items do)."""
+
+    def __init__(self, table, weights):
+        super().__init__(table)
+        self.weights = weights
+
+    def item_weights(self, inputs):
+        return [self.weights[x["row"]].tolist() for x in inputs]
+
+
+@pytest.mark.parametrize(
+    ("name", "opts", "uses"),
+    [
+        ("grpo", {}, True),  # GRPO always weights by item
+        ("rvpo", {}, False),
+        ("rvpo", {"use_item_weights": True}, True),
+        ("gdpo", {"reduce": "mean", "use_item_weights": True, "whiten": "token"}, True),
+    ],
+)
+def test_item_weights_and_lengths_reach_the_aggregator(tiny_model_dir, tmp_path, name, opts, uses):
+    from rvpo_repro.trainer import RVPOTrainer
+
+    table = _table(2)
+    item_w = torch.randint(1, 6, table.shape, generator=torch.Generator().manual_seed(0)).float()
+    agg = get_aggregator(name, **opts)
+    trainer = RVPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=[WeightedMulti(table, item_w)],
+        args=_args(tmp_path, reward_weights=[1.0, 0.5, 2.0]),
+        train_dataset=_dataset(),
+        aggregator=agg,
+    )
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(_inputs())
+    w = torch.tensor([1.0, 0.5, 2.0]) * (item_w if uses else 1.0)
+    want = agg(table, G, weights=w, lengths=out["completion_mask"].sum(1))
+    torch.testing.assert_close(out["advantages"], want, atol=1e-6, rtol=0)
+    if uses:  # the weights changed the advantage
+        assert not torch.allclose(
+            want, agg(table, G, weights=[1.0, 0.5, 2.0], lengths=out["completion_mask"].sum(1))
+        )
+
+
+def test_dr_grpo_sets_trl_loss_type(tiny_model_dir, tmp_path):
+    from rvpo_repro.trainer import RVPOTrainer
+
+    def make(name):
+        return RVPOTrainer(
+            model=str(tiny_model_dir),
+            reward_funcs=_scripted_funcs(_table()),
+            args=_args(tmp_path / name, loss_type="dapo"),
+            train_dataset=_dataset(),
+            aggregator=get_aggregator(name),
+        )
+
+    dr = make("dr_grpo")
+    assert dr.loss_type == dr.args.loss_type == "dr_grpo"
+    assert make("grpo").loss_type == "dapo"  # others keep the trainer's setting
+
+
+def test_an_absent_binary_channel_does_not_fail_all_constraints():
+    """A rollout whose constraint channel is NaN (does not apply) still satisfies all constraints."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from rvpo_repro.trainer import RVPOTrainer
+
+    fake = SimpleNamespace(
+        _metrics={"train": defaultdict(list)},
+        channels=[RewardChannel("a", binary=True), RewardChannel("b", binary=True)],
+        aggregator=object(),  # no schedule, no soft-min weights
+    )
+    nan = float("nan")
+    rewards = torch.tensor([[1.0, 1.0], [1.0, nan], [0.0, 1.0], [nan, nan]])
+    RVPOTrainer._log_channel_metrics(fake, rewards, progress=0.0, group=2, mode="train")
+    m = fake._metrics["train"]
+    assert m["channels/all_constraints"] == [0.75]  # rows 0, 1, 3 pass; only row 2 fails a constraint
+    assert m["channels/b/satisfied"] == [1.0]  # over the rollouts where b applies
+
+
+def test_annealed_risk_rises_over_training(tiny_model_dir, tmp_path):
+    """A few real steps of rvpo_annealed: the logged risk follows 0.5 -> 2.0 with training progress."""
+    from rvpo_repro.trainer import RVPOTrainer
+
+    steps = 4
+    args = _args(tmp_path, save_strategy="no", disable_tqdm=True)
+    args.max_steps = steps
+    trainer = RVPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=_scripted_funcs(_table(2)),
+        args=args,
+        train_dataset=_dataset(),
+        aggregator=get_aggregator("rvpo", risk_start=0.5, risk_end=2.0, schedule="linear"),
+    )
+    trainer.train()
+    risks = [h["aggregator/risk"] for h in trainer.state.log_history if "aggregator/risk" in h]
+    # rollouts of step s are drawn at progress (s - 1) / steps
+    assert risks == pytest.approx([0.5 + 1.5 * s / steps for s in range(steps)])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -27,8 +26,19 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from rvpo_repro.evals.healthbench_grader import (  # noqa: F401  (re-exported)
+    BUILTIN_TEMPLATE,
+    GRADER_SYSTEM,
+    GraderTemplate,
+    grader_info,
+    grader_messages,
+    load_grader_template,
+    parse_upstream_verdict,
+    read_grader_template,
+    render_conversation,
+    render_rubric_item,
+)
 from rvpo_repro.judges.base import JudgeRequest
-from rvpo_repro.judges.parsing import parse_criteria_met
 
 BASE_URL = "https://openaipublic.blob.core.windows.net/simple-evals/healthbench"
 FILES = {
@@ -49,6 +59,8 @@ THEMES = (
 AXES = ("accuracy", "completeness", "communication_quality", "context_awareness", "instruction_following")
 LEVELS = ("example", "cluster")
 ROLES = ("system", "developer", "user", "assistant")
+RUBRIC_TAG_PREFIXES = ("axis:", "level:", "cluster:")  # per-item tags with their own metric
+EXAMPLE_TAG_PREFIXES = ("theme:", "physician_agreed_category:")  # per-example tags
 REQUIRED_FIELDS = ("prompt", "rubrics", "example_tags", "prompt_id", "ideal_completions_data", "canary")
 
 
@@ -212,48 +224,13 @@ def theme(example: dict) -> str:
 
 # --------------------------------------------------------------------------- grader prompt
 
-# Written for this suite (same content requirements as upstream's template, not its text).
-GRADER_TEMPLATE = """You are grading one reply of an AI assistant against one item of a rubric written by physicians.
-
-# Conversation
-{{conversation}}
-
-# Rubric item
-{{rubric_item}}
-
-# How to decide
-- Grade the last assistant turn of the conversation, read in the context of the turns before it.
-- The rubric item starts with its point value in brackets. A positive value marks something a good \
-reply does; a negative value marks something a good reply does not do.
-- "criteria_met" answers one question only: does the reply do what the criterion describes? For a \
-negative-point item this means: did the undesirable thing happen? If the reply does it, criteria_met \
-is true (although that costs the reply points); if the reply avoids it, criteria_met is false.
-- A criterion with several parts is met only when every part holds; if any part is missing, it is not met.
-- Lists introduced by "such as", "for example", "e.g." or "including" are illustrations: the reply \
-does not have to cover every listed example to meet the criterion.
-
-# Answer format
-Return only a JSON object, with no other text before or after it:
-{"explanation": "<one or two sentences on why the criterion is or is not met>", "criteria_met": <true or false>}
-"""
-
-_PLACEHOLDER = re.compile(r"\{\{(conversation|rubric_item)\}\}")
+GRADER_TEMPLATE = BUILTIN_TEMPLATE  # the suite's own wording; simple-evals' via load_grader_template
 
 
-def render_conversation(messages: Sequence[dict]) -> str:
-    """simple-evals' rendering: "role: content" per message, joined by blank lines."""
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
-
-
-def render_rubric_item(item: dict) -> str:
-    """simple-evals' rendering of a rubric item: "[points] criterion" (points as in the data)."""
-    return f"[{item['points']}] {item['criterion']}"
-
-
-def grader_prompt(conversation: str, rubric_item: str) -> str:
-    """The judge's instruction for one rubric item (single-pass substitution: no re-expansion)."""
-    values = {"conversation": conversation, "rubric_item": rubric_item}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], GRADER_TEMPLATE)
+def grader_prompt(conversation: str, rubric_item: str, template: str = BUILTIN_TEMPLATE) -> str:
+    """The grader's user message for one rendered conversation and rubric item (upstream's two
+    replacements, conversation first)."""
+    return template.replace("<<conversation>>", conversation).replace("<<rubric_item>>", rubric_item)
 
 
 def policy_messages(example: dict) -> list[dict]:
@@ -261,13 +238,13 @@ def policy_messages(example: dict) -> list[dict]:
     return [dict(m) for m in example["prompt"]]
 
 
-def judge_requests(example: dict, reply: str) -> list[JudgeRequest]:
-    """One JudgeRequest per rubric item, in rubric order; the reply is appended as an assistant turn."""
-    convo = render_conversation([*example["prompt"], {"role": "assistant", "content": reply}])
+def judge_requests(
+    example: dict, reply: str, template: GraderTemplate | str = BUILTIN_TEMPLATE, system: str | None = None
+) -> list[JudgeRequest]:
+    """One JudgeRequest per rubric item, in rubric order (`grader_messages`: the reply appended as
+    an assistant turn; `system` prepended when given, as simple-evals' sampler does)."""
     return [
-        JudgeRequest.from_messages(
-            [{"role": "user", "content": grader_prompt(convo, render_rubric_item(item))}]
-        )
+        JudgeRequest.from_messages(grader_messages(example["prompt"], reply, item, template, system=system))
         for item in example["rubrics"]
     ]
 
@@ -365,22 +342,30 @@ def evaluate(
     seed: int = 0,
     n_bootstrap: int = 1000,
     prefix: str = "healthbench",
+    template: GraderTemplate | str = BUILTIN_TEMPLATE,
+    system: str | None = None,
+    parse: Any = parse_upstream_verdict,
 ) -> tuple[dict[str, dict], list[dict]]:
     """Grade one policy reply per example with `judge` (one call per rubric item, one batch).
 
     Returns (metrics, rows). Metrics, each {"value", "stderr" (bootstrap std), "n", "n_missing"}:
-    `<prefix>/score` (overall), `<prefix>/axis:<name>` and `<prefix>/theme:<name>`, plus
-    `<prefix>/judge_missing` (verdicts the judge failed to give; value = count, n = verdicts asked).
+    `<prefix>/score` (overall), rubric tags `<prefix>/axis:<name>`, `level:<l>`, `cluster:<id>`,
+    example tags `<prefix>/theme:<name>` and `physician_agreed_category:<c>`, plus
+    `<prefix>/judge_missing` (verdicts the judge failed to give after its re-asks; value = count,
+    n = verdicts asked) and `<prefix>/examples_unscored` (examples left out of the overall score
+    because one of their verdicts is missing; value = count, n = examples): a reply that never
+    parses is counted and shown, never read as "not met". The grader is `template` (simple-evals'
+    via `load_grader_template("upstream")`) with `system` prepended; `parse` reads each reply.
     A metric with no defined value is left out. Rows: one per example {"id", "theme", "score",
     "n_items", "n_missing", "axis:<name>"..., "criteria_met"}."""
     if len(examples) != len(replies):
         raise ValueError(f"{len(examples)} examples but {len(replies)} replies")
     requests, spans = [], []
     for example, reply in zip(examples, replies, strict=True):
-        reqs = judge_requests(example, reply)
+        reqs = judge_requests(example, reply, template, system)
         spans.append((len(requests), len(reqs)))
         requests.extend(reqs)
-    results = judge.grade(requests, parse=parse_criteria_met)
+    results = judge.grade(requests, parse=parse)
     if len(results) != len(requests):
         raise ValueError(f"judge returned {len(results)} results for {len(requests)} requests")
 
@@ -394,9 +379,11 @@ def evaluate(
         row = {"id": pid, "theme": theme(example), "score": overall, "n_items": k}
         row["n_missing"] = sum(m is None for m in met)
         per_metric["score"].append(overall)
-        per_metric[f"theme:{row['theme']}"].append(overall)
+        for tag in example["example_tags"]:
+            if tag.startswith(EXAMPLE_TAG_PREFIXES):
+                per_metric[tag].append(overall)
         for tag, (value, missing) in sorted(_by_tag(rubrics, met).items()):
-            if not tag.startswith("axis:"):
+            if not tag.startswith(RUBRIC_TAG_PREFIXES):
                 continue
             row[tag] = value
             if value is not None or missing:  # zero positive points: left out, as upstream
@@ -413,4 +400,6 @@ def evaluate(
             metrics[name(key)] = m
     missing = sum(r["n_missing"] for r in rows)
     metrics[name("judge_missing")] = {"value": float(missing), "stderr": None, "n": len(requests)}
+    unscored = sum(r["n_missing"] > 0 for r in rows)
+    metrics[name("examples_unscored")] = {"value": float(unscored), "stderr": None, "n": len(rows)}
     return metrics, rows

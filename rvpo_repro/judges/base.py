@@ -30,7 +30,7 @@ from rvpo_repro.judges.parsing import parse_criteria_met
 log = logging.getLogger("rvpo_repro.judges")
 
 Parse = Callable[[str], Any]
-PROGRESS_MIN = 256  # show a progress bar (on a TTY) when at least this many requests go out
+PROGRESS_MIN = 256  # show a progress bar when at least this many requests go out
 
 
 @dataclass(frozen=True)
@@ -212,14 +212,10 @@ class Judge(ABC):
         return [results[i] for i in order]
 
     async def _with_progress(self, todo, unique, parse, stats) -> list[JudgeResult]:
-        from tqdm.auto import tqdm
+        from rvpo_repro import progress
 
-        with tqdm(
-            total=len(todo),
-            desc=f"judge[{self.backend}]",
-            unit="req",
-            leave=False,
-            disable=None if len(todo) >= PROGRESS_MIN else True,  # None: off when not a TTY
+        with progress.bar(
+            total=len(todo), desc=f"judge[{self.backend}]", unit="req", disable=len(todo) < PROGRESS_MIN
         ) as bar:
             out = await self._judge_many([unique[i] for i in todo], parse, stats, lambda: bar.update(1))
         if len(out) != len(todo):

@@ -10,6 +10,11 @@ from rvpo_repro.evals.base import EvalResult  # noqa: F401  (re-exported: its ol
 from rvpo_repro.rewards import RewardChannel
 
 
+class TaskInputError(ValueError):
+    """Bad input a user hands a task (data, columns, reward or eval code). The message is one line
+    naming the source, column, function or row, so entry points print it without a traceback."""
+
+
 @dataclass
 class TaskData:
     """What a task hands the trainer and the evaluator."""
@@ -18,6 +23,7 @@ class TaskData:
     eval_dataset: Any  # datasets.Dataset with "id" and "prompt" columns (+ task fields)
     reward_funcs: list[Callable]  # TRL-style single-channel functions or MultiChannelReward objects
     channels: list[RewardChannel] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # facts about the data for the run record (e.g. truncation)
 
 
 class Task:
@@ -26,8 +32,14 @@ class Task:
     name: str = ""
     schema: type = object
 
-    def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache"):
-        self.cfg, self.judge, self.cache_dir = cfg, judge, cache_dir
+    def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache", eval_judge: Any = None):
+        # eval_judge: the judge that grades evaluations (HealthBench); None = the training judge
+        self.cfg, self.judge, self.cache_dir, self.eval_judge = cfg, judge, cache_dir, eval_judge
+
+    @classmethod
+    def prepare_config(cls, cfg: Any) -> None:
+        """Check the task's settings and pin into `cfg` what the config alone does not fix (hashes of
+        user code and data), before the run is hashed. Called by the entry points; default: nothing."""
 
     def build(self, tokenizer: Any, seed: int) -> TaskData:
         raise NotImplementedError
@@ -53,10 +65,17 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     return deco
 
 
-def get_task(cfg: Any, judge: Any = None, cache_dir: str = ".cache") -> Task:
-    """The registered task `cfg.name`; `judge` serves LLM-judged rewards and evals, `cache_dir`
-    holds what a task writes for itself (fixtures)."""
+def prepare_config(cfg: Any) -> None:
+    """`Task.prepare_config` of the task `cfg.task` selects (see there)."""
+    name = cfg.task.name
+    if name in TASKS:
+        TASKS[name].prepare_config(cfg)
+
+
+def get_task(cfg: Any, judge: Any = None, cache_dir: str = ".cache", eval_judge: Any = None) -> Task:
+    """The registered task `cfg.name`; `judge` serves LLM-judged rewards, `eval_judge` grades
+    evaluations (None: the training judge), `cache_dir` holds what a task writes for itself."""
     name = cfg["name"] if isinstance(cfg, dict) else cfg.name
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
-    return TASKS[name](cfg, judge=judge, cache_dir=cache_dir)
+    return TASKS[name](cfg, judge=judge, cache_dir=cache_dir, eval_judge=eval_judge)

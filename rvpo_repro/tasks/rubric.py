@@ -11,12 +11,24 @@ mistake ("Recommends X"), others its avoidance ("Avoids X"). `pitfall_convention
 reading explicit: `met_is_failure` (default, consistent with the negative weight: the channel
 rewards NOT meeting the criterion) or `met_is_success` (the channel rewards meeting it).
 
+Item weights: with either convention a channel's 1.0 is the good outcome, so the weight handed to
+the aggregator is the item's |weight| (`item_weights`, per rollout, 0 for absent channels). Under
+`met_is_failure`, sum_j |w_j| c_j equals RaR's sum_j w_j met_j plus a per-prompt constant, which
+group normalisation removes: GRPO with these weights is the paper's weighted-sum baseline.
+GRPO always uses them; GDPO/RVPO only with `aggregator.use_item_weights=true`.
+
+Truncation: a rubric longer than `max_channels` keeps its `max_channels` items of largest |weight|
+(ties: earlier item first), in their original order (`select_items`); the task logs how many
+prompts were cut and reports it in `TaskData.extra` for the run record.
+
 Evaluation: HealthBench (medicine) and GPQA-Diamond (science), see rvpo_repro/evals/.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +42,7 @@ from rvpo_repro.rewards import MultiChannelReward, RewardChannel, completion_tex
 from rvpo_repro.tasks.base import EvalResult, Task, TaskData, register_task
 
 FIXTURE = "fixture"  # a source value: write a small fixture in the real schema under the cache dir
+log = logging.getLogger(__name__)
 
 
 class PitfallConvention(StrEnum):
@@ -43,11 +56,14 @@ class RubricTaskConfig:
     source: str = "ScaleAI/RaR-Medicine"  # hub id, local parquet file or directory, or "fixture"
     split: str = "train"
     max_train_examples: int | None = None
-    max_channels: int = 17  # rubric items beyond this are dropped (the paper: up to 17)
+    max_channels: int = 17  # longer rubrics keep their items of largest |weight| (the paper: up to 17)
     pitfall_convention: PitfallConvention = PitfallConvention.met_is_failure
     evals: list[str] = field(default_factory=lambda: ["healthbench"])  # healthbench | gpqa
     healthbench_source: str = "main"  # main | hard | consensus | URL | path | fixture
     healthbench_limit: int | None = None
+    grader_template: str = (
+        "upstream"  # upstream (simple-evals, pinned) | builtin | path to healthbench_eval.py
+    )
     gpqa_source: str = "hub"  # hub (gated, HF_TOKEN) | path | fixture
     gpqa_n_repeats: int = 1
     eval_samples: int = 1
@@ -74,6 +90,15 @@ def is_pitfall(item: dict) -> bool:
     return item["description"].lstrip().lower().startswith("pitfall criteria:") or item["weight"] < 0
 
 
+def select_items(rubric: list[dict], max_channels: int) -> list[dict]:
+    """At most `max_channels` items: those of largest |weight|, ties to the earlier item, kept in
+    their original order (deterministic; a rubric that fits is returned as is)."""
+    if len(rubric) <= max_channels:
+        return list(rubric)
+    order = sorted(range(len(rubric)), key=lambda j: (-abs(rubric[j]["weight"]), j))
+    return [rubric[j] for j in sorted(order[:max_channels])]
+
+
 class RubricReward(MultiChannelReward):
     """Channels item_00 .. item_{K-1}: 1.0 when the judge says the item is satisfied, else 0.0."""
 
@@ -88,9 +113,18 @@ class RubricReward(MultiChannelReward):
             met = not met
         return 1.0 if met else 0.0
 
+    def item_weights(self, inputs: list[dict]) -> list[list[float]]:
+        """|weight| of each kept item per rollout (see the module docstring), 0 for absent channels."""
+        k = len(self.channels)
+        rows = []
+        for x in inputs:
+            w = [float(abs(item["weight"])) for item in select_items(json.loads(x["rubric_json"]), k)]
+            rows.append(w + [0.0] * (k - len(w)))
+        return rows
+
     def score(self, prompts: list, completions: list, rubric_json: list[str], **_: Any):
         k = len(self.channels)
-        rubrics = [json.loads(r)[:k] for r in rubric_json]
+        rubrics = [select_items(json.loads(r), k) for r in rubric_json]
         requests, where = [], []
         for i, (prompt, completion, rubric) in enumerate(zip(prompts, completions, rubrics, strict=True)):
             question = completion_text(prompt[-1:]) if isinstance(prompt, list) else str(prompt)
@@ -126,13 +160,37 @@ def load_rar(source: str, split: str, limit: int | None) -> list[dict]:
         ds = datasets.load_dataset(source, split=split)
     rows = ds.to_list()[:limit] if limit else ds.to_list()
     for i, row in enumerate(rows):
-        for key in ("question", "rubric"):
-            if key not in row:
-                raise ValueError(f"{source} ({split}) row {i}: missing field '{key}'")
-        for j, item in enumerate(row["rubric"]):
-            if not {"description", "weight"} <= set(item):
-                raise ValueError(f"{source} ({split}) row {i}: rubric[{j}] needs 'description' and 'weight'")
+        check_rar_row(row, f"{source} ({split}) row {i}")
     return rows
+
+
+def check_rar_row(row: Any, where: str) -> None:
+    """Refuse a RaR record the task cannot use, naming `where` and the field: question a non-empty
+    string; rubric a non-empty list of {description: non-empty string, weight: finite non-zero
+    number}."""
+
+    def fail(field_name: str, expected: str, got: Any) -> None:
+        raise ValueError(f"{where}: field '{field_name}': expected {expected}, got {got!r:.80}")
+
+    if not isinstance(row, dict):
+        fail("<record>", "an object", row)
+    for key in ("question", "rubric"):
+        if key not in row:
+            fail(key, "a value (the field is missing)", None)
+    if not isinstance(row["question"], str) or not row["question"].strip():
+        fail("question", "a non-empty string", row["question"])
+    rubric = row["rubric"]
+    if not isinstance(rubric, list) or not rubric:
+        fail("rubric", "a non-empty list of items", rubric)
+    for j, item in enumerate(rubric):
+        if not isinstance(item, dict):
+            fail(f"rubric[{j}]", "an object {title, description, weight}", item)
+        desc, weight = item.get("description"), item.get("weight")
+        if not isinstance(desc, str) or not desc.strip():
+            fail(f"rubric[{j}].description", "a non-empty string", desc)
+        number = isinstance(weight, int | float) and not isinstance(weight, bool)
+        if not number or not math.isfinite(weight) or weight == 0:
+            fail(f"rubric[{j}].weight", "a finite non-zero number", weight)
 
 
 class RubricTask(Task):
@@ -152,20 +210,36 @@ class RubricTask(Task):
         source = _resolve_source(
             self.cfg.source, cache, f"{self.cfg.name}.parquet", write_rar_fixture, n=16, seed=0
         )
+        k = self.cfg.max_channels
+        records = load_rar(source, self.cfg.split, self.cfg.max_train_examples)
         train = [
             {
                 "id": f"{self.cfg.split}-{i}",
                 "prompt": [{"role": "user", "content": r["question"]}],
-                "rubric_json": json.dumps(r["rubric"]),
+                "rubric_json": json.dumps(select_items(r["rubric"], k)),
             }
-            for i, r in enumerate(load_rar(source, self.cfg.split, self.cfg.max_train_examples))
+            for i, r in enumerate(records)
         ]
-        reward = RubricReward(self._judge(), self.cfg.max_channels, self.cfg.pitfall_convention)
+        cut = [len(r["rubric"]) - k for r in records if len(r["rubric"]) > k]
+        self.truncation = {"max_channels": k, "prompts_truncated": len(cut), "items_dropped": sum(cut)}
+        if cut:
+            log.warning(
+                "%s: %d of %d prompts have more than %d rubric items; kept the %d of largest |weight| "
+                "(%d items dropped)",
+                self.cfg.name,
+                len(cut),
+                len(records),
+                k,
+                k,
+                sum(cut),
+            )
+        reward = RubricReward(self._judge(), k, self.cfg.pitfall_convention)
         return TaskData(
             train_dataset=Dataset.from_list(train),
             eval_dataset=Dataset.from_list(self._eval_rows(cache)),
             reward_funcs=[reward],
             channels=list(reward.channels),
+            extra={"rubric_truncation": self.truncation},
         )
 
     def _eval_rows(self, cache: Path) -> list[dict]:
@@ -196,6 +270,38 @@ class RubricTask(Task):
             "example_json": json.dumps(example),
         }
 
+    def _healthbench(self, examples: list[dict], replies: list[str]) -> tuple[dict, list[dict]]:
+        """Grade with the evaluation judge (the training judge when none was given, flagged), the
+        configured template and the judge's system message; the grader's description goes into
+        the `healthbench/score` metric as "grader" so the record keeps it."""
+        grader = self.eval_judge if self.eval_judge is not None else self._judge()
+        template = healthbench.load_grader_template(self.cfg.grader_template, self.cache_dir)
+        system = getattr(grader, "system_message", None)
+        if system is None and self.eval_judge is not None:
+            system = healthbench.GRADER_SYSTEM
+        metrics, rows = healthbench.evaluate(
+            examples, replies, grader, seed=self.cfg.seed, template=template, system=system
+        )
+        described = {
+            "backend": grader.backend,
+            "model": grader.model,
+            "temperature": grader.temperature,
+            "max_tokens": grader.max_tokens,
+            "system_message": system,
+        }
+        training = None if self.judge is None else {"backend": self.judge.backend, "model": self.judge.model}
+        info = healthbench.grader_info(described, template, training_judge=training)
+        if self.eval_judge is None:
+            info["is_training_judge"] = True
+            info["notes"] = sorted(
+                {*info["notes"], "grader is also the training judge (reward hacking would go unseen)"}
+            )
+        if "healthbench/score" in metrics:
+            metrics["healthbench/score"]["grader"] = info
+        for note in info["notes"]:
+            log.warning("HealthBench: %s", note)
+        return metrics, rows
+
     def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
         metrics: dict[str, dict] = {}
         examples: list[dict] = []
@@ -204,7 +310,7 @@ class RubricTask(Task):
             exs = [json.loads(eval_dataset[i]["example_json"]) for i in idx]
             replies = [generations[i][0] for i in idx]
             if bench == "healthbench":
-                m, rows = healthbench.evaluate(exs, replies, self._judge(), seed=self.cfg.seed)
+                m, rows = self._healthbench(exs, replies)
             else:
                 m, rows = gpqa.evaluate(exs, replies)
             metrics.update(m)

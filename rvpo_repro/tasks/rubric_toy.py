@@ -170,7 +170,8 @@ class RubricToyTask(Task):
         rows = [eval_dataset[i] for i in range(len(eval_dataset))]
         examples = [healthbench_example(r) for r in rows]
         replies = [g[0] for g in generations]
-        metrics, hb_rows = healthbench.evaluate(examples, replies, self._judge(), seed=self.cfg.seed)
+        grader = self.eval_judge if self.eval_judge is not None else self._judge()
+        metrics, hb_rows = healthbench.evaluate(examples, replies, grader, seed=self.cfg.seed)
 
         # per item kind: met every item of that kind (pitfall: avoided), None when a verdict is missing
         def kinds(i: int, samples: list[str]) -> list[list[float | None]]:

@@ -1,0 +1,110 @@
+"""What the Hydra entry points share: the config tree found from anywhere, and the suite's `--help`.
+
+`hydra.main(config_path="../conf")` resolves relative to the module and only worked from a source
+checkout; `run_hydra` hands Hydra the absolute config tree of this installation instead
+(`config.conf_dir`), so `rvpo-train` and `rvpo-eval` run from any directory, from an editable
+install and from a wheel alike.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# Listed first in `--help`; every other folder of the config tree follows, except these two:
+# hydra/ (Hydra's own settings) and accelerate/ (files for `accelerate launch`, not a group).
+FIRST_GROUPS = ("experiment", "model", "task", "aggregator")
+NOT_GROUPS = ("hydra", "accelerate")
+ADDED_GROUPS = ("launcher",)  # not in the defaults list: chosen with `+launcher=...`
+
+HELP = {
+    "train": (
+        "rvpo-train: train a policy with one reward aggregator, evaluate it, write its run record.",
+        [
+            "rvpo-train experiment=toy aggregator=rvpo seed=1",
+            "rvpo-train -m experiment=toy aggregator=grpo,gdpo,rvpo seed=0,1,2",
+            "rvpo-train --cfg job experiment=toy      # print the composed config, run nothing",
+        ],
+    ),
+    "evaluate": (
+        "rvpo-eval: evaluate a saved policy on a task's eval set and write a run record.",
+        [
+            "rvpo-eval experiment=toy checkpoint=results/runs/toy/<run-id>/model",
+            "rvpo-eval -m experiment=toy checkpoint=a/model,b/model",
+            "rvpo-eval --cfg job experiment=toy checkpoint=some/model",
+        ],
+    ),
+}
+
+
+def group_options(conf: Path) -> dict[str, list[str]]:
+    """{group: sorted option names} of the user-facing config groups under `conf`."""
+    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
+    ordered = [g for g in FIRST_GROUPS if g in groups] + [g for g in groups if g not in FIRST_GROUPS]
+    found = {g: sorted(p.stem for p in (conf / g).glob("*.yaml")) for g in ordered}
+    return {g: options for g, options in found.items() if options}
+
+
+def help_text(config_name: str) -> str:
+    from rvpo_repro.config import conf_dir
+
+    what, examples = HELP[config_name]
+    conf = conf_dir()
+    lines = [what, "", f"Usage: {'rvpo-train' if config_name == 'train' else 'rvpo-eval'} [-m] [--cfg job] "
+             "[key=value ...] [group=option ...]", "", f"Config groups ({conf}):"]  # fmt: skip
+    for group, options in group_options(conf).items():
+        key = f"+{group}=" if group in ADDED_GROUPS else f"{group}="
+        lines.append(f"  {key:<12} {', '.join(options)}")
+    lines += [
+        "",
+        "Any key of the composed config can be set (trainer.max_steps=50, aggregator.risk=2.0);",
+        "a misspelt key or a value of the wrong type is an error that names the key.",
+        "",
+        "Examples:",
+        *(f"  {e}" for e in examples),
+        "",
+        "Hydra's own options (multirun, launchers, tab completion): --hydra-help",
+    ]
+    return "\n".join(lines)
+
+
+def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | None = None) -> None:
+    """Run `task_function(cfg)` under Hydra with this installation's config tree."""
+    import hydra
+
+    from rvpo_repro.config import conf_dir, register_configs
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--help" in args or "-h" in args:
+        print(help_text(config_name))
+        return
+    register_configs()
+    if argv is not None:
+        sys.argv = [sys.argv[0], *args]
+    main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
+    main(task_function)()
+
+
+# Console scripts (pyproject [project.scripts]). The job modules import torch, TRL and the models;
+# importing them only inside the Hydra task keeps `--help`, `--cfg job` and tab completion fast.
+def _train_job(cfg) -> None:
+    from rvpo_repro.train import train_and_evaluate
+
+    train_and_evaluate(cfg)
+
+
+def _evaluate_job(cfg) -> None:
+    from rvpo_repro.evaluate import evaluate_checkpoint
+
+    evaluate_checkpoint(cfg)
+
+
+def train() -> None:
+    """`rvpo-train`."""
+    run_hydra(_train_job, "train")
+
+
+def evaluate() -> None:
+    """`rvpo-eval`."""
+    run_hydra(_evaluate_job, "evaluate")

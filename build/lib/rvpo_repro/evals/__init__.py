@@ -1,0 +1,1 @@
+"""Evaluations of trained policies on public benchmarks (BFCL, ...)."""

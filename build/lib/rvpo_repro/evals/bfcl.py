@@ -1,0 +1,358 @@
+"""BFCL (Berkeley Function Calling Leaderboard) single-turn AST evaluation.
+
+data (a directory, or the files of the installed `bfcl-eval` wheel, never imported)
+-> `bfcl_messages` (ToolRL prompt) -> policy output -> `parse_tool_calls` / `parse_python_calls`
+-> `ast_check` (BFCL's checker semantics, see `bfcl_checker`) -> `score` (per category + summary).
+
+Files: `BFCL_v4_<category>.json` or `BFCL_v3_<category>.json` (JSON Lines despite the name) and
+`possible_answer/<same name>`; irrelevance/relevance categories have no possible answers.
+Multi-turn, agentic and format-sensitivity categories are out of scope.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import json
+import math
+import random
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rvpo_repro.evals.bfcl_checker import ast_check, is_no_call, language
+from rvpo_repro.records import read_jsonl
+
+__all__ = [
+    "CATEGORIES", "ast_check", "available_categories", "bfcl_messages", "load_bfcl", "package_data_dir",
+    "parse_python_calls", "parse_tool_calls", "sample_entries", "score",
+]  # fmt: skip
+
+NON_LIVE = ("simple_python", "simple_java", "simple_javascript", "multiple", "parallel",
+            "parallel_multiple", "irrelevance")  # fmt: skip
+LIVE = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
+        "live_relevance")  # fmt: skip
+CATEGORIES = NON_LIVE + LIVE
+NO_ANSWER = ("irrelevance", "live_irrelevance", "live_relevance")  # scored on "some call or not"
+_FILE = re.compile(r"^BFCL_v(\d+)_(.+)\.json$")
+
+
+# ---- data ----
+def package_data_dir() -> Path:
+    """`bfcl_eval/data` of the installed bfcl-eval wheel, located without importing the package."""
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "bfcl-eval is not installed: `pip install --no-deps bfcl-eval==2026.3.23` (its data only "
+            "is used), or pass a directory holding BFCL_v4_*.json and possible_answer/"
+        )
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    if not data.is_dir():
+        raise FileNotFoundError(f"bfcl-eval is installed but has no data directory at {data}")
+    return data
+
+
+def _files(source: str | Path | None) -> tuple[Path, dict[str, Path]]:
+    root = package_data_dir() if source is None else Path(source)
+    if not root.is_dir():
+        raise FileNotFoundError(f"BFCL source {str(root)!r} is not a directory")
+    found: dict[str, tuple[int, Path]] = {}
+    for path in root.iterdir():
+        m = _FILE.match(path.name)
+        if m and m.group(2) in CATEGORIES and int(m.group(1)) > found.get(m.group(2), (-1, None))[0]:
+            found[m.group(2)] = (int(m.group(1)), path)  # the newest version wins
+    return root, {c: found[c][1] for c in CATEGORIES if c in found}
+
+
+def available_categories(source: str | Path | None = None) -> list[str]:
+    """Supported single-turn categories with a question file in `source`, in leaderboard order."""
+    return list(_files(source)[1])
+
+
+def load_bfcl(source: str | Path | None = None, categories: Sequence[str] | None = None) -> list[dict]:
+    """Entries {id, category, question, function, ground_truth} of the chosen categories.
+
+    `source`: a directory holding the question files and `possible_answer/`, or None for the data
+    of the installed bfcl-eval package. `categories`: names without the version prefix (default:
+    all available). `ground_truth` is None for irrelevance/relevance categories. Malformed files
+    raise ValueError naming file and line; a question without a possible answer names its id.
+    """
+    root, files = _files(source)
+    chosen = list(files) if categories is None else list(categories)
+    unknown = [c for c in chosen if c not in files]
+    if unknown:
+        raise ValueError(f"BFCL categories {unknown} not found in {root}; available: {list(files)}")
+    entries = []
+    for cat in chosen:
+        questions = read_jsonl(files[cat], ("id", "question", "function"))
+        answers: dict[str, Any] = {}
+        if cat not in NO_ANSWER:
+            answer_path = root / "possible_answer" / files[cat].name
+            if not answer_path.is_file():
+                raise FileNotFoundError(
+                    f"BFCL category {cat!r} needs possible answers: {answer_path} missing"
+                )
+            answers = {a["id"]: a["ground_truth"] for a in read_jsonl(answer_path, ("id", "ground_truth"))}
+        for q in questions:
+            if cat not in NO_ANSWER and q["id"] not in answers:
+                raise ValueError(
+                    f"{files[cat]}: question {q['id']!r} has no possible answer in {answer_path}"
+                )
+            entries.append(
+                {
+                    "id": q["id"],
+                    "category": cat,
+                    "question": q["question"],
+                    "function": q["function"],
+                    "ground_truth": answers.get(q["id"]),
+                }
+            )
+    return entries
+
+
+def sample_entries(entries: Sequence[dict], n_per_category: int | None, seed: int) -> list[dict]:
+    """At most `n_per_category` entries of each category, drawn with `random.Random(f"{seed}:{cat}")`.
+
+    The draw of a category does not depend on the other categories present; the result keeps the
+    input order. `n_per_category=None` keeps everything.
+    """
+    if n_per_category is None:
+        return list(entries)
+    by_cat: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        by_cat.setdefault(e["category"], []).append(i)
+    keep: set[int] = set()
+    for cat, idx in by_cat.items():
+        keep.update(
+            idx if len(idx) <= n_per_category else random.Random(f"{seed}:{cat}").sample(idx, n_per_category)
+        )
+    return [e for i, e in enumerate(entries) if i in keep]
+
+
+# ---- prompt ----
+# The layout mirrors ToolRL's RLLA-4k instruction (data-formats.md, RLLA-4k): a system message with
+# the role, the tool list (one JSON per line), the steps and the <think>/<tool_call>/<response>
+# output format; the wording is ours.
+_SYSTEM = """You are an assistant that solves the user's task, calling tools when they help.
+
+**Tools you may call**
+{tools}
+
+**How to answer**
+1. Reason about the task inside <think> </think>.
+2. To call tools, write one JSON object per line inside <tool_call> </tool_call>, each with the
+   keys "name" (a tool above) and "parameters" (a dictionary of argument values). Several calls may
+   go in the same block.
+3. To talk to the user, write inside <response> </response>. If no tool fits the task, do not call
+   any: say so in the response.
+
+**Output format**
+<think> your reasoning </think>
+<tool_call>
+{{"name": "tool name", "parameters": {{"argument": "value", "...": "..."}}}}
+{{"name": "...", "parameters": {{"...": "..."}}}}
+</tool_call>
+<response> your reply to the user </response>"""
+
+_HINT = {
+    "python": " Note that the provided function is in Python 3 syntax.",
+    "java": " Note that the provided function is in Java 8 SDK syntax.",
+    "javascript": " Note that the provided function is in JavaScript syntax.",
+}
+
+
+def _prompt_functions(functions: list[dict], category: str) -> list[dict]:
+    """Function docs as BFCL shows them to a model: a language hint; Java/JS params typed "string"."""
+    lang, out = language(category), copy.deepcopy(functions)
+    name = {"java": "Java", "javascript": "JavaScript"}.get(lang)
+    for fn in out:
+        fn["description"] = fn.get("description", "") + _HINT[lang]
+        if lang == "python":
+            continue
+        for spec in fn["parameters"]["properties"].values():
+            t = spec.get("type")
+            spec["description"] = spec.get("description", "") + (
+                f" This parameter can be of any type of {name} object in string representation."
+                if t == "any"
+                else f" This is {name} {t} type parameter in string representation."
+            )
+            if t in ("Array", "ArrayList", "array") and "items" in spec:
+                spec["description"] += f" The list elements are of type {spec.pop('items')['type']};"
+                spec["description"] += " they are not in string representation."
+            if lang == "javascript" and t == "dict" and "properties" in spec:
+                spec["description"] += " The dictionary entries have the following schema; they are not in"
+                spec["description"] += f" string representation. {json.dumps(spec.pop('properties'))}"
+            spec["type"] = "string"
+    return out
+
+
+def bfcl_messages(entry: dict) -> list[dict]:
+    """Chat messages prompting the policy in the ToolRL format: our system message, then the turns
+    of the entry's first question (its own leading system turn, if any, is appended to ours)."""
+    tools = "\n".join(
+        json.dumps(f, ensure_ascii=False) for f in _prompt_functions(entry["function"], entry["category"])
+    )
+    system = _SYSTEM.format(tools=tools or "(none)")
+    turns = [dict(m) for m in entry["question"][0]]
+    if turns and turns[0]["role"] == "system":
+        system += "\n\n" + turns.pop(0)["content"]
+    return [{"role": "system", "content": system}, *turns]
+
+
+# ---- parsers ----
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def parse_tool_calls(text: str) -> list[dict] | None:
+    """ToolRL output -> BFCL calls `[{name: parameters}]`.
+
+    The first `<tool_call>...</tool_call>` block outside `<think>` blocks; one JSON object
+    {"name": str, "parameters": dict} per non-empty line ("parameters" may be absent: no
+    arguments). [] when there is no block; None when a block is unclosed or a line is not such an
+    object. Never raises.
+    """
+    if not isinstance(text, str):
+        return None
+    text = _THINK.sub("", text)
+    start = text.find("<tool_call>")
+    if start < 0:
+        return []
+    end = text.find("</tool_call>", start)
+    if end < 0:
+        return None
+    calls = []
+    for line in text[start + len("<tool_call>") : end].splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):  # ValueError: bad JSON, or an integer past Python's digit limit
+            return None
+        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+            return None
+        params = obj.get("parameters", {})
+        if not isinstance(params, dict):
+            return None
+        calls.append({obj["name"]: params})
+    return calls
+
+
+def _literal(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant):
+        return "..." if node.value is Ellipsis else node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _literal(node.operand)
+        if type(value) not in (int, float, complex):
+            raise ValueError("sign on a non-number")
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.List):
+        return [_literal(v) for v in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(_literal(v) for v in node.elts)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.Name):
+        return node.id  # a bare variable name becomes its name as a string, as BFCL decodes it
+    raise ValueError(f"not a literal: {type(node).__name__}")
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise ValueError("call target is not a (dotted) name")
+    return ".".join([node.id, *reversed(parts)])
+
+
+def parse_python_calls(text: str) -> list[dict] | None:
+    """BFCL's prompting format `[func(a=1, b="x"), mod.func2(c=[1, 2])]` -> `[{name: {param: value}}]`.
+
+    Decoded with `ast` as BFCL does (surrounding backticks, newlines and spaces stripped, brackets
+    optional, bare names read as strings, positional arguments ignored), but without evaluating
+    anything: arithmetic, calls and lambdas as values make the output unparseable. None when
+    unparseable; never raises.
+    """
+    if not isinstance(text, str):
+        return None
+    s = text.strip("`\n ")
+    s = ("" if s.startswith("[") else "[") + s + ("" if s.endswith("]") else "]")
+    try:
+        tree = ast.parse(s.strip().strip("'"), mode="eval").body
+        elts = [tree] if isinstance(tree, ast.Call) else tree.elts
+        calls = []
+        for call in elts:
+            if not isinstance(call, ast.Call) or any(k.arg is None for k in call.keywords):
+                return None
+            calls.append({_dotted(call.func): {k.arg: _literal(k.value) for k in call.keywords}})
+        return calls
+    except (SyntaxError, ValueError, TypeError, AttributeError, RecursionError, MemoryError):
+        return None
+
+
+# ---- scoring ----
+def _accuracy(xs: Sequence[float]) -> dict:
+    n = len(xs)
+    mean = sum(xs) / n
+    se = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1) / n) if n > 1 else None
+    return {"value": mean, "stderr": se, "n": n}
+
+
+def _mean_of(parts: Sequence[dict]) -> dict:
+    """Unweighted mean of metrics; stderr propagated as for independent means (None if any is)."""
+    k = len(parts)
+    ses = [p["stderr"] for p in parts]
+    se = None if None in ses else math.sqrt(sum(s * s for s in ses)) / k
+    return {"value": sum(p["value"] for p in parts) / k, "stderr": se, "n": sum(p["n"] for p in parts)}
+
+
+def score(
+    entries: Sequence[dict], outputs: Sequence[str], output_format: str = "tool_call"
+) -> tuple[dict, list[dict]]:
+    """Score one output per entry; returns (metrics, rows).
+
+    rows: {"id", "category", "score" (1.0/0.0 from `ast_check`), "parsed" (the output decoded),
+    "n_calls"}. metrics, name -> {"value", "stderr", "n"}:
+    - `<category>`: accuracy of that category; stderr = sample sd / sqrt(n).
+    - `non_live` = mean(simple, multiple, parallel, parallel_multiple, irrelevance) over the groups
+      present, unweighted, where simple = mean(simple_python, simple_java, simple_javascript)
+      present (BFCL v3 leaderboard's non-live overall).
+    - `live` = accuracy pooled over all live examples (count-weighted, as BFCL v3's live overall).
+    - `overall` = mean(non_live, live) over the groups present, unweighted.
+    Summary stderrs treat category accuracies as independent. `output_format`: "tool_call"
+    (ToolRL tags) or "python" (BFCL's prompting format).
+    """
+    parsers = {"tool_call": parse_tool_calls, "python": parse_python_calls}
+    if output_format not in parsers:
+        raise ValueError(f"output_format {output_format!r}: expected one of {sorted(parsers)}")
+    if len(outputs) != len(entries):
+        raise ValueError(f"{len(outputs)} outputs for {len(entries)} BFCL entries")
+    rows = []
+    for entry, out in zip(entries, outputs, strict=True):
+        calls = parsers[output_format](out)
+        ok = ast_check(entry["function"], calls, entry["ground_truth"], entry["category"])
+        n_calls = 0 if is_no_call(calls) else len(calls)
+        row = {"id": entry["id"], "category": entry["category"], "score": float(ok)}
+        rows.append({**row, "parsed": calls is not None, "n_calls": n_calls})
+    by_cat: dict[str, list[float]] = {}
+    for r in rows:
+        by_cat.setdefault(r["category"], []).append(r["score"])
+    metrics = {
+        c: _accuracy(by_cat[c]) for c in [*CATEGORIES, *sorted(set(by_cat) - set(CATEGORIES))] if c in by_cat
+    }
+    simple = [metrics[c] for c in ("simple_python", "simple_java", "simple_javascript") if c in metrics]
+    groups = ([_mean_of(simple)] if simple else []) + [
+        metrics[c] for c in ("multiple", "parallel", "parallel_multiple", "irrelevance") if c in metrics
+    ]
+    summary = {}
+    if groups:
+        summary["non_live"] = _mean_of(groups)
+    live = [s for c in LIVE for s in by_cat.get(c, [])]
+    if live:
+        summary["live"] = _accuracy(live)
+    if summary:
+        summary["overall"] = _mean_of(list(summary.values()))
+    return {**metrics, **summary}, rows

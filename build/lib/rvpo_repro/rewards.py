@@ -1,0 +1,103 @@
+"""Reward channels: named, optionally multi-channel reward functions in TRL's calling convention.
+
+TRL calls each reward function as `f(prompts=..., completions=..., completion_ids=..., **columns)`
+and expects one float (or None = absent) per completion. A `MultiChannelReward` returns K values
+per completion from one pass (e.g. one judge pass over all rubric items); `expand_reward_funcs`
+turns it into K single-channel views sharing that pass, so TRL's own per-function logging, NaN
+handling and reward weights apply channel by channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion; TRL hands conversational ones as [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content") or "" for m in completion)
+
+
+@dataclass(frozen=True)
+class RewardChannel:
+    """Metadata of one channel: binary channels count as constraints (satisfied iff reward == high)."""
+
+    name: str
+    binary: bool = False
+    low: float = 0.0
+    high: float = 1.0
+
+    def normalise(self, value: float) -> float:
+        """Map a reward onto [0, 1] by the channel's declared range (for the bottleneck metric)."""
+        return (value - self.low) / (self.high - self.low)
+
+
+class MultiChannelReward:
+    """Base for rewards that score K channels in one pass.
+
+    Subclasses set `channels` and implement `score(prompts, completions, **kwargs)`, returning one
+    list of K values (float or None) per completion.
+    """
+
+    channels: list[RewardChannel] = []
+
+    def score(self, prompts: list, completions: list, **kwargs: Any) -> list[list[float | None]]:
+        raise NotImplementedError
+
+    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[list[float | None]]:
+        rows = self.score(prompts, completions, **kwargs)
+        k = len(self.channels)
+        for i, row in enumerate(rows):
+            if len(row) != k:
+                raise ValueError(
+                    f"{type(self).__name__}.score returned {len(row)} values for completion {i}, expected {k} "
+                    f"(one per channel: {[c.name for c in self.channels]})"
+                )
+        return rows
+
+
+class _ChannelView:
+    """Channel `index` of a MultiChannelReward, as a single-value TRL reward function."""
+
+    def __init__(self, parent: MultiChannelReward, index: int, cache: dict):
+        self.parent, self.index, self._cache = parent, index, cache
+        self.__name__ = parent.channels[index].name  # TRL names the reward by __name__
+
+    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+        # TRL passes the same list objects to every reward function of one step: score them once.
+        if self._cache.get("completions") is not completions or self._cache.get("prompts") is not prompts:
+            self._cache.update(
+                prompts=prompts, completions=completions, rows=self.parent(prompts, completions, **kwargs)
+            )
+        return [row[self.index] for row in self._cache["rows"]]
+
+
+def expand_reward_funcs(
+    funcs: Sequence[Callable | MultiChannelReward], channels: Sequence[RewardChannel] | None = None
+) -> tuple[list[Callable], list[RewardChannel]]:
+    """Flatten reward functions into single-channel callables, with one RewardChannel each.
+
+    Plain functions keep their own metadata from `channels` (matched by __name__) or get a
+    continuous default; names must be unique, since TRL logs by name.
+    """
+    given = {c.name: c for c in channels or []}
+    flat: list[Callable] = []
+    specs: list[RewardChannel] = []
+    for func in funcs:
+        if isinstance(func, MultiChannelReward):
+            cache: dict = {}
+            for i, spec in enumerate(func.channels):
+                flat.append(_ChannelView(func, i, cache))
+                specs.append(spec)
+        else:
+            name = getattr(func, "__name__", type(func).__name__)
+            flat.append(func)
+            specs.append(given.get(name, RewardChannel(name)))
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"reward channel names must be unique; repeated: {duplicates}")
+    return flat, specs

@@ -1,0 +1,62 @@
+"""The task interface and its registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rvpo_repro.evals.base import EvalResult  # noqa: F401  (re-exported: its old home)
+from rvpo_repro.rewards import RewardChannel
+
+
+@dataclass
+class TaskData:
+    """What a task hands the trainer and the evaluator."""
+
+    train_dataset: Any  # datasets.Dataset with a conversational "prompt" column
+    eval_dataset: Any  # datasets.Dataset with "id" and "prompt" columns (+ task fields)
+    reward_funcs: list[Callable]  # TRL-style single-channel functions or MultiChannelReward objects
+    channels: list[RewardChannel] = field(default_factory=list)
+
+
+class Task:
+    """Base class. Subclasses set `schema` (a dataclass) and implement `build` and `evaluate`."""
+
+    name: str = ""
+    schema: type = object
+
+    def __init__(self, cfg: Any, judge: Any = None, cache_dir: str = ".cache"):
+        self.cfg, self.judge, self.cache_dir = cfg, judge, cache_dir
+
+    def build(self, tokenizer: Any, seed: int) -> TaskData:
+        raise NotImplementedError
+
+    def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
+        """Score `generations[i]` (samples for eval example i) and aggregate."""
+        raise NotImplementedError
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    def deco(cls: type[Task]) -> type[Task]:
+        if name in TASKS:
+            raise ValueError(
+                f"task {name!r} is registered twice ({TASKS[name].__module__} and {cls.__module__})"
+            )
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_task(cfg: Any, judge: Any = None, cache_dir: str = ".cache") -> Task:
+    """The registered task `cfg.name`; `judge` serves LLM-judged rewards and evals, `cache_dir`
+    holds what a task writes for itself (fixtures)."""
+    name = cfg["name"] if isinstance(cfg, dict) else cfg.name
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
+    return TASKS[name](cfg, judge=judge, cache_dir=cache_dir)

@@ -1,0 +1,216 @@
+"""Rubric tasks `rar_medicine` and `rar_science`: one LLM-judged reward channel per rubric item.
+
+Training data: RaR-Medicine / RaR-Science (Scale AI, "Rubrics as Rewards"), parquet from the hub
+or a local path. Each rubric item of a prompt becomes one binary channel (met / not met, asked of
+the judge as JSON); channels beyond a prompt's item count are absent (None -> NaN), so prompts
+with 5 and with 17 items aggregate each over their own channels. Every (rollout, item) request of
+a batch goes to the judge in one call, which sends them concurrently and caches verdicts.
+
+Pitfall items ("Pitfall Criteria:", negative weight) are ambiguous upstream: some describe the
+mistake ("Recommends X"), others its avoidance ("Avoids X"). `pitfall_convention` makes the
+reading explicit: `met_is_failure` (default, consistent with the negative weight: the channel
+rewards NOT meeting the criterion) or `met_is_success` (the channel rewards meeting it).
+
+Evaluation: HealthBench (medicine) and GPQA-Diamond (science), see rvpo_repro/evals/.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from rvpo_repro.evals import gpqa, healthbench
+from rvpo_repro.evals.fixtures import write_gpqa_fixture, write_healthbench_fixture, write_rar_fixture
+from rvpo_repro.judges.base import JudgeRequest
+from rvpo_repro.judges.parsing import parse_criteria_met
+from rvpo_repro.rewards import MultiChannelReward, RewardChannel, completion_text
+from rvpo_repro.tasks.base import EvalResult, Task, TaskData, register_task
+
+FIXTURE = "fixture"  # a source value: write a small fixture in the real schema under the cache dir
+
+
+class PitfallConvention(StrEnum):
+    met_is_failure = "met_is_failure"
+    met_is_success = "met_is_success"
+
+
+@dataclass
+class RubricTaskConfig:
+    name: str = "rar_medicine"
+    source: str = "ScaleAI/RaR-Medicine"  # hub id, local parquet file or directory, or "fixture"
+    split: str = "train"
+    max_train_examples: int | None = None
+    max_channels: int = 17  # rubric items beyond this are dropped (the paper: up to 17)
+    pitfall_convention: PitfallConvention = PitfallConvention.met_is_failure
+    evals: list[str] = field(default_factory=lambda: ["healthbench"])  # healthbench | gpqa
+    healthbench_source: str = "main"  # main | hard | consensus | URL | path | fixture
+    healthbench_limit: int | None = None
+    gpqa_source: str = "hub"  # hub (gated, HF_TOKEN) | path | fixture
+    gpqa_n_repeats: int = 1
+    eval_samples: int = 1
+    seed: int = 0  # bootstrap seed of the HealthBench aggregate
+
+
+JUDGE_SYSTEM = (
+    "You grade one response against one rubric criterion. A criterion is met only if every part "
+    "of it holds; an example list introduced by 'such as' need not be complete. Reply with a JSON "
+    'object only: {"explanation": "<one or two sentences>", "criteria_met": true or false}.'
+)
+
+
+def item_request(question: str, response: str, criterion: str) -> JudgeRequest:
+    user = (
+        f"Question:\n{question}\n\nResponse:\n{response}\n\nCriterion:\n{criterion}\n\nIs the criterion met?"
+    )
+    return JudgeRequest.from_messages(
+        [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+    )
+
+
+def is_pitfall(item: dict) -> bool:
+    return item["description"].lstrip().lower().startswith("pitfall criteria:") or item["weight"] < 0
+
+
+class RubricReward(MultiChannelReward):
+    """Channels item_00 .. item_{K-1}: 1.0 when the judge says the item is satisfied, else 0.0."""
+
+    def __init__(self, judge: Any, max_channels: int, convention: PitfallConvention):
+        self.judge, self.convention = judge, PitfallConvention(convention)
+        self.channels = [RewardChannel(f"item_{j:02d}", binary=True) for j in range(max_channels)]
+
+    def channel_value(self, item: dict, met: bool | None) -> float | None:
+        if met is None:
+            return None  # a failed judge call is a missing reward, never a zero
+        if is_pitfall(item) and self.convention is PitfallConvention.met_is_failure:
+            met = not met
+        return 1.0 if met else 0.0
+
+    def score(self, prompts: list, completions: list, rubric_json: list[str], **_: Any):
+        k = len(self.channels)
+        rubrics = [json.loads(r)[:k] for r in rubric_json]
+        requests, where = [], []
+        for i, (prompt, completion, rubric) in enumerate(zip(prompts, completions, rubrics, strict=True)):
+            question = completion_text(prompt[-1:]) if isinstance(prompt, list) else str(prompt)
+            for j, item in enumerate(rubric):
+                requests.append(item_request(question, completion_text(completion), item["description"]))
+                where.append((i, j))
+        results = self.judge.grade(requests, parse=parse_criteria_met)
+        rows: list[list[float | None]] = [[None] * k for _ in completions]
+        for (i, j), result in zip(where, results, strict=True):
+            rows[i][j] = self.channel_value(rubrics[i][j], result.value)
+        return rows
+
+
+def _resolve_source(source: str, cache_dir: Path, name: str, writer, **kw) -> str:
+    if source != FIXTURE:
+        return source
+    path = cache_dir / "fixtures" / name
+    if not path.exists():
+        writer(path, **kw)
+    return str(path)
+
+
+def load_rar(source: str, split: str, limit: int | None) -> list[dict]:
+    """RaR records from a hub id, a parquet file, or a directory of `<split>*.parquet` files."""
+    import datasets
+
+    path = Path(source)
+    if path.is_file():
+        ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
+    elif path.is_dir():
+        ds = datasets.load_dataset("parquet", data_files=str(path / f"{split}*.parquet"), split="train")
+    else:
+        ds = datasets.load_dataset(source, split=split)
+    rows = ds.to_list()[:limit] if limit else ds.to_list()
+    for i, row in enumerate(rows):
+        for key in ("question", "rubric"):
+            if key not in row:
+                raise ValueError(f"{source} ({split}) row {i}: missing field '{key}'")
+        for j, item in enumerate(row["rubric"]):
+            if not {"description", "weight"} <= set(item):
+                raise ValueError(f"{source} ({split}) row {i}: rubric[{j}] needs 'description' and 'weight'")
+    return rows
+
+
+class RubricTask(Task):
+    schema = RubricTaskConfig
+
+    def _judge(self) -> Any:
+        if self.judge is None:
+            raise ValueError(
+                f"task {self.cfg.name} needs an LLM judge; choose one with judge=openai, judge=vllm_local or judge=hf_tiny"
+            )
+        return self.judge
+
+    def build(self, tokenizer: Any, seed: int) -> TaskData:
+        from datasets import Dataset
+
+        cache = Path(self.cache_dir)
+        source = _resolve_source(
+            self.cfg.source, cache, f"{self.cfg.name}.parquet", write_rar_fixture, n=16, seed=0
+        )
+        train = [
+            {
+                "id": f"{self.cfg.split}-{i}",
+                "prompt": [{"role": "user", "content": r["question"]}],
+                "rubric_json": json.dumps(r["rubric"]),
+            }
+            for i, r in enumerate(load_rar(source, self.cfg.split, self.cfg.max_train_examples))
+        ]
+        reward = RubricReward(self._judge(), self.cfg.max_channels, self.cfg.pitfall_convention)
+        return TaskData(
+            train_dataset=Dataset.from_list(train),
+            eval_dataset=Dataset.from_list(self._eval_rows(cache)),
+            reward_funcs=[reward],
+            channels=list(reward.channels),
+        )
+
+    def _eval_rows(self, cache: Path) -> list[dict]:
+        rows = []
+        for bench in self.cfg.evals:
+            if bench == "healthbench":
+                src = _resolve_source(
+                    self.cfg.healthbench_source, cache, "healthbench.jsonl", write_healthbench_fixture
+                )
+                for ex in healthbench.load_healthbench(src, limit=self.cfg.healthbench_limit):
+                    rows.append(self._row(bench, ex["prompt_id"], healthbench.policy_messages(ex), ex))
+            elif bench == "gpqa":
+                src = _resolve_source(self.cfg.gpqa_source, cache, "gpqa_diamond.csv", write_gpqa_fixture)
+                for ex in gpqa.load_gpqa(src, n_repeats=self.cfg.gpqa_n_repeats):
+                    rows.append(self._row(bench, ex["id"], ex["prompt"], ex))
+            else:
+                raise ValueError(
+                    f"task {self.cfg.name}: unknown eval {bench!r}; expected healthbench or gpqa"
+                )
+        return rows
+
+    @staticmethod
+    def _row(bench: str, ex_id: str, prompt: list[dict], example: dict) -> dict:
+        return {
+            "id": f"{bench}/{ex_id}",
+            "benchmark": bench,
+            "prompt": prompt,
+            "example_json": json.dumps(example),
+        }
+
+    def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
+        metrics: dict[str, dict] = {}
+        examples: list[dict] = []
+        for bench in self.cfg.evals:
+            idx = [i for i, b in enumerate(eval_dataset["benchmark"]) if b == bench]
+            exs = [json.loads(eval_dataset[i]["example_json"]) for i in idx]
+            replies = [generations[i][0] for i in idx]
+            if bench == "healthbench":
+                m, rows = healthbench.evaluate(exs, replies, self._judge(), seed=self.cfg.seed)
+            else:
+                m, rows = gpqa.evaluate(exs, replies)
+            metrics.update(m)
+            examples += [{**r, "id": f"{bench}/{r['id']}", "benchmark": bench} for r in rows]
+        return EvalResult(metrics=metrics, examples=examples)
+
+
+register_task("rar_medicine")(type("RarMedicineTask", (RubricTask,), {}))
+register_task("rar_science")(type("RarScienceTask", (RubricTask,), {}))

@@ -1,0 +1,116 @@
+"""RVPOTrainer: TRL's GRPOTrainer with the advantage computed by a registered aggregator.
+
+TRL 1.16 computes advantages inline in `_generate_and_score_completions` and offers no hook for
+another aggregator. Rather than copy that 600-line method, the subclass (1) keeps the gathered
+(N, K) reward matrix TRL builds in `_calculate_rewards`, (2) lets TRL finish its step, then
+(3) replaces `advantages` with the aggregator's, sliced to this process exactly as TRL slices its
+own. TRL's NaN convention (None reward -> NaN, all-NaN rows -> advantage 0), its reward weights
+and its multi-process gather therefore apply unchanged, and every method, the TRL baselines
+included, runs through the same code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from rvpo_repro.aggregators import Aggregator
+from rvpo_repro.rewards import MultiChannelReward, RewardChannel, expand_reward_funcs
+
+
+class RVPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose advantages come from `aggregator`.
+
+    Args:
+        aggregator: a callable from `rvpo_repro.aggregators.get_aggregator`.
+        reward_funcs: TRL reward functions and/or `MultiChannelReward`s (expanded to one TRL
+            reward function per channel).
+        channels: metadata (binary flag, range) for plain reward functions, matched by name.
+        Every other argument goes to `trl.GRPOTrainer`.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        aggregator: Aggregator,
+        reward_funcs: Sequence[Callable | MultiChannelReward],
+        channels: Sequence[RewardChannel] | None = None,
+        **kwargs: Any,
+    ):
+        flat, self.channels = expand_reward_funcs(reward_funcs, channels)
+        super().__init__(*args, reward_funcs=flat, **kwargs)
+        self.aggregator = aggregator
+        self._step_rewards: torch.Tensor | None = None
+
+    # -- hooks into TRL -------------------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._step_rewards = rewards  # (N_all_processes, K), NaN = absent
+        return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        group = self.num_generations if mode == "train" else self.num_generations_eval
+        rewards = self._step_rewards
+        progress = self.training_progress()
+        advantages = self.aggregator(
+            rewards, num_generations=group, weights=self.reward_weights.to(rewards.device), progress=progress
+        )
+        n_local = len(inputs)
+        start = self.accelerator.process_index * n_local
+        output["advantages"] = advantages[start : start + n_local].to(output["advantages"].dtype)
+        # TRL logged its own advantages for the completions table; show the ones actually used.
+        logged = self._logs["advantages"]  # a bounded deque
+        for _ in range(min(len(logged), advantages.numel())):
+            logged.pop()
+        logged.extend(advantages.tolist())
+        self._log_channel_metrics(rewards, progress, group, mode)
+        return output
+
+    # -- helpers --------------------------------------------------------------------------------
+    def training_progress(self) -> float:
+        """Fraction of training done, in [0, 1]; drives risk schedules."""
+        max_steps = self.state.max_steps or self.args.max_steps
+        return min(1.0, self.state.global_step / max_steps) if max_steps and max_steps > 0 else 0.0
+
+    def _log_channel_metrics(self, rewards: torch.Tensor, progress: float, group: int, mode: str) -> None:
+        metrics = self._metrics[mode]
+        means = torch.nanmean(rewards, dim=0)
+        normalised = []
+        binary_ok = []
+        for j, spec in enumerate(self.channels):
+            col = rewards[:, j]
+            present = ~torch.isnan(col)
+            normalised.append(spec.normalise(means[j].item()))
+            if spec.binary:
+                ok = (col == spec.high) | ~present  # an absent constraint does not fail the rollout
+                binary_ok.append(ok)
+                if present.any():
+                    metrics[f"channels/{spec.name}/satisfied"].append(
+                        (col[present] == spec.high).float().mean().item()
+                    )
+        finite = [v for v in normalised if v == v]
+        if finite:
+            metrics["channels/bottleneck"].append(min(finite))
+        if binary_ok:
+            metrics["channels/all_constraints"].append(
+                torch.stack(binary_ok).all(dim=0).float().mean().item()
+            )
+        risk = self.aggregator.risk_at(progress) if hasattr(self.aggregator, "risk_at") else None
+        if risk is not None:
+            metrics["aggregator/risk"].append(float(risk))
+        if hasattr(self.aggregator, "softmin_weights"):
+            weights = self.aggregator.softmin_weights(
+                rewards,
+                num_generations=group,
+                weights=self.reward_weights.to(rewards.device),
+                progress=progress,
+            )
+            scorable = ~torch.isnan(rewards).all(dim=1)
+            mean_w = weights[scorable].mean(dim=0) if scorable.any() else weights.mean(dim=0)
+            for j, spec in enumerate(self.channels):
+                metrics[f"aggregator/weight/{spec.name}"].append(mean_w[j].item())

@@ -1,0 +1,11 @@
+"""Everything after the run record, in one direction: load -> statistics -> table -> render.
+
+- runs: load an experiment's run records (finished, failed, unfinished), group them by config
+- labels: `method_label(agg_cfg)`, the one place aggregator labels are rendered
+- stats, seed_stats: significance tests (paired; across seeds); `rvpo_repro.stats` re-exports them
+- compare: the report's rule for which CI and test each row gets
+- paper: the paper's numbers (results/paper_reference.yaml)
+- table: the results table and its Markdown / CSV / LaTeX files
+- figures, page, wandb_report: PNG figures, the HTML page, W&B table and Report
+- report: the `rvpo-report` driver (imported by nothing here)
+"""

@@ -1,0 +1,59 @@
+"""Method labels: the one place an aggregator config becomes the name a table or figure shows.
+
+`method_label({"name": "rvpo", "risk": 1.0, "schedule": "constant"})` -> `rvpo (k=1)`;
+`{"name": "rvpo", "risk_start": 0.5, "risk_end": 2.0, "schedule": "linear"}` -> `rvpo (k 0.5→2)`;
+`{"name": "gdpo", "reduce": "mean"}` -> `gdpo (mean)`; `{"name": "gdpo"}` -> `gdpo`. Options at their
+defaults (None, `reduce: sum`, `use_item_weights: false`, grpo `scale: group`) are not shown; any other set option is
+shown as `key=value`, so two configs that differ in an aggregator option never share a label.
+paper_reference.yaml names its variants by these labels.
+"""
+
+from __future__ import annotations
+
+_RISK_KEYS = {"risk", "risk_start", "risk_end", "schedule"}
+_DEFAULTS = {"reduce": "sum", "use_item_weights": False, "scale": "group"}
+
+
+def risk_of(agg: dict) -> tuple[float | None, str | None]:
+    """(risk coefficient k, schedule) of an aggregator config: k is `risk`, or `risk_end` under a
+    schedule; (None, None) for aggregators without one (grpo, gdpo, hard_min, ...)."""
+    risk = agg.get("risk_end") if agg.get("risk_end") is not None else agg.get("risk")
+    return (None if risk is None else float(risk)), agg.get("schedule")
+
+
+def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(_value(x) for x in v) + "]"
+    return str(v)
+
+
+def method_label(agg_cfg: dict) -> str:
+    """The label of one aggregator config (see the module docstring)."""
+    if "name" not in agg_cfg:
+        raise ValueError(f"aggregator config without `name`: {agg_cfg}")
+    parts = []
+    risk, schedule = risk_of(agg_cfg)
+    if schedule not in (None, "constant") and agg_cfg.get("risk_start") is not None:
+        shape = "" if schedule == "linear" else f", {schedule}"
+        parts.append(f"k {agg_cfg['risk_start']:g}→{risk:g}{shape}")
+    elif risk is not None:
+        parts.append(f"k={risk:g}")
+    if agg_cfg.get("reduce") not in (None, "sum"):
+        parts.append(str(agg_cfg["reduce"]))
+    if agg_cfg.get("use_item_weights"):
+        parts.append("item weights")
+    skip = {"reduce", "use_item_weights"}
+    for key in sorted(agg_cfg):
+        v = agg_cfg[key]
+        if (
+            key == "name"
+            or key in _RISK_KEYS
+            or key in skip
+            or v is None
+            or (key in _DEFAULTS and v == _DEFAULTS[key])
+        ):
+            continue
+        parts.append(f"{key}={_value(v)}")
+    return f"{agg_cfg['name']} ({', '.join(parts)})" if parts else str(agg_cfg["name"])

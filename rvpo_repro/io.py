@@ -1,0 +1,124 @@
+"""File plumbing, one copy each: atomic writes, JSON Lines, and download-once into a cache."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import numbers
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON data: enums by name, paths as text, numpy scalars as numbers, NaN/inf as null.
+
+    JSON has no NaN/inf (json.dumps would emit `NaN` tokens that other readers reject); numeric
+    checks go through `numbers` to cover numpy scalars."""
+    if isinstance(obj, Mapping):
+        return {(k.name if isinstance(k, Enum) else str(k)): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Enum | Path):
+        return obj.name if isinstance(obj, Enum) else str(obj)
+    if isinstance(obj, numbers.Integral) and not isinstance(obj, bool):
+        return int(obj)
+    if isinstance(obj, numbers.Real) and not isinstance(obj, bool):
+        return float(obj) if math.isfinite(obj) else None
+    return obj  # anything else makes json.dumps raise TypeError, naming the type
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """json.dumps of `jsonable(obj)`: strict JSON, UTF-8 kept as is."""
+    return json.dumps(jsonable(obj), allow_nan=False, ensure_ascii=False, **kwargs)
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write `data` to `path` so readers see the old file or the new one, never half of one.
+
+    The temporary file lives in the target's own directory: `os.replace` is atomic only within
+    one file system, and a move across file systems is a copy that a crash can cut short."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(
+            fd,
+            "wb" if isinstance(data, bytes) else "w",
+            **({} if isinstance(data, bytes) else {"encoding": "utf-8"}),
+        ) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # persist the rename itself (not possible on every OS)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def write_jsonl(path: str | Path, rows: Sequence[Mapping]) -> Path:
+    """Write rows as JSON Lines, atomically (non-finite floats become null)."""
+    return atomic_write(path, "".join(dumps(row) + "\n" for row in rows))
+
+
+def read_jsonl(file: str | Path, required: Sequence[str] = ()) -> list[dict]:
+    """JSON Lines -> dicts, with errors naming the file and line (and `required` keys missing)."""
+    file = Path(file)
+    rows = []
+    with file.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{file}:{lineno}: malformed JSON: {e.msg}") from e
+            if not isinstance(row, dict):
+                raise ValueError(f"{file}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            if missing := [k for k in required if k not in row]:
+                raise ValueError(
+                    f"{file}:{lineno}: record lacks field(s) {missing}; expected {list(required)}"
+                )
+            rows.append(row)
+    return rows
+
+
+def download_once(url: str, dest: str | Path, sha256: str | None = None, timeout: float = 60.0) -> Path:
+    """`dest`, downloaded from `url` the first time (atomically, so a cut-off download leaves nothing).
+
+    With `sha256`, a download (or an existing file) whose digest differs is refused, naming both.
+    Offline, the error says where to put the file by hand."""
+    dest = Path(dest)
+
+    def check(data: bytes, what: str) -> None:
+        if sha256 is not None and (got := hashlib.sha256(data).hexdigest()) != sha256.lower():
+            raise ValueError(f"{what}: sha256 {got}, expected {sha256}")
+
+    if dest.exists():
+        check(dest.read_bytes(), str(dest))
+        return dest
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            data = resp.read()
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConnectionError(
+            f"could not download {url}: {reason}. This machine may be offline: download the file "
+            f"elsewhere and place it at {dest}"
+        ) from err
+    check(data, f"download of {url}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(dest, data)

@@ -1,0 +1,177 @@
+"""Dataclass schemas of the config groups (Hydra structured configs).
+
+Each group's YAML files merge into the dataclass registered for that group (rvpo_repro.config),
+so an unknown key or a value of the wrong type fails at compose time, naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from omegaconf import MISSING
+
+
+class ModelSource(StrEnum):
+    tiny = "tiny"  # built offline from a seed (rvpo_repro.models)
+    pretrained = "pretrained"  # hub id or local directory
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the offline random-weight Qwen2 model; the seed fixes weights and bytes."""
+
+    seed: int = 0
+    vocab_size: int = 512
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 1024
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # short name used in run ids and W&B tags
+    source: ModelSource = ModelSource.pretrained
+    path: str = ""  # hub id (Qwen/Qwen2.5-7B-Instruct) or local directory; unused for tiny
+    revision: str | None = None
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    attn_implementation: str | None = None  # e.g. flash_attention_2 on GPU
+    gradient_checkpointing: bool = False
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_gpus: int = 0  # GPUs a run of this size is planned for (0 = CPU)
+    vllm_gpu_memory_utilization: float = 0.3  # share of each GPU that colocated vLLM may take
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class AggregatorConfig:
+    """Options of one registered aggregator; None means "the aggregator's default".
+
+    Options that do not apply to `name` are rejected by `rvpo_repro.aggregators.get_aggregator`.
+    """
+
+    name: str = MISSING
+    scale: str | None = None  # grpo: group | batch | none
+    risk: float | None = None  # rvpo: constant k
+    risk_start: float | None = None  # rvpo: schedule start
+    risk_end: float | None = None  # rvpo: schedule end
+    schedule: str | None = None  # rvpo: constant | linear | cosine
+    beta: float | None = None  # variance_penalty coefficient
+    eps: float | None = None  # std floor (default 1e-4, as TRL)
+    weights: list[float] | None = None  # per-channel weights (K,)
+    reduce: str | None = None  # gdpo: sum (TRL normalize_then_sum, default) | mean (= rvpo at risk 0)
+    whiten: str | None = None  # z-score methods: batch whitening over sequence (default) | token
+    use_item_weights: bool = False  # gdpo/rvpo/...: also weight channels by per-rollout item weights
+    # (rubric item weights); grpo and dr_grpo always use them
+
+
+@dataclass
+class TrainerExtras:
+    """The suite's own keys of the `trainer` group; every other key of that group is a TRL
+    `GRPOConfig` field, passed to GRPOConfig as it is (see `grpo_kwargs`)."""
+
+    eval_checkpoints: bool = False  # also evaluate the policy at every checkpoint save (best vs final)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation of the trained policy on the task's eval set."""
+
+    backend: str = "auto"  # hf | vllm | auto (vllm when installed and a GPU is present)
+    max_new_tokens: int | None = None  # None: trainer.max_completion_length
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class JudgeConfig:
+    """An LLM judge (rvpo_repro.judges). The API key is read from the environment variable named
+    by `api_key_env`; the key itself never enters the config, the logs or the records."""
+
+    backend: str = "none"  # none | openai | hf | scripted
+    model: str = ""
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable, never the key
+    temperature: float = 0.0
+    max_tokens: int | None = None  # None: the back end's default (hf: 256)
+    max_concurrency: int = 16
+    max_retries: int = 4  # transport retries (timeouts, 429, 5xx), with exponential backoff
+    reask_limit: int = 3  # re-asks of a malformed verdict before it is recorded as missing
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    timeout_s: float = 60.0
+    seed: int = 0  # backoff jitter; hf sampling
+    cache_path: str | None = None  # SQLite verdict cache shared across runs (None = off)
+    transport: str = "auto"  # openai back end: auto | aiohttp | httpx
+    batch_size: int = 16  # hf back end
+    device: str | None = None  # hf back end
+    dtype: str = "float32"  # hf back end
+    system_message: str | None = None  # grader system turn (simple-evals: "You are a helpful assistant.")
+    failure_rate: float = 0.0  # rules back end: share of asks answered malformed (seeded), -> missing verdicts
+
+
+class WandbMode(StrEnum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class LoggerConfig:
+    """Weights & Biases (rvpo_repro.tracking). Runs are written under `<dir>/wandb/`, one folder
+    for every job of every experiment, which `make wandb-sync` uploads."""
+
+    mode: WandbMode = WandbMode.offline
+    project: str = "rvpo-repro"
+    entity: str | None = None
+    dir: str = "${paths.root_dir}"  # W&B writes <dir>/wandb/{offline-run,run}-<time>-<id>/
+    tags: list[str] = field(default_factory=list)
+    run_id: str | None = None  # W&B run id; None: derived from the run id, so a resume continues it
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "${oc.env:RVPO_ROOT,.}"
+    data_dir: str = "${paths.root_dir}/data"
+    results_dir: str = "${paths.root_dir}/results"
+    cache_dir: str = "${oc.env:RVPO_CACHE,${paths.root_dir}/.cache}"
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    task: Any = MISSING
+    aggregator: AggregatorConfig = MISSING
+    trainer: dict[str, Any] = MISSING  # TRL GRPOConfig fields + TrainerExtras (checked by `validate`)
+    judge: JudgeConfig = MISSING
+    eval_judge: JudgeConfig = MISSING  # HealthBench grader (conf/eval_judge; default simple_evals)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = MISSING
+    paths: PathsConfig = MISSING
+    experiment_name: str = "default"
+    seed: int = 0
+
+
+@dataclass
+class EvaluateConfig(TrainConfig):
+    """`rvpo-eval`: the train config of a run plus the checkpoint to evaluate."""
+
+    checkpoint: str = MISSING  # a saved model directory (a run's model/ or checkpoints/checkpoint-N)
+
+
+GROUP_SCHEMAS: dict[str, type] = {
+    "model": ModelConfig,
+    "aggregator": AggregatorConfig,
+    "judge": JudgeConfig,
+    "eval_judge": JudgeConfig,
+    "logger": LoggerConfig,
+    "paths": PathsConfig,
+}

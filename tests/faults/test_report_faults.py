@@ -1,0 +1,163 @@
+"""Report-side faults: what differs is never pooled, what is missing is named, CIs keep their bounds."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_report import aggregator_cfg, write_runs  # noqa: E402
+
+from rvpo_repro import records, report, stats  # noqa: E402
+from rvpo_repro.analysis.compare import mean_ci  # noqa: E402
+
+pytestmark = pytest.mark.faults
+
+
+def test_record_missing_a_metric_names_the_file_and_the_metric(tmp_path, capsys):
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    victim = sorted((tmp_path / "runs" / "toy").glob("*rvpo-s1*"))[0] / "result.json"
+    data = json.loads(victim.read_text())
+    del data["metrics"]["rewards/digit"]
+    victim.write_text(json.dumps(data))
+    with pytest.raises(report.MissingMetricError, match=r"result\.json: metric 'rewards/digit' missing"):
+        report.load_runs(tmp_path, "toy")
+    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert str(victim) in err and "rewards/digit" in err and "KeyError" not in err
+
+
+def test_metric_asked_for_but_not_recorded_is_named(tmp_path):
+    write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False)
+    with pytest.raises(report.MissingMetricError, match="metric 'rewards/nope' missing from .*result.json"):
+        report.build_report("toy", tmp_path, tmp_path, metric="rewards/nope", snapshot=None)
+
+
+def test_two_configs_under_one_label_are_refused_naming_both_runs(tmp_path):
+    write_runs(
+        tmp_path,
+        "toy",
+        ["gdpo", "rvpo"],
+        seeds=(0,),
+        with_history=False,
+        extra_config={"trainer": {"max_steps": 10}},
+    )
+    write_runs(
+        tmp_path, "toy", ["rvpo"], seeds=(0,), with_history=False, extra_config={"trainer": {"max_steps": 5}}
+    )
+    ids = sorted(p.name for p in (tmp_path / "runs" / "toy").glob("*rvpo*"))
+    assert len(ids) == 2
+    with pytest.raises(report.ConfigConflictError) as e:
+        report.load_runs(tmp_path, "toy")
+    assert all(i in str(e.value) for i in ids) and "trainer.max_steps" in str(e.value)
+    runs = report.load_runs(tmp_path, "toy", split_configs=True)  # the flag: one row per config
+    assert sorted(set(runs.df.method)) == ["gdpo", "rvpo", "rvpo [trainer.max_steps=5]"]
+
+
+def test_seeds_of_one_config_are_one_group(tmp_path):
+    write_runs(
+        tmp_path, "toy", ["rvpo"], seeds=(0, 1, 2), with_history=False
+    )  # task.data_seed follows the seed
+    runs = report.load_runs(tmp_path, "toy")
+    assert runs.df.config_key.nunique() == 1 and runs.df.config_hash.nunique() == 3
+
+
+def test_a_seed_key_fixed_at_one_value_is_a_setting_not_the_seed(tmp_path):
+    # as rvpo-train records it: task.data_seed stays 0 whatever the run's seed
+    write_runs(
+        tmp_path, "toy", ["rvpo"], seeds=(0, 1, 2), with_history=False, extra_config={"eval": {"seed": 0}}
+    )
+    assert report.load_runs(tmp_path, "toy").df.config_key.nunique() == 1
+
+
+def test_unfinished_failed_and_missing_seeds_are_listed(tmp_path):
+    write_runs(tmp_path, "toy", ["gdpo"], seeds=(0, 1, 2), with_history=False)
+    write_runs(tmp_path, "toy", ["rvpo"], seeds=(0,), with_history=False)
+    root = tmp_path / "runs" / "toy"
+    (root / "tiny-toy_constraints-rvpo-s1-0000aaaa" / "checkpoints").mkdir(parents=True)  # killed mid-run
+    (root / "tiny-toy_constraints-rvpo-s2-0000bbbb").mkdir()
+    (root / "tiny-toy_constraints-rvpo-s2-0000bbbb" / "FAILED").write_text("CUDA out of memory")
+    rep = report.build_report("toy", tmp_path, tmp_path, snapshot=None)
+    md = rep.tables["md"].read_text()
+    assert "unfinished: tiny-toy_constraints-rvpo-s1-0000aaaa (no result.json)" in md
+    assert "failed: tiny-toy_constraints-rvpo-s2-0000bbbb (CUDA out of memory)" in md
+    assert "missing seeds of tiny / toy_constraints / rvpo: 1, 2" in md
+    assert "rvpo × 1 seed" in md
+    assert "failed" in rep.page.read_text()
+
+
+def test_ci_of_a_bounded_metric_stays_in_bounds(tmp_path):
+    values = np.array([0.99, 0.80, 1.0])  # a t-interval over these seeds reaches above 1
+    low, high, how = mean_ci(values, None, (0.0, 1.0), seed=0)
+    assert 0.0 <= low <= high <= 1.0 and how == "t over seeds, clipped to [0, 1]"
+    low, high, how = mean_ci(values, None, None, seed=0)
+    assert high > 1.0 and how == "t over seeds"  # unbounded metric: untouched
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    for f in (tmp_path / "runs" / "toy").glob("*/result.json"):  # a channel with a declared range
+        data = json.loads(f.read_text())
+        data["metrics"]["rewards/digit"] |= {"low": 0.0, "high": 1.0}
+        f.write_text(json.dumps(data))
+    t = report.build_report("toy", tmp_path, tmp_path, snapshot=None).table
+    rates = t[t.metric.isin(["rewards/all_constraints", "rewards/digit", "rewards/bottleneck"])]
+    assert (rates.ci_low >= 0).all() and (rates.ci_high <= 1).all()
+    assert rates.ci_method.str.contains("clipped").any()  # 2 seeds: wide t-intervals were clipped, and say so
+    assert (rates.delta_ci_low.fillna(0) >= -1).all() and (rates.delta_ci_high.fillna(0) <= 1).all()
+
+
+def test_baseline_naming_an_aggregator_with_variants_is_pinned(tmp_path):
+    mean = {"name": "gdpo", "reduce": "mean"}
+    write_runs(tmp_path, "toy", ["gdpo", mean, "rvpo"], seeds=(0, 1), with_history=False)
+    t = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).table
+    assert set(t[t.test == "baseline"].method) == {"gdpo"}  # the default variant (reduce: sum)
+    t = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo (mean)", snapshot=None).table
+    assert set(t[t.test == "baseline"].method) == {"gdpo (mean)"}  # an exact label wins
+
+
+def test_baseline_naming_a_risk_ablation_without_default_is_an_error(tmp_path):
+    write_runs(
+        tmp_path,
+        "toy",
+        [aggregator_cfg("rvpo", 1.0), aggregator_cfg("rvpo", 5.0)],
+        seeds=(0, 1),
+        with_history=False,
+    )
+    with pytest.raises(
+        report.BaselineError, match=r"'rvpo' names 2 variants here \(rvpo \(k=1\), rvpo \(k=5\)\)"
+    ):
+        report.build_report("toy", tmp_path, tmp_path, baseline="rvpo", snapshot=None)
+    t = report.build_report("toy", tmp_path, tmp_path, baseline="rvpo (k=1)", snapshot=None).table
+    assert set(t[t.test == "baseline"].method) == {"rvpo (k=1)"}
+
+
+def test_permutation_p_value_keeps_its_add_one():
+    # every random sign flip gives |T*| < |T_obs| when all 40 differences are +1: hits = 0
+    r = stats.paired_permutation(np.ones(40), np.zeros(40), n_resamples=999, seed=0)
+    assert r.p_value == pytest.approx(1 / (1 + 999))
+    r = stats.hierarchical_bootstrap(
+        [np.ones(20) + 0.1 * i for i in range(3)], [np.zeros(20)] * 3, n_resamples=999
+    )
+    assert r.p_value == pytest.approx(2 / (1 + 999))  # bootstrap: 2 (1 + 0) / (1 + B)
+
+
+def test_snapshot_fallback_says_so(tmp_path):
+    snap = write_runs(tmp_path / "snapshot", "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    rep = report.build_report("toy", tmp_path / "empty", tmp_path / "out", snapshot=snap)
+    assert rep.source == snap and rep.tables["md"].is_relative_to(snap)
+    assert (
+        "committed snapshot" in rep.tables["md"].read_text() and "committed snapshot" in rep.page.read_text()
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_record_writer_and_reader_agree_on_the_failed_marker(tmp_path):
+    d = tmp_path / "runs" / "toy" / "tiny-toy_constraints-gdpo-s0-12345678"
+    d.mkdir(parents=True)
+    (d / "status.json").write_text(json.dumps({"status": "failed", "reason": "TypeError in reward"}))
+    from rvpo_repro.analysis.runs import run_state
+
+    assert run_state(d) == ("failed", "TypeError in reward")
+    assert records.RESULT_FILE == "result.json"

@@ -1,0 +1,218 @@
+"""The console scripts as users run them: installed, from a directory outside the repository.
+
+`python -m rvpo_repro.train` from the repository root once hid that `rvpo-train` failed everywhere
+else; these tests call the installed scripts from a temporary directory, build the wheel to check
+that it ships the config tree, and run every command the READMEs show (cheap variants).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rvpo_repro.config import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def script(name: str) -> str:
+    path = BIN / name
+    assert path.exists(), f"{path} is not installed: run `make install`"
+    return str(path)
+
+
+def run(
+    args: list[str], cwd: Path, timeout: int = 120, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", **(env or {})}
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """An empty working directory that is not inside the repository."""
+    d = tmp_path / "elsewhere"
+    d.mkdir()
+    assert REPO not in d.resolve().parents
+    return d
+
+
+@pytest.mark.parametrize(
+    "name, args, expect",
+    [
+        ("rvpo-train", ["--help"], ["experiment=", "aggregator=", "rvpo_annealed", "Examples:"]),
+        ("rvpo-eval", ["--help"], ["checkpoint=", "experiment="]),
+        ("rvpo-report", ["--help"], ["--experiment"]),
+        ("rvpo-train", ["--cfg", "job", "experiment=toy"], ["experiment_name: toy", "max_steps: 200"]),
+        ("rvpo-eval", ["--cfg", "job", "experiment=toy", "checkpoint=x/model"], ["checkpoint: x/model"]),
+    ],
+)
+def test_console_script_runs_from_outside_the_repository(outside, name, args, expect):
+    proc = run([script(name), *args], cwd=outside)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for text in expect:
+        assert text in proc.stdout, (text, proc.stdout[:2000])
+    assert "_schema" not in proc.stdout  # the schemas are internal, never offered as options
+
+
+def test_help_lists_every_option_of_each_group(outside):
+    out = run([script("rvpo-train"), "--help"], cwd=outside).stdout
+    for group in ("experiment", "model", "aggregator", "task"):
+        line = next(x for x in out.splitlines() if x.strip().startswith(f"{group}="))
+        listed = set(line.split("=", 1)[1].replace(",", " ").split())
+        assert listed == {p.stem for p in (CONF_DIR / group).glob("*.yaml")}, group
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [("rvpo-train aggregator=", "aggregator=rvpo_annealed"), ("rvpo-train model=", "model=tiny"),
+     ("rvpo-train experiment=", "experiment=toy_smoke"), ("rvpo-train task=", "task=toy_constraints")],
+)  # fmt: skip
+def test_tab_completion_offers_real_options_and_hides_schemas(outside, line, expected):
+    proc = run([script("rvpo-train"), "-sc", "query=bash"], cwd=outside, env={"COMP_LINE": line})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    options = proc.stdout.split()
+    assert expected in options and not any("schema" in o for o in options), options
+
+
+def _config_files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".yaml", ".md")}
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, outside):
+    """A non-editable install (the built wheel) carries conf/ as rvpo_repro/conf and uses it."""
+    wheels = tmp_path / "wheels"
+    build = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(wheels),
+    ]
+    proc = run([*build, str(REPO)], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = wheels.glob("rvpo_repro-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        shipped = {
+            n.removeprefix("rvpo_repro/conf/") for n in z.namelist() if n.startswith("rvpo_repro/conf/")
+        }
+    assert shipped == _config_files(REPO / "conf")
+
+    site = tmp_path / "site"
+    proc = run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+               cwd=tmp_path, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code = "import rvpo_repro.config as c, rvpo_repro.train as t; print(c.conf_dir()); t.main()"
+    proc = run([sys.executable, "-c", code, "--cfg", "job", "experiment=toy_smoke"], cwd=outside,
+               env={"PYTHONPATH": str(site)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[0] == str(site / "rvpo_repro" / "conf")
+    assert "experiment_name: toy_smoke" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- README commands
+READMES = [REPO / "README.md", REPO / "sweeps" / "README.md", REPO / "examples" / "README.md"]
+# Commands the READMEs show that these tests do not run, each with the reason.
+NOT_RUN = {
+    "pip": "installs packages",
+    "wandb": "uploads to W&B (needs the network)",
+    "vllm": "serves a model on a GPU",
+    "accelerate": "launches GPU jobs",
+    "trl": "serves a model on GPUs (trl vllm-serve)",
+    "sbatch": "submits to Slurm",
+    "srun": "runs on Slurm",
+    "git": "clones the repository",
+    "cd": "changes directory",
+}
+
+
+def readme_commands() -> list[tuple[str, str]]:
+    """(readme name, command) for every shell line in the READMEs' ```bash blocks."""
+    found = []
+    for readme in READMES:
+        if not readme.exists():
+            continue
+        blocks = re.findall(
+            r"```(?:bash|sh|shell|console)\n(.*?)```", readme.read_text(encoding="utf-8"), re.S
+        )
+        for block in blocks:
+            for raw in block.replace("\\\n", " ").splitlines():
+                line = raw.strip().removeprefix("$ ")
+                if line and not line.startswith("#"):
+                    found.append((str(readme.relative_to(REPO)), line))
+    return found
+
+
+def _words(command: str) -> list[str]:
+    words = shlex.split(command, comments=True)
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):  # VAR=value prefixes
+        words.pop(0)
+    return words
+
+
+def _first_values(words: list[str]) -> list[str]:
+    """A multirun's overrides reduced to one job: `a=x,y` -> `a=x` (the sweep syntax itself is
+    Hydra's, checked by its own parser in the multirun tests)."""
+    out = []
+    for w in words:
+        key, sep, value = w.partition("=")
+        if sep and "," in value and not value.startswith(("[", "'", '"', "{")):
+            value = value.split(",")[0]
+        out.append(f"{key}{sep}{value}")
+    return out
+
+
+def check_command(command: str, cwd: Path) -> None:
+    words = _words(command)
+    name = Path(words[0]).name
+    if name in NOT_RUN or words[0] in NOT_RUN:
+        return
+    if name.startswith("python") and words[1:2] == ["-m"]:  # python -m MODULE: as its console script
+        module = {"rvpo_repro.train": "rvpo-train", "rvpo_repro.evaluate": "rvpo-eval"}.get(
+            words[2], words[2]
+        )
+        if module.split(".")[0] in NOT_RUN:
+            return
+        words, name = [module, *words[3:]], module
+    if name == "make":
+        target = next((w for w in words[1:] if "=" not in w and not w.startswith("-")), "help")
+        proc = run(["make", "-n", "-C", str(REPO), target], cwd=cwd)
+        assert proc.returncode == 0, f"`{command}`: no such make target ({proc.stderr[-500:]})"
+        return
+    if name in ("rvpo-train", "rvpo-eval"):
+        args = [w for w in _first_values(words[1:]) if w not in ("-m", "--multirun")]
+        if "--cfg" not in args:
+            args = ["--cfg", "job", *args]
+        proc = run([script(name), *args], cwd=cwd)
+        assert proc.returncode == 0, f"`{command}` does not compose:\n{proc.stderr[-2000:]}"
+        return
+    if name in ("rvpo-report", "rvpo-sweep"):
+        proc = run([script(name), "--help"], cwd=cwd)
+        assert proc.returncode == 0, f"`{command}`: {proc.stderr[-1000:]}"
+        return
+    raise AssertionError(
+        f"README command `{command}` is of a kind these tests do not know: run it or list it"
+    )
+
+
+def test_readme_shows_commands():
+    names = {Path(_words(c)[0]).name for _, c in readme_commands()}
+    assert {"make", "rvpo-train", "rvpo-report"} <= names
+
+
+@pytest.mark.parametrize("readme, command", readme_commands())
+def test_every_readme_command_works(outside, readme, command):
+    check_command(command, outside)
