@@ -10,7 +10,7 @@ BFCL_REF_VENV ?= .cache/bfcl-ref-venv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint smoke reproduce report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
+.PHONY: help install test test-fast lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -39,13 +39,31 @@ lint: $(STAMP) ## ruff lint and format check
 smoke: $(STAMP) ## one short train-then-evaluate job of the default task (under 2 minutes)
 	$(PY) -m rvpo_repro.train experiment=toy_smoke
 
-# The default experiment: 3 aggregators x 3 seeds on the offline tiny model (CPU, ~10 minutes).
+# The default experiment: 3 aggregators x 5 seeds on the offline tiny model (CPU). Two single-threaded
+# jobs at once (joblib launcher): the tiny model uses one core poorly, and one thread per job keeps
+# results bit-identical to the same jobs run one after another with one thread.
 REPRO_AGGREGATORS ?= grpo,gdpo,rvpo
-REPRO_SEEDS ?= 0,1,2
-reproduce: $(STAMP) ## run the offline CPU experiment (train + evaluate, finished runs skipped), its table, snapshot and notebook
-	$(PY) -m rvpo_repro.train --multirun experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
-	$(PY) -m rvpo_repro.analysis.report --experiment toy
+REPRO_SEEDS ?= 0,1,2,3,4
+REPRO_JOBS ?= 2
+CPU_SWEEP = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m rvpo_repro.train --multirun +launcher=joblib hydra.launcher.n_jobs=$(REPRO_JOBS)
+reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); table (rvpo vs each baseline), snapshot, notebook
+	$(CPU_SWEEP) experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
+	$(PY) -m rvpo_repro.analysis.report --experiment toy --baseline rvpo
 	$(MAKE) snapshot notebook
+
+# The rubric track in miniature (rubric_toy: 5-17 rule-checked items per prompt, rules judge,
+# HealthBench scoring): grpo (item-weighted), gdpo, gdpo mean (= rvpo at k=0) and rvpo, 3 seeds.
+RUBRIC_SEEDS ?= 0,1,2
+reproduce-rubric: $(STAMP) ## CPU rubric experiment: rvpo vs gdpo (sum, mean) vs grpo on rubric_toy, 3 seeds
+	$(CPU_SWEEP) experiment=rubric_toy aggregator=grpo,gdpo,gdpo_mean,rvpo seed=$(RUBRIC_SEEDS)
+	$(PY) -m rvpo_repro.analysis.report --experiment rubric_toy --baseline gdpo
+
+# The paper's risk ablation on rubric_toy (shares the k=0 and k=1 runs with reproduce-rubric):
+# k = 0, 0.5, 1, 2, 5, hard min (k = inf), k 0.5 -> 2.0, variance penalty; 3 seeds; best vs final.
+reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/final scores, figure of score vs k
+	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0,0.5,1,2,5 seed=$(RUBRIC_SEEDS)
+	$(CPU_SWEEP) experiment=rubric_toy aggregator=hard_min,rvpo_annealed,variance_penalty seed=$(RUBRIC_SEEDS)
+	$(PY) -m rvpo_repro.ablation --experiment rubric_toy
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))

@@ -115,6 +115,7 @@ class JudgeConfig:
     device: str | None = None  # hf back end
     dtype: str = "float32"  # hf back end
     system_message: str | None = None  # grader system turn (simple-evals: "You are a helpful assistant.")
+    failure_rate: float = 0.0  # rules back end: share of asks answered malformed (seeded)
 
 
 class WandbMode(StrEnum):

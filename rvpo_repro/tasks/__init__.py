@@ -6,7 +6,7 @@ A task module defines a `Task` subclass with a config schema and registers it wi
 
 from __future__ import annotations
 
-from rvpo_repro.tasks import custom, rubric, toolrl, toy_constraints  # noqa: F401  (each registers itself)
+from rvpo_repro.tasks import custom, rubric, rubric_toy, toolrl, toy_constraints  # noqa: F401  (each registers itself)
 from rvpo_repro.tasks.base import (
     TASKS,
     Task,

@@ -3,13 +3,16 @@
 Prompts ("Write a line about the river.") are generated from a data seed; train and eval use
 disjoint topic words. Three rule-based channels of different difficulty and scale:
 
-    fluency  [0, 3]  3 x share of ASCII letters and spaces   easy, high magnitude
+    fluency  [0, s]  s x share of ASCII letters and spaces   easy, high magnitude (s = fluency_scale;
+                                                             the default experiment uses s = 30)
     upper    {0, 1}  contains an upper-case letter           easy binary constraint
     digit    {0, 1}  contains a digit                        hard binary constraint: a digit lowers
                                                              fluency, so an average can trade it away
 
 Constraint neglect shows as a falling digit rate while fluency still rises; the all-constraints
-rate (upper and digit) and the bottleneck channel measure it.
+rate (upper and digit) and the bottleneck channel measure it. With a large scale both kinds of
+averaging neglect the digit: GRPO's raw sum because fluency's spread within a group dwarfs the
+binary channels', GDPO's sum of normalised channels because the digit is one vote of three.
 """
 
 from __future__ import annotations

@@ -1,0 +1,75 @@
+"""The risk ablation: settings recognised from aggregator configs, best vs final per seed, files."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rvpo_repro import ablation
+from rvpo_repro.records import RunRecord, write_record
+
+
+def _record(tmp_path, name, agg, seed, final, ckpts):
+    rec = RunRecord(
+        experiment="abl",
+        run_id=name,
+        config_hash=name,
+        seed=seed,
+        config={"aggregator": agg},
+        environment={},
+        started_at="",
+        finished_at="",
+        metrics={"s/score": {"value": final}},
+        extra={"checkpoint_evals": [{"step": s, "metrics": {"s/score": v}} for s, v in ckpts]},
+        primary_metric="s/score",
+    )
+    write_record(tmp_path / "runs" / "abl" / name, rec, [{"id": "e0"}])
+
+
+@pytest.mark.parametrize(
+    "agg, label, k",
+    [
+        ({"name": "rvpo", "risk": 0.0, "schedule": "constant"}, "rvpo (k=0)", 0.0),
+        ({"name": "rvpo", "risk": 5.0}, "rvpo (k=5)", 5.0),
+        ({"name": "hard_min"}, "hard min (k=∞)", math.inf),
+        (
+            {"name": "rvpo", "risk_start": 0.5, "risk_end": 2.0, "schedule": "linear"},
+            "rvpo (k 0.5→2, linear)",
+            None,
+        ),
+        ({"name": "variance_penalty", "beta": 0.5}, "variance penalty (β=0.5)", None),
+    ],
+)
+def test_variants(agg, label, k):
+    assert ablation.variant(agg)[:2] == (label, k)
+
+
+def test_other_methods_are_not_ablation_settings():
+    assert ablation.variant({"name": "gdpo"}) is None and ablation.variant({"name": "grpo"}) is None
+
+
+def test_best_and_final_per_setting_and_files(tmp_path):
+    _record(tmp_path, "a0", {"name": "rvpo", "risk": 5.0}, 0, 0.2, [(50, 0.6), (100, 0.4)])
+    _record(tmp_path, "a1", {"name": "rvpo", "risk": 5.0}, 1, 0.3, [(50, 0.5), (100, 0.7)])
+    _record(tmp_path, "b0", {"name": "hard_min"}, 0, 0.9, [(50, 0.1)])  # final is the best
+    _record(tmp_path, "g0", {"name": "gdpo"}, 0, 0.5, [])
+    runs, metric = ablation.load(tmp_path, "abl", None)
+    assert metric == "s/score" and len(runs) == 3
+    tab = ablation.table(runs).set_index("setting")
+    assert list(tab.index) == ["rvpo (k=5)", "hard min (k=∞)"]
+    assert tab.loc["rvpo (k=5)", "best"] == pytest.approx(0.65)
+    assert tab.loc["rvpo (k=5)", "final"] == pytest.approx(0.25)
+    assert tab.loc["rvpo (k=5)", "best step (per seed)"] == "50 100"
+    assert tab.loc["hard min (k=∞)", "best"] == pytest.approx(0.9)
+    assert (
+        ablation.main(["--experiment", "abl", "--results-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+        == 0
+    )
+    for f in [
+        "tables/abl_ablation.csv",
+        "tables/abl_ablation.md",
+        "figures/abl_ablation/score_vs_k.png",
+        "figures/abl_ablation/checkpoints.png",
+    ]:
+        assert (tmp_path / "o" / f).stat().st_size > 0
