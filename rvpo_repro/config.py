@@ -293,7 +293,6 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
     unknown keys anywhere (Hydra lets `+key=value` add them, the root included), wrong types,
     values out of range (RANGES), unknown aggregator options, and whatever TRL's GRPOConfig
     refuses (constructed here on CPU, which takes seconds; `construct_trl=False` skips it)."""
-    import tempfile
 
     from omegaconf import OmegaConf
 
@@ -331,10 +330,18 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"aggregator: {exc}") from exc
     if construct_trl:
-        from trl import GRPOConfig
+        check_grpo_config(cfg)
 
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                GRPOConfig(**grpo_kwargs(cfg), output_dir=tmp, use_cpu=True, report_to="none")
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"trainer: TRL's GRPOConfig refuses this config: {exc}") from exc
+
+def check_grpo_config(cfg: Any) -> None:
+    """Refuse what TRL's GRPOConfig itself refuses (constructed here on CPU: TRL's import takes
+    seconds, so a job checks this only once it knows the run is not already finished)."""
+    import tempfile
+
+    from trl import GRPOConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            GRPOConfig(**grpo_kwargs(cfg), output_dir=tmp, use_cpu=True, report_to="none")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"trainer: TRL's GRPOConfig refuses this config: {exc}") from exc

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from rvpo_repro import progress
-from rvpo_repro.config import grpo_kwargs, validate
+from rvpo_repro.config import check_grpo_config, grpo_kwargs, validate
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.run import record as record_mod
 from rvpo_repro.run.lock import run_lock
@@ -200,13 +200,14 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
     """Run one job; returns its record directory. A finished run with this config is skipped."""
     from rvpo_repro.aggregators import aggregator_from_config
 
-    validate(cfg)
+    validate(cfg, construct_trl=False)  # GRPOConfig itself is checked once the run is not finished
     prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
     aggregator = aggregator_from_config(cfg.aggregator)
     cfg_hash, rid, run_dir = record_mod.config_hash(cfg), record_mod.run_id(cfg), record_mod.run_dir(cfg)
     if record_mod.find_finished(run_dir, cfg_hash) is not None:
         log.info("skipping finished run %s (config %s): %s", rid, cfg_hash, run_dir / record_mod.RESULT_FILE)
         return run_dir
+    check_grpo_config(cfg)
     with run_lock(run_dir):
         if record_mod.find_finished(run_dir, cfg_hash) is not None:  # sealed while we waited to lock
             log.info("skipping finished run %s: %s", rid, run_dir / record_mod.RESULT_FILE)
@@ -291,7 +292,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Path:
     """Evaluate `cfg.checkpoint` with the config's task and eval settings; returns the record dir."""
     from rvpo_repro.models import load_model, load_tokenizer
 
-    validate(cfg)
+    validate(cfg, construct_trl=False)  # GRPOConfig itself is checked once the run is not finished
     prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
     checkpoint = Path(cfg.checkpoint)
     if not (checkpoint / "config.json").exists():
