@@ -70,8 +70,10 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
     assert "commit" in rec.environment["git"] and "dirty" in rec.environment["git"]
     assert rec.started_at < rec.finished_at
     assert rec.extra["train"]["global_step"] == 10
-    for name in ["all_constraints", "fluency", "upper", "digit", "bottleneck"]:
-        assert 0.0 <= rec.metrics[f"rewards/{name}"]["value"] <= 3.0
+    scale = rec.config["task"]["fluency_scale"]  # fluency lies in [0, scale], the rest in [0, 1]
+    for name in ["all_constraints", "upper", "digit", "bottleneck"]:
+        assert 0.0 <= rec.metrics[f"rewards/{name}"]["value"] <= 1.0
+    assert 0.0 <= rec.metrics["rewards/fluency"]["value"] <= scale
     assert rec.metrics["rewards/digit"]["stderr"] is not None and rec.metrics["rewards/digit"]["n"] == 8
     assert rec.primary_metric == "rewards/all_constraints"
     assert rec.example_columns["rewards/all_constraints"] == "all_constraints"

@@ -171,7 +171,8 @@ class RubricToyTask(Task):
         examples = [healthbench_example(r) for r in rows]
         replies = [g[0] for g in generations]
         grader = self.eval_judge if self.eval_judge is not None else self._judge()
-        metrics, hb_rows = healthbench.evaluate(examples, replies, grader, seed=self.cfg.seed)
+        hb = healthbench.evaluate(examples, replies, grader, seed=self.cfg.seed)
+        metrics, hb_rows = hb.metrics, hb.examples
 
         # per item kind: met every item of that kind (pitfall: avoided), None when a verdict is missing
         def kinds(i: int, samples: list[str]) -> list[list[float | None]]:
@@ -191,5 +192,5 @@ class RubricToyTask(Task):
         by_id = {r["id"]: r for r in hb_rows}
         merged = [{**by_id[e["id"]], **e} for e in per_kind.examples]
         metrics.update(per_kind.metrics)
-        columns = {"healthbench/score": "score", **per_kind.columns}
+        columns = {**hb.columns, **per_kind.columns}
         return EvalResult(metrics, merged, columns, primary="healthbench/score")
