@@ -64,6 +64,11 @@ def test_evaluate_metrics_bottleneck_and_examples(tokenizer):
     for name, column in result.columns.items():
         assert m[name]["value"] == pytest.approx(sum(e[column] for e in result.examples) / 2)
     assert "rewards/bottleneck" not in result.columns  # a min over channel means: no per-example column
+    # every entry declares its range (reports keep CIs inside it): fluency its scale, rates [0, 1]
+    assert (m["rewards/fluency"]["low"], m["rewards/fluency"]["high"]) == (0.0, task.cfg.fluency_scale)
+    assert all(
+        (m[k]["low"], m[k]["high"]) == (0.0, 1.0) for k in ("rewards/digit", "rewards/all_constraints")
+    )
 
 
 def test_absent_channel_is_left_out_not_failed():

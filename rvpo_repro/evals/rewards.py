@@ -48,16 +48,21 @@ def evaluate_channels(
         row["completion"] = samples[0]
         examples.append(row)
 
-    metrics = {f"{PREFIX}/all_constraints": mean_metric([e["all_constraints"] for e in examples])}
+    # each entry declares its range, so reports keep the metric's CIs inside it
+    metrics = {
+        f"{PREFIX}/all_constraints": mean_metric([e["all_constraints"] for e in examples], low=0.0, high=1.0)
+    }
     columns = {f"{PREFIX}/all_constraints": "all_constraints"}
     normalised = {}
     for c in channels:
         present = [e[c.name] for e in examples if e[c.name] is not None]
         if present:
-            metrics[f"{PREFIX}/{c.name}"] = mean_metric(present)
+            metrics[f"{PREFIX}/{c.name}"] = mean_metric(present, low=c.low, high=c.high)
             columns[f"{PREFIX}/{c.name}"] = c.name
             normalised[c.name] = c.normalise(metrics[f"{PREFIX}/{c.name}"]["value"])
     if normalised:
         worst = min(normalised, key=normalised.get)
-        metrics[f"{PREFIX}/bottleneck"] = metric(normalised[worst], None, len(examples), channel=worst)
+        metrics[f"{PREFIX}/bottleneck"] = metric(
+            normalised[worst], None, len(examples), channel=worst, low=0.0, high=1.0
+        )
     return EvalResult(metrics, examples, columns, primary=f"{PREFIX}/all_constraints")
