@@ -223,6 +223,14 @@ class CheckedMultiReward(MultiChannelReward):
         return out
 
 
+def _call(build: Callable, kwargs: dict, failed: str) -> Any:
+    """`build(**kwargs)`, its error reported as one line after `failed`."""
+    try:
+        return build(**kwargs)
+    except Exception as exc:
+        raise TaskInputError(f"{failed} {_first_line(exc)}") from exc
+
+
 def build_reward(obj: Any, path: str, kwargs: dict, factory: bool) -> Callable | MultiChannelReward:
     """A resolved object -> a reward: a MultiChannelReward subclass (constructed with `kwargs`) or
     instance, a factory's product (`factory`: called with `kwargs`), or a function (`kwargs` bound)."""
@@ -232,22 +240,14 @@ def build_reward(obj: Any, path: str, kwargs: dict, factory: bool) -> Callable |
             raise TaskInputError(
                 f"{label}: factory: true, but it resolves to a {type(obj).__name__}, not a callable"
             )
-        try:
-            obj = obj(**kwargs)
-        except Exception as exc:
-            raise TaskInputError(f"{label}: the factory raised {_first_line(exc)}") from exc
-        kwargs = {}
+        obj, kwargs = _call(obj, kwargs, f"{label}: the factory raised"), {}
     elif isinstance(obj, type):
         if not issubclass(obj, MultiChannelReward):
             raise TaskInputError(
                 f"{label}: a class that is not a rvpo_repro.rewards.MultiChannelReward; set factory: true "
                 f"if calling it builds the reward"
             )
-        try:
-            obj = obj(**kwargs)
-        except Exception as exc:
-            raise TaskInputError(f"{label}: constructing it raised {_first_line(exc)}") from exc
-        kwargs = {}
+        obj, kwargs = _call(obj, kwargs, f"{label}: constructing it raised"), {}
     if isinstance(obj, MultiChannelReward):
         if kwargs:
             raise TaskInputError(
