@@ -13,6 +13,11 @@ for _var, _val in {
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ[_var] = _val
+# `make test` runs two pytest-xdist workers on two cores: one thread each (for them and the jobs
+# they start) instead of two apiece, which would oversubscribe the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import pytest  # noqa: E402
 

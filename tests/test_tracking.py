@@ -153,13 +153,14 @@ def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir)
     cfg = _cfg(tmp_path)
     with wandb_run(cfg, "nest-1", {"aggregator": {"name": "rvpo"}}) as run:
         NestedWandbCallback().setup(args, TrainerState(), model)
+        live = run.config.as_dict()  # what the client holds and sends
         run_file = next(Path(run.dir).parent.glob("run-*.wandb"))
-    config = run_config(run_file)
     model_keys = set(model.config.to_dict())
-    assert not model_keys & set(config), sorted(model_keys & set(config))
-    assert config[MODEL_CONFIG_KEY]["num_hidden_layers"] == model.config.num_hidden_layers
-    assert config[ARGS_KEY]["learning_rate"] == 3e-4 and "learning_rate" not in config
-    assert config["aggregator"] == {"name": "rvpo"} and "model/num_parameters" in config
+    for config in (live, run_config(run_file)):  # in the process, then as W&B recorded it
+        assert not model_keys & set(config), sorted(model_keys & set(config))
+        assert config[MODEL_CONFIG_KEY]["num_hidden_layers"] == model.config.num_hidden_layers
+        assert config[ARGS_KEY]["learning_rate"] == 3e-4 and "learning_rate" not in config
+        assert config["aggregator"] == {"name": "rvpo"} and "model/num_parameters" in config
 
 
 # ------------------------------------------------------------------------------ completions table

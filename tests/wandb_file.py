@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK = 32768
@@ -38,10 +39,25 @@ def records(path: Path) -> list:
     return out
 
 
+def finished_records(path: Path, timeout: float = 60.0) -> list:
+    """The file's records once W&B has written its closing `exit` record.
+
+    `run.finish()` can return before W&B's service has written the file's tail (seen on a
+    loaded 2-core machine), so a reader waits for the record that ends every finished run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = records(path)
+        if any(rec.WhichOneof("record_type") == "exit" for rec in recs):
+            return recs
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: no exit record after {timeout:.0f} s ({len(recs)} records)")
+        time.sleep(0.2)
+
+
 def run_config(path: Path) -> dict:
     """The run's config as W&B would show it: every config update applied in order."""
     config: dict = {}
-    for rec in records(path):
+    for rec in finished_records(path):
         kind = rec.WhichOneof("record_type")
         items = rec.run.config.update if kind == "run" else rec.config.update if kind == "config" else []
         for item in items:
