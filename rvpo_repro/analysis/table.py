@@ -61,7 +61,9 @@ def _row_stats(runs: Runs, a: pd.DataFrame, base: pd.DataFrame | None, metric: s
     use = source or metric  # a derived row is computed on the channel it equals, then rescaled
     va, vb = a[use].to_numpy(float), None if base is None else base[use].to_numpy(float)
     x, why = example_matrix(runs, dirs, use)
-    low, high, how = mean_ci(va, x, bounds(use, entries), seed)
+    # A derived row's CI is the channel's, rescaled, then held to the row's own bounds (below), so the
+    # channel's interval is taken unclipped: one clipping, said once.
+    low, high, how = mean_ci(va, x, None if source else bounds(use, entries), seed)
     out = {
         "ci_low": low,
         "ci_high": high,

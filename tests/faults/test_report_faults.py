@@ -105,7 +105,23 @@ def test_ci_of_a_bounded_metric_stays_in_bounds(tmp_path):
     rates = t[t.metric.isin(["rewards/all_constraints", "rewards/digit", "rewards/bottleneck"])]
     assert (rates.ci_low >= 0).all() and (rates.ci_high <= 1).all()
     assert rates.ci_method.str.contains("clipped").any()  # 2 seeds: wide t-intervals were clipped, and say so
+    assert (rates.ci_method.str.count("clipped") <= 1).all(), rates.ci_method.tolist()  # said once
     assert (rates.delta_ci_low.fillna(0) >= -1).all() and (rates.delta_ci_high.fillna(0) <= 1).all()
+
+
+def test_a_bottleneck_row_clipped_like_its_channel_says_so_once(tmp_path):
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    for i, f in enumerate(sorted((tmp_path / "runs" / "toy").glob("*/result.json"))):
+        data = json.loads(f.read_text())  # digit is every run's bottleneck, near 0: its t-interval dips below 0
+        value = (0.01, 0.2)[i % 2]
+        data["metrics"]["rewards/digit"] |= {"value": value, "low": 0.0, "high": 1.0}
+        data["metrics"]["rewards/bottleneck"] |= {"value": value, "channel": "digit", "low": 0.0, "high": 1.0}
+        f.write_text(json.dumps(data))
+    t = report.build_report("toy", tmp_path, tmp_path, snapshot=None).table.set_index(["method", "metric"])
+    digit, neck = t.loc[("rvpo", "rewards/digit")], t.loc[("rvpo", "rewards/bottleneck")]
+    assert "same test as rewards/digit" in neck.note
+    assert digit.ci_method == "t over seeds, clipped to [0, 1]" and digit.ci_low == 0.0
+    assert neck.ci_method == "t over seeds of rewards/digit, rescaled, clipped to [0, 1]" and neck.ci_low == 0.0
 
 
 def test_baseline_naming_an_aggregator_with_variants_is_pinned(tmp_path):
