@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from rvpo_repro.schemas import (  # noqa: F401  (re-exported: the schemas' public home was here)
     GROUP_SCHEMAS,
@@ -65,6 +66,22 @@ def conf_dir() -> Path:
 
 
 CONF_DIR = conf_dir()
+
+
+def shipped_root() -> Path:
+    """The folder whose `sweeps/` holds the paper sweeps that ship with the suite: the installed
+    package (the wheel carries sweeps/ as rvpo_repro/sweeps) or the repository root of a checkout.
+
+    It follows the project root (RVPO_ROOT or the working directory) on Hydra's search path, so
+    `+sweeps=<name>` and `rvpo-sweep` find the paper sweeps from any directory, and a project's
+    own sweeps/<name>.yaml comes first."""
+    packaged = Path(__file__).resolve().parent
+    return packaged if (packaged / "sweeps").is_dir() else packaged.parent
+
+
+# conf/train.yaml's search path names it as ${rvpo.shipped_root:}. Registered on import, so every
+# process that composes or unpickles a config (launcher workers included) can resolve it.
+OmegaConf.register_new_resolver("rvpo.shipped_root", lambda: str(shipped_root()), replace=True)
 
 
 def compose(

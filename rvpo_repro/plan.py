@@ -33,22 +33,29 @@ from unittest import mock
 from omegaconf import OmegaConf
 
 from rvpo_repro.analysis.labels import method_label
+from rvpo_repro.config import CONF_DIR, shipped_root
 from rvpo_repro.cost import Estimate, estimate
 
 __all__ = ["Estimate", "Job", "Launch", "Sweep", "available", "estimate", "expand", "load", "main", "plan"]
 
 LAUNCHERS = ("local", "joblib", "slurm", "submitit_local")
-ACCELERATE_DIR = Path(__file__).resolve().parent.parent / "conf" / "accelerate"
+ACCELERATE_DIR = CONF_DIR / "accelerate"
 
 
-def sweeps_dir() -> Path:
-    """sweeps/ under the project root: RVPO_ROOT or the working directory (as conf/train.yaml's
-    search path and paths.root_dir)."""
-    return Path(os.environ.get("RVPO_ROOT", ".")) / "sweeps"
+def sweeps_dirs() -> list[Path]:
+    """Where sweeps are looked up, in conf/train.yaml's search-path order: sweeps/ under the
+    project root (RVPO_ROOT or the working directory), then the paper sweeps shipped with the suite."""
+    dirs = [Path(os.environ.get("RVPO_ROOT", ".")).resolve() / "sweeps", shipped_root() / "sweeps"]
+    return list(dict.fromkeys(dirs))  # one entry when run from the repository root
+
+
+def sweep_file(name: str) -> Path | None:
+    """The file `+sweeps=<name>` composes: the first sweeps/<name>.yaml on the search path."""
+    return next((d / f"{name}.yaml" for d in sweeps_dirs() if (d / f"{name}.yaml").is_file()), None)
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in sweeps_dir().glob("*.yaml"))
+    return sorted({p.stem for d in sweeps_dirs() for p in d.glob("*.yaml")})
 
 
 @dataclass
@@ -61,10 +68,10 @@ class Sweep:
 
 
 def load(name: str, overrides: list[str] | None = None) -> Sweep:
-    path = sweeps_dir() / f"{name}.yaml"
-    if not path.exists():
+    path = sweep_file(name)
+    if path is None:
         raise SystemExit(
-            f"no sweep '{name}' ({path.resolve()} missing; run from the repository root or set RVPO_ROOT); "
+            f"no sweep '{name}': no {name}.yaml in {' or '.join(map(str, sweeps_dirs()))}; "
             f"known: {', '.join(available()) or 'none'}"
         )
     from rvpo_repro.config import compose
@@ -199,7 +206,7 @@ def launch_command(
         )
     base = [sys.executable, "-m", "rvpo_repro.train"]
     if launcher == "local" and gpus > 1:  # every rank runs the same job sequence
-        config = f"conf/accelerate/{accelerate}.yaml"
+        config = str(ACCELERATE_DIR / f"{accelerate}.yaml")  # absolute: the job may start anywhere
         base = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config]
         base += ["--num_processes", str(gpus), "-m", "rvpo_repro.train"]
     args = ["--multirun", f"+sweeps={sweep.name}", f"model={model}", *sweep.overrides]

@@ -115,6 +115,10 @@ def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, o
             n.removeprefix("rvpo_repro/conf/") for n in z.namelist() if n.startswith("rvpo_repro/conf/")
         }
     assert shipped == _config_files(REPO / "conf")
+    sweeps = {
+        n.removeprefix("rvpo_repro/sweeps/") for n in z.namelist() if n.startswith("rvpo_repro/sweeps/")
+    }
+    assert sweeps == _config_files(REPO / "sweeps") and "tool_calling.yaml" in sweeps
 
     site = tmp_path / "site"
     proc = run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
@@ -126,6 +130,11 @@ def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, o
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0] == str(site / "rvpo_repro" / "conf")
     assert "experiment_name: toy_smoke" in proc.stdout
+    code = "import rvpo_repro.plan as p; print(p.sweep_file('tool_calling')); p.main(['--list'])"
+    proc = run([sys.executable, "-c", code], cwd=outside, env={"PYTHONPATH": str(site)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[0] == str(site / "rvpo_repro" / "sweeps" / "tool_calling.yaml")
+    assert re.search(r"^tool_calling\s+30 runs", proc.stdout, re.M), proc.stdout
 
 
 # ----------------------------------------------------------------------------- README commands

@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from rvpo_repro import plan, records
-from rvpo_repro.config import compose, validate
+from rvpo_repro.config import CONF_DIR, compose, validate
 from rvpo_repro.cost import estimate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,6 +190,7 @@ def test_unknown_sweep_and_empty_params_are_clear_errors(tmp_path, monkeypatch):
     (tmp_path / "sweeps").mkdir()
     (tmp_path / "sweeps" / "bare.yaml").write_text("# @package _global_\n# nothing swept\nseed: 1\n")
     monkeypatch.setenv("RVPO_ROOT", str(tmp_path))
+    assert set(plan.available()) == set(EXPECTED) | {"bare"}  # a project's own sweeps beside the shipped ones
     with pytest.raises(ValueError, match=r"bare.yaml: hydra.sweeper.params is empty"):
         plan.load("bare")
 
@@ -240,7 +241,8 @@ def test_launch_commands_compose_with_each_launcher(plans, name):
     local = plan.launch_command(s, x.model, x.gpus, x.accelerate, "local", 3.0, 24)
     assert local[1:3] == ["-m", "accelerate.commands.launch"]
     assert local[local.index("--num_processes") + 1] == str(x.gpus)
-    assert local[local.index("--config_file") + 1] == f"conf/accelerate/{x.accelerate}.yaml"
+    config = Path(local[local.index("--config_file") + 1])  # absolute: the job may start anywhere
+    assert config == CONF_DIR / "accelerate" / f"{x.accelerate}.yaml" and config.is_file()
     cfg = compose(_hydra_args(local), return_hydra_config=True)
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "basic" and cfg.model.name == x.model
 
@@ -278,13 +280,13 @@ def test_accelerate_env_of_the_configs(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- the command line
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "rvpo_repro.plan", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=ROOT,
+        cwd=cwd,
     )
 
 
@@ -317,14 +319,14 @@ def test_grader_column_names_the_eval_judge_and_flags_the_training_judge():
     assert hot == "openai:gpt-4.1-2025-04-14(not simple-evals)"
 
 
-def test_list_and_unknown_sweep():
-    proc = _cli("--list")
+def test_list_and_unknown_sweep_from_outside_the_repository(tmp_path):
+    proc = _cli("--list", cwd=tmp_path)  # the shipped paper sweeps are found from any directory
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == sorted(EXPECTED)
     assert re.match(r"tool_calling\s+30 runs\s+\d+ GPU-h  BFCL", lines[-1])
-    bad = _cli("no_such_sweep", "--dry-run")
-    assert bad.returncode != 0 and "known:" in bad.stderr
+    bad = _cli("no_such_sweep", "--dry-run", cwd=tmp_path)
+    assert bad.returncode != 0 and "known: gpqa" in bad.stderr and str(tmp_path / "sweeps") in bad.stderr
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
