@@ -49,39 +49,31 @@ def register_configs() -> None:
         cs.store(name=f"{name}_schema", node=task.schema)
 
 
-def conf_dir() -> Path:
-    """The config tree: `rvpo_repro/conf` inside an installed wheel, else the repository's `conf/`.
+def shipped_dir(name: str) -> Path:
+    """`<name>/` at the top of the repository (conf, sweeps), where users look for it, which the
+    wheel ships as package data under `rvpo_repro/<name>` (pyproject's package-dir mapping): the
+    installed copy when there is one, else the source checkout's. So the console scripts find it
+    from any directory, editable install or not."""
+    package = Path(__file__).resolve().parent
+    installed = package / name
+    return installed if installed.is_dir() else package.parent / name
 
-    The repository keeps `conf/` at its top, where users look for it; the wheel ships the same
-    files as package data under `rvpo_repro/conf` (pyproject's package-dir mapping), so the
-    console scripts find their configs from any directory, editable install or not.
-    """
-    packaged = Path(__file__).resolve().parent / "conf"
-    if (packaged / "train.yaml").is_file():
-        return packaged
-    source = Path(__file__).resolve().parent.parent / "conf"
-    if (source / "train.yaml").is_file():
-        return source
-    raise FileNotFoundError(f"no config tree at {packaged} (installed) or {source} (source checkout)")
+
+def conf_dir() -> Path:
+    """The config tree (shipped_dir("conf")), checked to hold train.yaml."""
+    conf = shipped_dir("conf")
+    if not (conf / "train.yaml").is_file():
+        raise FileNotFoundError(f"no config tree at {conf}: train.yaml missing")
+    return conf
 
 
 CONF_DIR = conf_dir()
 
-
-def shipped_root() -> Path:
-    """The folder whose `sweeps/` holds the paper sweeps that ship with the suite: the installed
-    package (the wheel carries sweeps/ as rvpo_repro/sweeps) or the repository root of a checkout.
-
-    It follows the project root (RVPO_ROOT or the working directory) on Hydra's search path, so
-    `+sweeps=<name>` and `rvpo-sweep` find the paper sweeps from any directory, and a project's
-    own sweeps/<name>.yaml comes first."""
-    packaged = Path(__file__).resolve().parent
-    return packaged if (packaged / "sweeps").is_dir() else packaged.parent
-
-
-# conf/train.yaml's search path names it as ${rvpo.shipped_root:}. Registered on import, so every
-# process that composes or unpickles a config (launcher workers included) can resolve it.
-OmegaConf.register_new_resolver("rvpo.shipped_root", lambda: str(shipped_root()), replace=True)
+# conf/train.yaml's search path names the folder holding the shipped sweeps/ as ${rvpo.shipped_root:}:
+# after the project root, so a project's own sweeps/<name>.yaml comes first and the paper sweeps are
+# found from any directory. Registered on import, so every process that composes or unpickles a config
+# (launcher workers included) can resolve it.
+OmegaConf.register_new_resolver("rvpo.shipped_root", lambda: str(shipped_dir("sweeps").parent), replace=True)
 
 
 def compose(
@@ -284,7 +276,6 @@ def grpo_kwargs(cfg: Any) -> dict:
     """GRPOConfig keyword arguments of a composed config: the trainer group as it is (without the
     TrainerExtras keys), the model group's batch and memory settings, the seed and the reward weights.
     The job adds output_dir, run_name, report_to and use_cpu."""
-    from omegaconf import OmegaConf
 
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     for f in fields(TrainerExtras):
@@ -310,8 +301,6 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
     unknown keys anywhere (Hydra lets `+key=value` add them, the root included), wrong types,
     values out of range (RANGES), unknown aggregator options, and whatever TRL's GRPOConfig
     refuses (constructed here on CPU, which takes seconds; `construct_trl=False` skips it)."""
-
-    from omegaconf import OmegaConf
 
     from rvpo_repro.aggregators import aggregator_from_config
     from rvpo_repro.tasks import TASKS

@@ -33,7 +33,7 @@ from unittest import mock
 from omegaconf import OmegaConf
 
 from rvpo_repro.analysis.labels import method_label
-from rvpo_repro.config import CONF_DIR, shipped_root
+from rvpo_repro.config import CONF_DIR, shipped_dir
 from rvpo_repro.cost import Estimate, estimate
 
 __all__ = ["Estimate", "Job", "Launch", "Sweep", "available", "estimate", "expand", "load", "main", "plan"]
@@ -45,13 +45,13 @@ ACCELERATE_DIR = CONF_DIR / "accelerate"
 def sweeps_dirs() -> list[Path]:
     """Where sweeps are looked up, in conf/train.yaml's search-path order: sweeps/ under the
     project root (RVPO_ROOT or the working directory), then the paper sweeps shipped with the suite."""
-    dirs = [Path(os.environ.get("RVPO_ROOT", ".")).resolve() / "sweeps", shipped_root() / "sweeps"]
+    dirs = [Path(os.environ.get("RVPO_ROOT", ".")).resolve() / "sweeps", shipped_dir("sweeps")]
     return list(dict.fromkeys(dirs))  # one entry when run from the repository root
 
 
 def sweep_file(name: str) -> Path | None:
     """The file `+sweeps=<name>` composes: the first sweeps/<name>.yaml on the search path."""
-    return next((d / f"{name}.yaml" for d in sweeps_dirs() if (d / f"{name}.yaml").is_file()), None)
+    return next((f for d in sweeps_dirs() if (f := d / f"{name}.yaml").is_file()), None)
 
 
 def available() -> list[str]:

@@ -111,14 +111,12 @@ def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, o
     assert proc.returncode == 0, proc.stderr[-3000:]
     (wheel,) = wheels.glob("rvpo_repro-*.whl")
     with zipfile.ZipFile(wheel) as z:
-        shipped = {
-            n.removeprefix("rvpo_repro/conf/") for n in z.namelist() if n.startswith("rvpo_repro/conf/")
-        }
-    assert shipped == _config_files(REPO / "conf")
-    sweeps = {
-        n.removeprefix("rvpo_repro/sweeps/") for n in z.namelist() if n.startswith("rvpo_repro/sweeps/")
-    }
-    assert sweeps == _config_files(REPO / "sweeps") and "tool_calling.yaml" in sweeps
+        names = z.namelist()
+    for folder in ("conf", "sweeps"):  # each top-level folder the wheel carries as rvpo_repro/<folder>
+        prefix = f"rvpo_repro/{folder}/"
+        shipped = {n.removeprefix(prefix) for n in names if n.startswith(prefix)}
+        assert shipped == _config_files(REPO / folder), folder
+    assert "rvpo_repro/sweeps/tool_calling.yaml" in names
 
     site = tmp_path / "site"
     proc = run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
