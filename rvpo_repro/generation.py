@@ -112,6 +112,35 @@ def vllm_start_error(exc: BaseException, model_path: str) -> RuntimeError:
     return RuntimeError(f"vLLM cannot start for {model_path}: {text[:300]}; {hint}")
 
 
+def reloadable_colocate_sync(trainer: Any) -> bool:
+    """Make TRL's colocated weight sync work on vLLM's CPU back end; True when it applied.
+
+    After loading, vLLM's CPU linear layers hand their weights to packed oneDNN kernels and drop
+    the parameters, so TRL's in-place `load_weights` of the new policy fails ("'Parameter' object
+    has no attribute 'weight_loader'"). vLLM's own in-place reload brackets the loads with its
+    layerwise-reload calls, which restore the parameters and repack them afterwards; this wraps
+    TRL's `sync_weights` in the same calls. Not needed (and not applied) with CUDA vLLM.
+    """
+    gen = getattr(trainer, "vllm_generation", None)
+    if gen is None or getattr(gen, "mode", None) != "colocate" or not vllm_on_cpu():
+        return False
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
+
+    sync = gen.sync_weights
+
+    def sync_weights(*args: Any, **kwargs: Any) -> Any:
+        engine = gen.llm.llm_engine
+        model = engine.model_executor.driver_worker.model_runner.model
+        initialize_layerwise_reload(model)
+        try:
+            return sync(*args, **kwargs)
+        finally:
+            finalize_layerwise_reload(model, engine.model_config)
+
+    gen.sync_weights = sync_weights
+    return True
+
+
 def generate_vllm(
     model_path: str, tokenizer: Any, prompts: list[Messages], s: GenerationSettings
 ) -> list[list[str]]:
