@@ -10,6 +10,9 @@ Exit codes as `rvpo-train`'s.
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 from omegaconf import DictConfig
 
 from rvpo_repro.cli import run_hydra
@@ -20,7 +23,7 @@ __all__ = ["evaluate_checkpoint", "main"]
 
 def job(cfg: DictConfig) -> None:
     """The Hydra task of `rvpo-eval` (rvpo_repro.cli.evaluate)."""
-    evaluate_checkpoint(cfg)
+    evaluate_checkpoint(cfg, command=shlex.join(["rvpo-eval", *sys.argv[1:]]))
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import sys
 from omegaconf import DictConfig
 
 from rvpo_repro.cli import run_hydra
-from rvpo_repro.run.job import RunInterrupted, grpo_args, train_and_evaluate  # noqa: F401
+from rvpo_repro.run.job import train_and_evaluate
 
 
 def _command() -> str:

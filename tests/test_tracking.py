@@ -165,10 +165,10 @@ def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir)
 
 # ------------------------------------------------------------------------------ completions table
 def test_completions_table_option_reaches_grpo_config(tmp_path):
-    from rvpo_repro.train import grpo_args
+    from rvpo_repro.config import grpo_config as grpo_args
 
-    default = grpo_args(_cfg(tmp_path), tmp_path / "ckpt", "none")
+    default = grpo_args(_cfg(tmp_path), str(tmp_path / "ckpt"), "none")
     assert default.log_completions is False and default.disable_tqdm is False
     cfg = _cfg(tmp_path, "trainer.log_completions=true", "trainer.num_completions_to_print=2")
-    args = grpo_args(cfg, tmp_path / "ckpt", "wandb")
+    args = grpo_args(cfg, str(tmp_path / "ckpt"), "wandb")
     assert args.log_completions is True and args.num_completions_to_print == 2
