@@ -10,7 +10,7 @@ Modules and subpackages, one idea each:
     schemas        dataclass schemas of the Hydra config groups
     config         composition, the config tree, validation before any work
     models         model configs -> weights (hub id, local path, or the offline tiny model)
-    generation     sampling from a policy for evaluation (hf, vllm)
+    generation     sampling from a policy for evaluation (hf, vllm; vLLM on CPU included)
     cli            what the console scripts share: the config tree, --help, one-line errors
     train          `rvpo-train` (thin Hydra main)
     evaluate       `rvpo-eval` (thin Hydra main)
@@ -23,6 +23,7 @@ Modules and subpackages, one idea each:
     plan, cost     sweep planning (`rvpo-sweep`): runs, status, GPU-hour estimates
     progress       progress bars that stay quiet in log files
     callbacks      training callbacks: progress and compact step lines
+    rank_report    what a training job ran under on every rank (distributed type, precision, digests)
     tracking       the W&B run of a job
     envcheck       checks the installed torch build
 
