@@ -113,6 +113,7 @@ def main() -> None:
     log = Path(tempfile.gettempdir()) / f"rvpo-judge-prefix-cache-{args.port}.log"
     server = serve(model, args.port, log)
     try:
+        make_judge(cfg.judge, cache).grade(requests[:8], parse=parse_criteria_met)  # warm-up, not timed
         for concurrency in (cfg.judge.max_concurrency, 1):
             for order, reqs in [("shuffled", shuffled), ("adjacent", requests)]:
                 urllib.request.urlopen(

@@ -19,6 +19,8 @@ import pytest
 from engine_run import REPO, engine_env, only_record, run, script, tail
 from safetensors.torch import load_file
 
+from rvpo_repro.run.checkpoints import SEAL
+
 STEPS, SAVE = 4, 2
 
 
@@ -42,17 +44,15 @@ def weights(run_dir: Path) -> dict:
 
 
 def kill_after_checkpoint(cmd: list[str], env: dict, root: Path, timeout: float = 900) -> None:
-    """Start `cmd`, SIGKILL its whole process group once checkpoint-SAVE is complete."""
+    """Start `cmd`, SIGKILL its whole process group once checkpoint-SAVE is sealed."""
     proc = subprocess.Popen(
         cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            done = list(root.glob(f"results/runs/*/*/checkpoints/checkpoint-{SAVE}/trainer_state.json"))
-            if done:
-                time.sleep(2)  # the other files of the checkpoint are written before trainer_state.json
-                break
+            if list(root.glob(f"results/runs/*/*/checkpoints/checkpoint-{SAVE}/{SEAL}")):
+                break  # the job seals a checkpoint once every rank has written its part
             time.sleep(0.5)
         assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before checkpoint-{SAVE} appeared"
     finally:
@@ -78,6 +78,7 @@ def test_zero_trains_on_two_gloo_ranks_saves_and_resumes(stage, tmp_path, engine
         ), r
     assert ranks[0]["params_sha256"] == ranks[1]["params_sha256"]
     assert record["extra"]["train"]["world_size"] == 2
+    assert record["extra"]["train"]["distributed_type"] == "DEEPSPEED"
     assert record["extra"]["train"]["global_step"] == STEPS
 
     kill_after_checkpoint(launch(stage, tmp_path / "resumed"), env, tmp_path / "resumed")
