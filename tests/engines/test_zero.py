@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from rvpo_repro.run.checkpoints import SEAL
 
-STEPS, SAVE = 4, 2
+STEPS, SAVE = 8, 2  # steps 3-8 leave the kill seconds to land before training ends
 
 
 def launch(stage: int, root: Path) -> list[str]:
@@ -43,22 +43,23 @@ def weights(run_dir: Path) -> dict:
     return load_file(str(run_dir / "model" / "model.safetensors"))
 
 
-def kill_after_checkpoint(cmd: list[str], env: dict, root: Path, timeout: float = 900) -> None:
-    """Start `cmd`, SIGKILL its whole process group once checkpoint-SAVE is sealed."""
+def kill_after_checkpoint(cmd: list[str], env: dict, root: Path, timeout: float = 900) -> str:
+    """Start `cmd`, SIGKILL its whole process group once a checkpoint is sealed; its name."""
     proc = subprocess.Popen(
         cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    deadline = time.monotonic() + timeout
+    deadline, sealed = time.monotonic() + timeout, []
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if list(root.glob(f"results/runs/*/*/checkpoints/checkpoint-{SAVE}/{SEAL}")):
-                break  # the job seals a checkpoint once every rank has written its part
-            time.sleep(0.5)
-        assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before checkpoint-{SAVE} appeared"
+        while time.monotonic() < deadline and proc.poll() is None and not sealed:
+            # the job seals a checkpoint once every rank has written its part
+            sealed = list(root.glob(f"results/runs/*/*/checkpoints/checkpoint-*/{SEAL}"))
+            time.sleep(0.05)
+        assert sealed, f"the run ended (rc {proc.returncode}) before a checkpoint was sealed"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    return sealed[0].parent.name
 
 
 @pytest.mark.parametrize("stage", [2, 3])
@@ -81,11 +82,13 @@ def test_zero_trains_on_two_gloo_ranks_saves_and_resumes(stage, tmp_path, engine
     assert record["extra"]["train"]["distributed_type"] == "DEEPSPEED"
     assert record["extra"]["train"]["global_step"] == STEPS
 
-    kill_after_checkpoint(launch(stage, tmp_path / "resumed"), env, tmp_path / "resumed")
+    checkpoint = kill_after_checkpoint(launch(stage, tmp_path / "resumed"), env, tmp_path / "resumed")
+    killed = list((tmp_path / "resumed").glob("results/runs/*/*"))
+    assert len(killed) == 1 and not (killed[0] / "model").exists(), "the kill came after training ended"
     again = run(launch(stage, tmp_path / "resumed"), env)
     assert again.returncode == 0, tail(again)
     resumed_dir, resumed = only_record(tmp_path / "resumed")
-    assert resumed["extra"]["train"]["resumed_from"].endswith(f"checkpoint-{SAVE}")
+    assert (resumed["extra"]["train"]["resumed_from"] or "").endswith(checkpoint), resumed["extra"]["train"]
     assert ranks_report(resumed_dir)[0]["params_sha256"] == ranks[0]["params_sha256"]
     a, b = weights(run_dir), weights(resumed_dir)
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), (
