@@ -9,6 +9,7 @@ Two sources, chosen by `model.source` through a registry:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -219,7 +220,9 @@ def precision_args(cfg: ModelConfig | Any) -> dict[str, bool]:
 
 def load_model(cfg: ModelConfig | Any, cache_dir: str | os.PathLike, training: bool = True):
     """The policy. For training its weights are fp32 (the master copy) whatever `model.dtype`
-    says; `training=False` loads them in `model.dtype` (evaluation only)."""
+    says, and under ZeRO-3 every rank loads it together (DeepSpeed's zero.Init shards it as it
+    loads). `training=False` (evaluation) loads it in `model.dtype`, whole, in this process alone:
+    one rank may call it while the others wait."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -228,8 +231,27 @@ def load_model(cfg: ModelConfig | Any, cache_dir: str | os.PathLike, training: b
     kwargs: dict[str, Any] = {"revision": cfg.revision, "dtype": dtype}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    with _offline_hint(cfg, path):
+    alone = contextlib.nullcontext() if training else _without_zero3_init()
+    with _offline_hint(cfg, path), alone:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+@contextlib.contextmanager
+def _without_zero3_init():
+    """transformers loads every model through zero.Init (a collective over all ranks) while a
+    ZeRO-3 config is registered, i.e. after a ZeRO-3 trainer was built; a load by one rank alone
+    would then wait for the others forever. Unregister it for the load, then restore it."""
+    try:
+        from transformers.integrations import deepspeed as hf_ds
+    except ImportError:  # transformers without its DeepSpeed integration: nothing registered
+        yield
+        return
+    saved = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = saved
 
 
 class _offline_hint:

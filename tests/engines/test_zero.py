@@ -9,7 +9,6 @@ one does.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -44,10 +43,8 @@ def weights(run_dir: Path) -> dict:
 
 
 def kill_after_checkpoint(cmd: list[str], env: dict, root: Path, timeout: float = 900) -> str:
-    """Start `cmd`, SIGKILL its whole process group once a checkpoint is sealed; its name."""
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    """Start `cmd`, SIGKILL it and its ranks once a checkpoint is sealed; the checkpoint's name."""
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, sealed = time.monotonic() + timeout, []
     try:
         while time.monotonic() < deadline and proc.poll() is None and not sealed:
@@ -56,10 +53,26 @@ def kill_after_checkpoint(cmd: list[str], env: dict, root: Path, timeout: float 
             time.sleep(0.05)
         assert sealed, f"the run ended (rc {proc.returncode}) before a checkpoint was sealed"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_tree(proc)
     return sealed[0].parent.name
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every rank: torchrun starts each rank in a session of its own, so
+    killing the launcher's process group would leave the ranks training."""
+    import psutil
+
+    try:
+        ranks = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        ranks = []
+    for p in [*ranks, psutil.Process(proc.pid)] if proc.poll() is None else ranks:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+    psutil.wait_procs(ranks, timeout=30)
 
 
 @pytest.mark.parametrize("stage", [2, 3])
