@@ -76,6 +76,9 @@ def generate_hf(
                     top_k=None,
                     num_return_sequences=s.num_samples,
                     pad_token_id=tokenizer.pad_token_id,
+                    # one process generates; transformers would otherwise sync every step with the
+                    # other ranks after ZeRO-3 training (synced_gpus), which wait elsewhere
+                    synced_gpus=False,
                 )
             new = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
             out.extend(new[i : i + s.num_samples] for i in range(0, len(new), s.num_samples))
