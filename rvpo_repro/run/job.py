@@ -31,7 +31,7 @@ from rvpo_repro.config import grpo_config
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.rewards import NoUsableRewardError
 from rvpo_repro.run import record as record_mod
-from rvpo_repro.run.checkpoints import publish_model, seal_callback
+from rvpo_repro.run.checkpoints import publish_model
 from rvpo_repro.run.lifecycle import OpenRun, agree, join_ranks, open_run, plan_run
 from rvpo_repro.run.verdicts import check_missing_share, no_usable_reward, verdict_usage
 from rvpo_repro.tasks import get_task
@@ -194,7 +194,6 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
             summary = run.trained
             if summary is None:
                 summary = _train(run, args, tokenizer, task, data)
-            check_missing_share(summary.get("judge"), float(cfg.run.max_missing_share))
             metrics = agree(ranks, lambda: _evaluate_and_seal(run, summary, tokenizer, task, data, wb))
     log.info("run %s done: %s", plan.run_id, metrics)
     return plan.run_dir
@@ -218,9 +217,9 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) 
         channels=data.channels,
         aggregator=plan.aggregator,
         require_rewards=float(cfg.run.max_missing_share) < 1.0,
+        ranks=ranks,  # seals each checkpoint once every rank has saved it
     )
     install_callbacks(trainer)  # progress bar + compact log lines; nested config in W&B
-    trainer.add_callback(seal_callback(ranks))  # a checkpoint is complete or never resumed from
     if cfg.trainer.get("eval_checkpoints"):
         trainer.add_callback(
             checkpoint_eval_callback(cfg, task, data, tokenizer, plan.run_dir / "checkpoint_evals.jsonl")
@@ -247,6 +246,7 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) 
     }
     if run.resume:
         summary["resumed"] = "not bit-identical: " + "; ".join(reasons) if reasons else "bit-identical"
+    check_missing_share(summary["judge"], float(cfg.run.max_missing_share), plan.run_dir)
     partial, final = plan.run_dir / "model.partial", plan.run_dir / "model"
     trainer.save_model(str(partial))  # every rank: ZeRO-3 gathers the weights to rank 0
     if ranks.main:
