@@ -159,6 +159,11 @@ class TrainConfig:
     paths: PathsConfig = MISSING
     experiment_name: str = "default"
     seed: int = 0
+    # Options an experiment family gives each aggregator, keyed by option then by registered
+    # aggregator name; the family's aggregator group reads them by interpolation, e.g.
+    # `aggregator.whiten: ${recipe.whiten.${aggregator.name}}` (conf/experiment/tool_calling.yaml),
+    # so a name the family does not list fails to resolve instead of getting a silent default.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

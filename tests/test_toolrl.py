@@ -459,7 +459,11 @@ def test_max_prompt_tokens_drops_long_prompts(tokenizer):
     lengths = sorted(toolrl._prompt_tokens(tokenizer, r["prompt"]) for r in rows)
     limit = lengths[len(lengths) // 2]
     kept = get_task(ToolRLConfig(source="fixture", fixture_examples=60, max_prompt_tokens=limit))
-    assert 0 < len(kept.train_rows(tokenizer)) < len(rows)
+    n_kept = len(kept.train_rows(tokenizer))
+    assert 0 < n_kept < len(rows)
+    dropped = sum(n > limit for n in lengths)
+    assert kept.prompts == {"read": len(rows), "max_prompt_tokens": limit, "dropped": dropped}
+    assert n_kept == len(rows) - dropped
     with pytest.raises(ValueError, match="no training rows"):
         get_task(ToolRLConfig(source="fixture", fixture_examples=60, max_prompt_tokens=5)).train_rows(
             tokenizer

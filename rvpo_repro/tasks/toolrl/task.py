@@ -31,7 +31,7 @@ class ToolRLConfig:
     test_share: float = 0.02  # raw JSON only: upstream's held-out share ...
     split_seed: int = 31415  # ... and numpy seed (the prepared parquet is already split)
     max_train_examples: int | None = None  # first N of the (shuffled) train split
-    max_prompt_tokens: int | None = None  # drop longer prompts (verl's max prompt length; TRL has none)
+    max_prompt_tokens: int | None = None  # drop longer prompts (upstream cuts them on the left; TRL cannot)
     bfcl_source: str | None = None  # None: the data of the installed bfcl-eval package
     bfcl_categories: list[str] = field(default_factory=lambda: list(BFCL_CATEGORIES))
     bfcl_per_category: int | None = None  # seeded sample per category; None: all
@@ -52,8 +52,10 @@ class ToolRLTask(Task):
         cache = getattr(self, "cache_dir", None)  # the run's paths.cache_dir, where Task provides it
         rows, _ = load_rlla(self.cfg, str(Path(cache) / "datasets" / "rlla_4k_raw") if cache else None)
         limit = self.cfg.max_prompt_tokens
+        self.prompts = {"read": len(rows), "max_prompt_tokens": limit, "dropped": 0}
         if limit is not None and tokenizer is not None:
             kept = [r for r in rows if _prompt_tokens(tokenizer, r["prompt"]) <= limit]
+            self.prompts["dropped"] = len(rows) - len(kept)
             log.info(
                 "toolrl: dropped %d of %d prompts over %d tokens", len(rows) - len(kept), len(rows), limit
             )
@@ -89,6 +91,7 @@ class ToolRLTask(Task):
             eval_dataset=Dataset.from_list(self.eval_rows()),
             reward_funcs=[rewards],
             channels=list(rewards.channels),
+            extra={"toolrl_prompts": self.prompts},
         )
 
     def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
