@@ -342,7 +342,7 @@ def stub_bfcl(monkeypatch):
         load_bfcl=lambda source=None, categories=None: [e for e in entries if e["category"] in categories],
         sample_entries=lambda es, n, seed: [e for e in es if int(e["id"][-1]) < n],
         bfcl_messages=lambda e: [{"role": "system", "content": "tools"}, *e["question"][0]],
-        score=lambda es, outs, output_format="tool_call": EvalResult(
+        score=lambda es, outs, parser="toolrl": EvalResult(
             {
                 "bfcl/overall": {
                     "value": sum(o == "ok" for o in outs) / len(outs),
@@ -542,3 +542,14 @@ def test_task_options_compose_against_the_schema(option):
     assert OmegaConf.get_type(cfg.task) is ToolRLConfig
     assert cfg.task.bfcl_categories == toolrl.BFCL_CATEGORIES and cfg.task.split_seed == 31415
     assert cfg.task.download_dir.endswith("datasets/rlla_4k_raw")
+
+
+def test_bfcl_parser_is_toolrls_by_default_and_strict_on_request():
+    from rvpo_repro.config import compose
+    from rvpo_repro.tasks import prepare_config
+    from rvpo_repro.tasks.base import TaskInputError
+
+    assert compose(["experiment=tool_calling"]).task.bfcl_parser == "toolrl"
+    prepare_config(compose(["experiment=tool_calling", "task.bfcl_parser=strict"]))
+    with pytest.raises(TaskInputError, match="task.bfcl_parser='python'"):
+        prepare_config(compose(["experiment=tool_calling", "task.bfcl_parser=python"]))

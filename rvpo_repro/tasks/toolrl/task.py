@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rvpo_repro.tasks.base import EvalResult, Task, TaskData, register_task
+from rvpo_repro.tasks.base import EvalResult, Task, TaskData, TaskInputError, register_task
 from rvpo_repro.tasks.toolrl.data import RLLA_URL, load_rlla, read_raw, write_prepared_split
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, write_rlla_fixture
 from rvpo_repro.tasks.toolrl.rewards import ToolRLRewards
@@ -37,6 +37,7 @@ class ToolRLConfig:
     bfcl_per_category: int | None = None  # seeded sample per category; None: all
     bfcl_seed: int = 0  # fixed across runs, so eval examples pair up between runs
     eval_samples: int = 1  # completions per eval prompt (the first is scored)
+    bfcl_parser: str = "toolrl"  # toolrl (ToolRL's BFCL handler rules) | strict (evals.bfcl_parsing)
 
 
 def _prompt_tokens(tokenizer: Any, prompt: list[dict]) -> int:
@@ -47,6 +48,14 @@ def _prompt_tokens(tokenizer: Any, prompt: list[dict]) -> int:
 @register_task("toolrl")
 class ToolRLTask(Task):
     schema = ToolRLConfig
+    PARSERS = ("toolrl", "strict")  # the bfcl_parsing decoders of this task's <tool_call> format
+
+    @classmethod
+    def prepare_config(cls, cfg: Any) -> None:
+        if cfg.task.bfcl_parser not in cls.PARSERS:
+            raise TaskInputError(
+                f"task.bfcl_parser={cfg.task.bfcl_parser!r}: expected one of {list(cls.PARSERS)}"
+            )
 
     def train_rows(self, tokenizer: Any = None) -> list[dict]:
         cache = getattr(self, "cache_dir", None)  # the run's paths.cache_dir, where Task provides it
@@ -101,7 +110,7 @@ class ToolRLTask(Task):
         outputs = [samples[0] if samples else "" for samples in generations]
         if len(outputs) != len(entries):
             raise ValueError(f"toolrl: {len(outputs)} generations for {len(entries)} BFCL prompts")
-        scored = bfcl.score(entries, outputs, output_format="tool_call")
+        scored = bfcl.score(entries, outputs, parser=self.cfg.bfcl_parser)
         examples = [{**row, "completion": out} for row, out in zip(scored.examples, outputs, strict=True)]
         return EvalResult(scored.metrics, examples, scored.columns, scored.primary)
 
