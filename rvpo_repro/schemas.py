@@ -77,6 +77,8 @@ class TrainerExtras:
     `GRPOConfig` field, passed to GRPOConfig as it is (see `grpo_kwargs`)."""
 
     eval_checkpoints: bool = False  # also evaluate the policy at every checkpoint save (best vs final)
+    validation_prompts: int = 0  # prompts held out of training to select the best checkpoint (0: none)
+    validation_seed: int = 0  # the draw of those prompts (fixed across run seeds and methods)
 
 
 @dataclass

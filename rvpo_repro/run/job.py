@@ -22,6 +22,7 @@ from rvpo_repro import progress
 from rvpo_repro.config import check_grpo_config, grpo_kwargs, validate
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.run import record as record_mod
+from rvpo_repro.run.checkpoint_eval import carve_validation, checkpoint_eval_callback, read_checkpoint_evals
 from rvpo_repro.run.lock import run_lock
 from rvpo_repro.tasks import get_task, prepare_config
 from rvpo_repro.tasks.base import EvalResult, Task, TaskData
@@ -103,53 +104,6 @@ def last_checkpoint(output_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-
-
-def checkpoint_eval_callback(cfg: DictConfig, task: Task, data: TaskData, tokenizer: Any, path: Path):
-    """A TrainerCallback that evaluates the policy at every checkpoint save (`trainer.eval_checkpoints`).
-
-    Results are appended to `path` (JSONL, one line per step) so they survive a resume, and
-    logged to W&B as `checkpoint_eval/<metric>`; the run record keeps them for best-vs-final tables.
-    """
-    import json
-
-    from transformers import TrainerCallback
-
-    class CheckpointEval(TrainerCallback):
-        def on_save(self, args, state, control, model=None, **kwargs):
-            if not state.is_world_process_zero or model is None:
-                return
-            was_training = model.training
-            result = evaluate_policy(cfg, task, data, model, "", tokenizer)
-            model.train(was_training)
-            row = {"step": state.global_step, "metrics": {k: v["value"] for k, v in result.metrics.items()}}
-            with path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            try:
-                import wandb
-
-                if wandb.run is not None:
-                    wandb.log(
-                        {f"checkpoint_eval/{k}": v for k, v in row["metrics"].items()}, step=state.global_step
-                    )
-            except ImportError:
-                pass
-
-    return CheckpointEval()
-
-
-def read_checkpoint_evals(path: Path) -> list[dict]:
-    """Checkpoint evaluations written so far, one per step (the last line wins on a repeated step)."""
-    import json
-
-    if not path.exists():
-        return []
-    by_step = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            by_step[row["step"]] = row
-    return [by_step[s] for s in sorted(by_step)]
 
 
 def save_result(run_dir: Path, record: Any, result: EvalResult, wb: Any) -> dict[str, float]:
@@ -239,6 +193,7 @@ def _train(cfg: DictConfig, aggregator: Any, rid: str, run_dir: Path) -> dict:
         tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
         model = load_model(cfg.model, cfg.paths.cache_dir)
         task, data = build_task(cfg, tokenizer)
+        data, validation, validation_facts = carve_validation(cfg, data)  # held out of training
         trainer = ResumableTrainer(
             model=model,
             processing_class=tokenizer,
@@ -251,7 +206,9 @@ def _train(cfg: DictConfig, aggregator: Any, rid: str, run_dir: Path) -> dict:
         install_callbacks(trainer)  # progress bar + compact log lines; nested config in W&B
         ckpt_evals = run_dir / "checkpoint_evals.jsonl"
         if cfg.trainer.get("eval_checkpoints"):
-            trainer.add_callback(checkpoint_eval_callback(cfg, task, data, tokenizer, ckpt_evals))
+            trainer.add_callback(
+                checkpoint_eval_callback(cfg, task, data, tokenizer, ckpt_evals, validation, evaluate_policy)
+            )
         resume = last_checkpoint(run_dir / "checkpoints")
         if resume:
             log.info("resuming %s from %s", rid, resume)
@@ -282,6 +239,7 @@ def _train(cfg: DictConfig, aggregator: Any, rid: str, run_dir: Path) -> dict:
                 "train": train,
                 "model_path": resolve_model_path(cfg.model, cfg.paths.cache_dir),
                 "checkpoint_evals": read_checkpoint_evals(ckpt_evals),
+                **({"validation_split": validation_facts} if validation_facts else {}),
                 **data.extra,  # facts about the data (e.g. rubric_truncation)
             },
         )
