@@ -432,6 +432,13 @@ def test_evaluate_with_the_bfcl_module(tokenizer):
         wrong.metrics["bfcl/simple_python"]["value"] == 0.0
         and wrong.metrics["bfcl/irrelevance"]["value"] == 1.0
     )
+    # a stray non-JSON line: ToolRL's handler rules (the default) skip it, task.bfcl_parser=strict fails
+    noisy = [[o.replace("\n</tool_call>", "\nnot json\n</tool_call>")] for o in outputs]
+    assert task.evaluate(ev, noisy, tokenizer).metrics["bfcl/simple_python"]["value"] == 1.0
+    strict = get_task(
+        ToolRLConfig(source="fixture", fixture_examples=60, bfcl_per_category=1, bfcl_parser="strict")
+    )
+    assert strict.evaluate(ev, noisy, tokenizer).metrics["bfcl/simple_python"]["value"] == 0.0
 
 
 def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
