@@ -130,7 +130,7 @@ def is_png(path: Path) -> bool:
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = write_runs(tmp_path_factory.mktemp("results"), wandb_url="https://wandb.ai/me/rvpo-repro/runs")
-    return root, build_report("toy", root, root, snapshot=None)
+    return root, build_report("toy", root, root, baseline="gdpo", snapshot=None)
 
 
 def test_tables_written_in_three_formats_with_values_from_the_records(toy):
@@ -179,7 +179,7 @@ def test_bottleneck_row_takes_the_test_of_the_channel_it_equals(toy):
 
 def test_five_seeds_make_the_hierarchical_bootstrap_the_headline(tmp_path):
     write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=range(5), n_examples=30, with_history=False)
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     rv = rep.table[rep.table.method == "rvpo"].set_index("metric")
     assert rv.loc["rewards/digit", "test"] == "hier. bootstrap" and rv.loc["rewards/digit", "p_welch"] >= 0
     assert rv.loc["rewards/digit", "ci_method"] == "hier. bootstrap"
@@ -296,13 +296,13 @@ def test_html_links_resolve_and_page_states_provenance(toy):
 
 def test_page_without_wandb_links_has_none(tmp_path):
     write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False)
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     assert "wandb.ai" not in rep.page.read_text()
 
 
 def test_one_seed_explains_missing_p_value(tmp_path):
     write_runs(tmp_path, "toy", seeds=(0,))
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     rows = rep.table[rep.table.method != "gdpo"]
     assert rows.p.isna().all() and rows.p_holm.isna().all()
     assert rows.note.str.contains("at least 2 seeds").all()
@@ -314,12 +314,34 @@ def test_one_seed_explains_missing_p_value(tmp_path):
 
 def test_no_baseline_runs_gives_a_clear_message(tmp_path, capsys):
     write_runs(tmp_path, "toy", ["grpo", "rvpo"], seeds=(0, 1), with_history=False)
-    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
+    args = [
+        "--experiment",
+        "toy",
+        "--baseline",
+        "gdpo",
+        "--results-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+    ]
+    assert report.main(args) == 0
     err = capsys.readouterr().err
     assert "no runs of the baseline 'gdpo' in experiment 'toy'" in err and "--baseline" in err
     md = (tmp_path / "tables" / "toy.md").read_text()
     assert "no runs of baseline 'gdpo' here" in md
     assert "no runs of the baseline" in (tmp_path / "report" / "toy" / "index.html").read_text()
+
+
+def test_one_default_baseline_per_experiment(tmp_path):
+    """toy's table tests every method against rvpo (as the Makefile and the notebook do); other
+    experiments against gdpo."""
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    assert set(rep.table.method[rep.table.test == "baseline"]) == {"rvpo"}
+    assert (tmp_path / "tables" / "toy.md").read_text().startswith("# toy: results against rvpo")
+    from rvpo_repro.analysis.report import default_baseline
+
+    assert default_baseline("toy") == "rvpo" and default_baseline("rubric_toy") == "gdpo"
 
 
 def test_no_runs_at_all_fails_clearly(tmp_path, capsys):
@@ -337,7 +359,7 @@ def test_no_experiment_and_no_runs_is_one_line_naming_what_to_run(tmp_path, caps
 
 def test_without_per_example_scores_falls_back_to_seeds(tmp_path):
     write_runs(tmp_path, "toy", seeds=(0, 1, 2), with_examples=False, with_history=False)
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     rows = rep.table[rep.table.method != "gdpo"]
     assert set(rows.test) == {"Welch (seeds)"} and rows.p.notna().all() and rows.p_examples.isna().all()
     assert all(m.startswith("t over seeds") for m in rep.table.ci_method) and rep.table.examples.isna().all()

@@ -57,7 +57,7 @@ def check_spec(spec: dict, logged: set[str], run_records: list) -> None:
 )
 def test_dry_run_spec_matches_keys_the_trainer_logged(tmp_path):
     shutil.copytree(SNAPSHOT, tmp_path / "runs" / "toy")
-    rep = build_report("toy", tmp_path, tmp_path, wandb=True, dry_run=True, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, wandb=True, dry_run=True, baseline="gdpo", snapshot=None)
     assert rep.wandb_spec == tmp_path / "report" / "toy" / "wandb_report.json" and rep.wandb_url is None
     spec = json.loads(rep.wandb_spec.read_text())
     dirs = sorted(p.parent for p in (tmp_path / "runs" / "toy").glob("*/result.json"))

@@ -20,7 +20,8 @@ import pandas as pd  # noqa: E402
 from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rvpo_repro.records import load_log_history  # noqa: E402
+from rvpo_repro.analysis.output import save_figure  # noqa: E402
+from rvpo_repro.run.record import load_log_history  # noqa: E402
 
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), one per aggregator.
 BASE_COLORS = {
@@ -69,7 +70,7 @@ def _finish(fig: Figure, path: Path, title: str, styles: dict, methods, extra: l
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
     fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    save_figure(fig, path, dpi=DPI)
     return path
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rvpo_repro.analysis.output import write_if_changed
 from rvpo_repro.analysis.table import fmt_p
-from rvpo_repro.records import utc_now
 
 
 def _p(p) -> str:
@@ -163,8 +163,8 @@ examples shared by all runs. With one seed per method no across-seed test can ru
 <h2>Full results table</h2><p>Files: {links}</p><div class="wide">{shown.to_html(index=False, border=0, na_rep="—", classes="full")}</div>
 <h2>Figures</h2><p>One colour per method in every figure.</p>{fig_html}
 <h2>Provenance</h2>{_provenance(runs)}
-<h3>Command</h3><p>Generated {utc_now()} by:</p><pre>{esc(command)}</pre>
+<h3>Command</h3><p>Rebuilt from the records above by:</p><pre>{esc(command)}</pre>
 </body></html>"""
     page = outdir / "index.html"
-    page.write_text(body, encoding="utf-8")
+    write_if_changed(page, body)
     return page

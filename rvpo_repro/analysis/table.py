@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rvpo_repro.analysis.compare import RULE, bottleneck_source, bounds, compare, example_matrix, mean_ci
+from rvpo_repro.analysis.output import write_if_changed
 from rvpo_repro.analysis.paper import DASH, has_counterpart, paper_numbers, paper_text
 from rvpo_repro.analysis.runs import Runs, missing_seeds
 from rvpo_repro.analysis.stats import holm
@@ -249,11 +250,11 @@ def write_tables(
     d = Path(out) / "tables"
     d.mkdir(parents=True, exist_ok=True)
     paths = {k: d / f"{runs.experiment}.{k}" for k in ("md", "csv", "tex")}
-    table.to_csv(paths["csv"], index=False)
+    write_if_changed(paths["csv"], table.to_csv(index=False))
     shown = display_table(table, baseline)
     md = [f"# {runs.experiment}: results against {baseline}", "", *(f"- {s}" for s in preamble), "", ""]
-    paths["md"].write_text("\n".join(md) + shown.to_markdown(index=False) + "\n", encoding="utf-8")
+    write_if_changed(paths["md"], "\n".join(md) + shown.to_markdown(index=False) + "\n")
     styled = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     tex = styled.to_latex(caption=_latex(f"{runs.experiment}: " + " ".join(preamble)), hrules=True)
-    paths["tex"].write_text(_unicode_to_latex(tex), encoding="utf-8")
+    write_if_changed(paths["tex"], _unicode_to_latex(tex))
     return paths

@@ -34,7 +34,7 @@ def test_record_missing_a_metric_names_the_file_and_the_metric(tmp_path, capsys)
 def test_metric_asked_for_but_not_recorded_is_named(tmp_path):
     write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False)
     with pytest.raises(report.MissingMetricError, match="metric 'rewards/nope' missing from .*result.json"):
-        report.build_report("toy", tmp_path, tmp_path, metric="rewards/nope", snapshot=None)
+        report.build_report("toy", tmp_path, tmp_path, metric="rewards/nope", baseline="gdpo", snapshot=None)
 
 
 def test_two_configs_under_one_label_are_refused_naming_both_runs(tmp_path):
@@ -81,7 +81,7 @@ def test_unfinished_failed_and_missing_seeds_are_listed(tmp_path):
     (root / "tiny-toy_constraints-rvpo-s1-0000aaaa" / "checkpoints").mkdir(parents=True)  # killed mid-run
     (root / "tiny-toy_constraints-rvpo-s2-0000bbbb").mkdir()
     (root / "tiny-toy_constraints-rvpo-s2-0000bbbb" / "FAILED").write_text("CUDA out of memory")
-    rep = report.build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     md = rep.tables["md"].read_text()
     assert "unfinished: tiny-toy_constraints-rvpo-s1-0000aaaa (no result.json)" in md
     assert "failed: tiny-toy_constraints-rvpo-s2-0000bbbb (CUDA out of memory)" in md
@@ -101,7 +101,7 @@ def test_ci_of_a_bounded_metric_stays_in_bounds(tmp_path):
         data = json.loads(f.read_text())
         data["metrics"]["rewards/digit"] |= {"low": 0.0, "high": 1.0}
         f.write_text(json.dumps(data))
-    t = report.build_report("toy", tmp_path, tmp_path, snapshot=None).table
+    t = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).table
     rates = t[t.metric.isin(["rewards/all_constraints", "rewards/digit", "rewards/bottleneck"])]
     assert (rates.ci_low >= 0).all() and (rates.ci_high <= 1).all()
     assert rates.ci_method.str.contains("clipped").any()  # 2 seeds: wide t-intervals were clipped, and say so
@@ -118,7 +118,9 @@ def test_a_bottleneck_row_clipped_like_its_channel_says_so_once(tmp_path):
         data["metrics"]["rewards/digit"] |= {"value": value, "low": 0.0, "high": 1.0}
         data["metrics"]["rewards/bottleneck"] |= {"value": value, "channel": "digit", "low": 0.0, "high": 1.0}
         f.write_text(json.dumps(data))
-    t = report.build_report("toy", tmp_path, tmp_path, snapshot=None).table.set_index(["method", "metric"])
+    t = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).table.set_index(
+        ["method", "metric"]
+    )
     digit, neck = t.loc[("rvpo", "rewards/digit")], t.loc[("rvpo", "rewards/bottleneck")]
     assert "same test as rewards/digit" in neck.note
     assert digit.ci_method == "t over seeds, clipped to [0, 1]" and digit.ci_low == 0.0
@@ -163,7 +165,7 @@ def test_permutation_p_value_keeps_its_add_one():
 
 def test_snapshot_fallback_says_so(tmp_path):
     snap = write_runs(tmp_path / "snapshot", "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
-    rep = report.build_report("toy", tmp_path / "empty", tmp_path / "out", snapshot=snap)
+    rep = report.build_report("toy", tmp_path / "empty", tmp_path / "out", baseline="gdpo", snapshot=snap)
     assert rep.source == snap and rep.tables["md"].is_relative_to(snap)
     assert (
         "committed snapshot" in rep.tables["md"].read_text() and "committed snapshot" in rep.page.read_text()
