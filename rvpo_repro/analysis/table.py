@@ -250,7 +250,8 @@ def write_tables(
     d = Path(out) / "tables"
     d.mkdir(parents=True, exist_ok=True)
     paths = {k: d / f"{runs.experiment}.{k}" for k in ("md", "csv", "tex")}
-    write_if_changed(paths["csv"], table.to_csv(index=False))
+    # 12 significant digits: the last bits of a float sum differ between CPUs, not the result
+    write_if_changed(paths["csv"], table.to_csv(index=False, float_format="%.12g"))
     shown = display_table(table, baseline)
     md = [f"# {runs.experiment}: results against {baseline}", "", *(f"- {s}" for s in preamble), "", ""]
     write_if_changed(paths["md"], "\n".join(md) + shown.to_markdown(index=False) + "\n")
