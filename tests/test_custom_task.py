@@ -58,6 +58,9 @@ REWARDS = """
     def too_short(prompts, completions, **kwargs):
         return [1.0] * (len(completions) - 1)
 
+    def too_long(prompts, completions, **kwargs):
+        return [1.0] * (len(completions) + 1)
+
     def says_yes(prompts, completions, **kwargs):
         return [1.0] + ["yes"] * (len(completions) - 1)
 
@@ -155,6 +158,7 @@ def test_only_accepted_keywords_are_passed(cwd):
     "func, expected",
     [
         ("too_short", "reward 'x': returned 2 values for 3 completions; expected one per completion"),
+        ("too_long", "reward 'x': returned 4 values for 3 completions; expected one per completion"),
         ("says_yes", "reward 'x': returned 'yes' (str) for row 1 (id 'b'); expected a number or None"),
         ("scalar", "reward 'x': returned float '1.0'; expected a list of one number per completion"),
     ],

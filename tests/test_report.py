@@ -430,3 +430,18 @@ def test_wandb_table_logged_when_online(tmp_path, monkeypatch):
     assert calls["init"]["project"] == "rvpo-repro" and calls["init"]["job_type"] == "report"
     logged = calls["log"]["report/toy"].dataframe
     assert logged.p.tolist() == [None] and calls["finished"]
+
+
+def test_a_seed_key_fixed_in_some_runs_is_a_setting_not_a_seed(tmp_path):
+    """`task.data_seed: 0` in every run equals the seed only in seed 0's: it is a setting, and runs
+    that differ in it are never pooled under one label."""
+    from rvpo_repro.analysis.runs import ConfigConflictError, load_runs, seed_followers
+
+    for data_seed, seeds in ((0, (0, 1)), (7, (2, 3))):
+        task = {"name": "toy_constraints", "data_seed": data_seed}
+        write_runs(tmp_path, "toy", ["rvpo"], seeds=seeds, with_history=False, extra_config={"task": task})
+    recs = [records.load_record(d) for d in sorted((tmp_path / "runs" / "toy").iterdir())]
+    assert seed_followers(recs) == set()
+    assert seed_followers(recs[:1]) == {("task", "data_seed")}  # one run: it equals its seed
+    with pytest.raises(ConfigConflictError, match="task.data_seed: 0 -> 7"):
+        load_runs(tmp_path, "toy")

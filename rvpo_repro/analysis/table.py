@@ -119,7 +119,19 @@ def results_table(
         for method, a in g.groupby("method", sort=True):
             for metric in runs.metrics:
                 vals = a[metric].dropna().to_numpy(dtype=float)
+                # A run whose record holds no value (null/NaN) for the metric is named in the row,
+                # never dropped in silence: the row says over how many runs it stands.
+                lacking = list(a.run_id[a[metric].isna()])
+                lacking_note = (
+                    f"no value in {len(lacking)} of {len(a)} runs ({', '.join(lacking[:3])}"
+                    + (", ..." if len(lacking) > 3 else "")
+                    + (f"): over the other {vals.size}" if vals.size else ")")
+                )
                 if vals.size == 0:
+                    rows.append({"model": model, "task": task, "method": method, "metric": metric,
+                                 "mean": np.nan, "seeds": 0, "ci_low": np.nan, "ci_high": np.nan, "ci_method": DASH,
+                                 "examples": np.nan} | EMPTY | {"note": lacking_note, "test": "none",
+                                 "paper_best": DASH, "paper_final": DASH, "paper_source": DASH})  # fmt: skip
                     continue
                 row = {
                     "model": model,
@@ -135,6 +147,8 @@ def results_table(
                     row |= {"test": "baseline"}
                 elif base is None:
                     row["note"] = f"no runs of baseline {baseline!r} here: nothing to test against"
+                if lacking:
+                    row["note"] = "; ".join(n for n in (lacking_note, row["note"]) if n)
                 paper = paper_numbers(reference, runs.experiment, model, method, metric)
                 row["paper_best"], row["paper_final"] = (paper_text(paper.get(k)) for k in ("best", "final"))
                 row["paper_source"] = (

@@ -181,3 +181,34 @@ def test_record_writer_and_reader_agree_on_the_failed_marker(tmp_path):
 
     assert run_state(d) == ("failed", "TypeError in reward")
     assert records.RESULT_FILE == "result.json"
+
+
+def _set_metric(run_dir: Path, metric: str, value) -> Path:
+    f = run_dir / "result.json"
+    data = json.loads(f.read_text())
+    data["metrics"][metric]["value"] = value
+    f.write_text(json.dumps(data))
+    return f
+
+
+@pytest.mark.parametrize("how_many", [1, 3])
+def test_a_null_metric_keeps_its_row_and_names_the_run(tmp_path, how_many):
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1, 2), with_history=False)
+    victims = sorted((tmp_path / "runs" / "toy").glob("*gdpo-s*"))[:how_many]
+    for v in victims:
+        _set_metric(v, "rewards/digit", None)
+    rep = report.build_report("toy", tmp_path, tmp_path, baseline="rvpo", snapshot=None)
+    row = rep.table.set_index(["method", "metric"]).loc[("gdpo", "rewards/digit")]
+    assert row.seeds == 3 - how_many and f"no value in {how_many} of 3 runs ({victims[0].name}" in row.note
+    md = rep.tables["md"].read_text()
+    assert f"no value in {how_many} of 3 runs" in md and victims[0].name in rep.page.read_text()
+
+
+def test_a_record_disagreeing_with_its_examples_stops_before_writing_and_names_the_file(tmp_path, capsys):
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    victim = _set_metric(sorted((tmp_path / "runs" / "toy").glob("*rvpo-s1*"))[0], "rewards/digit", 0.01)
+    out = tmp_path / "out"
+    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{victim}: metric 'rewards/digit' = 0.01 but its examples" in err and "column 'digit'" in err
+    assert err.count("\n") == 1 and not out.exists()  # one line, and no table, figure or page written
