@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -298,6 +299,18 @@ def test_page_without_wandb_links_has_none(tmp_path):
     write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False)
     rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     assert "wandb.ai" not in rep.page.read_text()
+
+
+def test_an_offline_run_links_its_local_wandb_folder(tmp_path):
+    write_runs(tmp_path, "toy", ["gdpo"], seeds=(0, 1), with_history=False)
+    folder = tmp_path / "wandb" / "offline-run-20260101_000000-abc"
+    for f in sorted((tmp_path / "runs" / "toy").glob("*/result.json"))[:1]:
+        data = json.loads(f.read_text())
+        data["extra"] = {"wandb": {"mode": "offline", "url": None, "dir": str(folder)}}
+        f.write_text(json.dumps(data))
+    page = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).page.read_text()
+    assert f'<a href="{folder.as_uri()}" title="{folder}">offline: {folder.name}</a>' in page
+    assert page.count("offline: ") == 1 and "wandb.ai" not in page  # the other run recorded none: "—"
 
 
 def test_one_seed_explains_missing_p_value(tmp_path):

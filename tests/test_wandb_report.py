@@ -30,7 +30,10 @@ def check_spec(spec: dict, logged: set[str], run_records: list) -> None:
         "SoftMin",
     }
     for p in lines:
-        assert p["x"] == "Step" and set(p["y"]) <= train_keys, (p["title"], set(p["y"]) - train_keys)
+        assert p["x"] == "train/global_step" and set(p["y"]) <= train_keys, (
+            p["title"],
+            set(p["y"]) - train_keys,
+        )
         if p.get("metric_regex"):
             assert any(re.fullmatch(p["metric_regex"], k) for k in train_keys), p["metric_regex"]
         assert p["y"] or p.get("metric_regex")

@@ -3,7 +3,7 @@
 Findings are plain sentences on every comparison of the primary metric, every Holm-significant
 difference elsewhere, and every metric where an RVPO variant scores below the baseline (results
 against RVPO are listed, not filtered). Each run links to its W&B run when its record stores one
-(`extra.wandb.url`).
+(`extra.wandb.url`), else to its local offline run folder (`extra.wandb.dir`).
 """
 
 from __future__ import annotations
@@ -93,7 +93,14 @@ def _runs_table(runs) -> str:
     rows = []
     for r in runs.df.sort_values(["method", "seed"]).itertuples():
         url = r.wandb_url if isinstance(r.wandb_url, str) and r.wandb_url.startswith("https://") else None
-        link = f'<a href="{esc(url)}">W&amp;B run</a>' if url else "—"
+        local = getattr(r, "wandb_dir", None)
+        if url:
+            link = f'<a href="{esc(url)}">W&amp;B run</a>'
+        elif isinstance(local, str) and local:  # an offline run: its folder, which `make wandb-sync` uploads
+            folder = Path(local)
+            link = f'<a href="{esc(folder.as_uri() if folder.is_absolute() else local)}" title="{esc(local)}">offline: {esc(folder.name)}</a>'
+        else:
+            link = "—"
         cells = (r.run_id, r.method, r.seed, r.config_hash, r.git_commit or "unknown")
         rows.append(
             "<tr>"

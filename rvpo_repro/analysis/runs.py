@@ -37,7 +37,7 @@ from rvpo_repro.run.record import (
 
 KEY_COLUMNS = {
     "experiment", "run_id", "run_dir", "model", "task", "aggregator", "seed", "config_hash", "git_commit",
-    "method", "risk", "schedule", "config_key", "wandb_url",
+    "method", "risk", "schedule", "config_key", "wandb_url", "wandb_dir",
 }  # fmt: skip
 FAILED_FILE = "FAILED"
 STATUS_FILE = "status.json"
@@ -254,6 +254,7 @@ def _row(d: Path, rec: RunRecord) -> dict:
         "config_hash": rec.config_hash,
         "git_commit": (rec.environment.get("git") or {}).get("commit"),
         "wandb_url": ((rec.extra or {}).get("wandb") or {}).get("url"),
+        "wandb_dir": ((rec.extra or {}).get("wandb") or {}).get("dir"),  # the local (offline) run folder
     }  # fmt: skip
     for name, m in rec.metrics.items():
         row[name] = m["value"]

@@ -53,7 +53,7 @@ def report_spec(runs, table_md: str, paper_md: str, history_keys: set[str] | Non
     ]  # fmt: skip
     for p in panels:
         if p["type"] == "line":
-            p["x"] = "Step"
+            p["x"] = f"{TRAIN_PREFIX}global_step"  # W&B's Step counts every log call (TRL's timings too)
     logger = _logger(runs)
     return {
         "entity": logger.get("entity"),
