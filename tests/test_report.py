@@ -458,3 +458,24 @@ def test_a_seed_key_fixed_in_some_runs_is_a_setting_not_a_seed(tmp_path):
     assert seed_followers(recs[:1]) == {("task", "data_seed")}  # one run: it equals its seed
     with pytest.raises(ConfigConflictError, match="task.data_seed: 0 -> 7"):
         load_runs(tmp_path, "toy")
+
+
+def test_every_panel_has_a_y_label_and_every_figure_the_same_font_sizes(tmp_path, monkeypatch):
+    from rvpo_repro.analysis import figures as figs
+
+    seen = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, path, **kw: seen.append((Path(path).name, fig)))
+    write_runs(tmp_path, "toy", seeds=(0, 1))
+    build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
+    assert {"final_scores.png", "curves_channels.png"} <= {name for name, _ in seen}
+    for name, fig in seen:
+        assert fig._suptitle.get_fontsize() == figs.FONT["suptitle"], name
+        for ax in (a for a in fig.axes if a.get_visible()):
+            assert ax.get_ylabel(), (name, ax.get_title())
+            assert (
+                ax.title.get_fontsize() == figs.FONT["title"]
+                and ax.yaxis.label.get_fontsize() == figs.FONT["label"]
+            )
+            assert {t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()} <= {
+                figs.FONT["tick"]
+            }

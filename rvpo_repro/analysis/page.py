@@ -58,7 +58,7 @@ def findings(table: pd.DataFrame, baseline: str, primary: str, alpha: float = 0.
 # ------------------------------------------------------------------------------------- page
 CSS = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}
-th{background:#f0f0f0;position:sticky;top:0}.wide{overflow-x:auto;max-height:640px}img{max-width:100%;border:1px solid #ddd}
+th{background:#f0f0f0;position:sticky;top:0}.wide{overflow:auto;max-width:100%;max-height:640px;border:1px solid #ddd}img{max-width:100%;border:1px solid #ddd}
 code,pre{background:#f6f6f6;padding:2px 4px}pre{white-space:pre-wrap;padding:8px}.warn{color:#a33}.summary td,.full td{white-space:nowrap}.full td:last-child{white-space:normal;min-width:20em}figure{margin:1.5em 0}"""
 
 
@@ -84,7 +84,7 @@ def _provenance(runs) -> str:
     runs_html = _runs_table(runs)
     return (f"<h3>Git commits</h3><ul>{items}</ul><h3>Environment</h3><ul>{env}</ul>"
             f"<h3>Package versions</h3><table>{rows}</table>"
-            f"<details><summary>All {len(recs)} runs</summary>{runs_html}</details>")  # fmt: skip
+            f"<details><summary>All {len(recs)} runs</summary><div class=\"wide\">{runs_html}</div></details>")  # fmt: skip
 
 
 def _runs_table(runs) -> str:
@@ -167,7 +167,7 @@ examples shared by all runs. With one seed per method no across-seed test can ru
 <h2>Notes</h2><ul>{"".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>None.</li>"}</ul>
 <h2>Summary</h2><p>Mean over seeds [95% CI]; ▲/▼: higher/lower than the baseline with Holm-adjusted p &lt; 0.05.</p>
 <div class="wide">{summary_html(table)}</div>
-<h2>Full results table</h2><p>Files: {links}</p><div class="wide">{shown.to_html(index=False, border=0, na_rep="—", classes="full")}</div>
+<h2>Full results table</h2><p>Files: {links}. Wider than the page: it scrolls sideways inside its box.</p><div class="wide">{shown.to_html(index=False, border=0, na_rep="—", classes="full")}</div>
 <h2>Figures</h2><p>One colour per method in every figure.</p>{fig_html}
 <h2>Provenance</h2>{_provenance(runs)}
 <h3>Command</h3><p>Rebuilt from the records above by:</p><pre>{esc(command)}</pre>
