@@ -48,27 +48,24 @@ REPRO_AGGREGATORS ?= grpo,gdpo,rvpo
 REPRO_SEEDS ?= 0,1,2,3,4
 REPRO_JOBS ?= 2
 CPU_SWEEP = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m rvpo_repro.train --multirun +launcher=joblib hydra.launcher.n_jobs=$(REPRO_JOBS)
-reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); snapshot, table (rvpo vs each baseline), notebook
+reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); your table (rvpo vs each baseline), snapshot, notebook
 	$(CPU_SWEEP) experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
+	$(PY) -m rvpo_repro.analysis.report --experiment toy
 	$(MAKE) --no-print-directory snapshot
-	$(MAKE) --no-print-directory $(TOY_PAGE) $(NOTEBOOK_OUT)
+	$(MAKE) --no-print-directory $(NOTEBOOK_OUT)
 
 # The committed snapshot a fresh clone browses: the default experiment's records without weights.
 # A snapshot record is replaced only when its result changed (rvpo_repro.analysis.snapshot), and
-# the pages, tables, figures and the executed notebook built from it are rebuilt only when it or
+# the page, tables, figures and the executed notebook built from it are rebuilt only when it or
 # the code behind them changed (and then written only where their bytes differ): a rerun with the
-# same results leaves every committed file as it was.
+# same results leaves every committed file as it was. Your own toy report (results/tables/toy.*,
+# results/figures/toy, results/report/toy, from results/runs) is yours: not committed.
 SNAPSHOT_DIR := results/snapshot
 SNAPSHOT_INPUTS = $(wildcard $(SNAPSHOT_DIR)/runs/toy/*/*) $(wildcard rvpo_repro/analysis/*.py)
 SNAPSHOT_PAGE := $(SNAPSHOT_DIR)/report/toy/index.html
-TOY_PAGE := results/report/toy/index.html
 NOTEBOOK_OUT := results/notebook/analysis.ipynb
-TOY_REPORT = $(PY) -m rvpo_repro.analysis.report --experiment toy --results-dir $(SNAPSHOT_DIR)
 $(SNAPSHOT_PAGE): $(SNAPSHOT_INPUTS)
-	$(TOY_REPORT) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
-	touch $@
-$(TOY_PAGE): $(SNAPSHOT_INPUTS)
-	$(TOY_REPORT) --out results
+	$(PY) -m rvpo_repro.analysis.report --experiment toy --results-dir $(SNAPSHOT_DIR) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
 	touch $@
 $(NOTEBOOK_OUT): notebooks/analysis.ipynb scripts/execute_notebook.py $(SNAPSHOT_INPUTS)
 	MPLBACKEND=Agg RVPO_RESULTS_DIR=$(abspath $(SNAPSHOT_DIR)) $(PY) scripts/execute_notebook.py
