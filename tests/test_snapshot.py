@@ -34,6 +34,7 @@ def _rerun_elsewhere(results: Path) -> None:
             "git": {"commit": "f" * 40, "dirty": True, "branch": None},
         }
         data["config"]["paths"]["output_dir"] = "/elsewhere/multirun/toy/7"
+        data["config"]["logger"]["profiling"] = False  # a tracking setting added since: not the result
         data["extra"] = {
             "train": {"train_seconds": 99.5, "global_step": 60},
             "wandb": {"dir": "/elsewhere/wandb/run-1"},

@@ -3,9 +3,9 @@ weights), refreshed so that a rerun with the same results leaves it byte for byt
 
 A record also says where, when and on what machine it ran (output paths, platform, git state,
 timestamps, wall-clock timings). Those differ on every rerun though the result does not. A snapshot
-run is therefore replaced only when what describes the result differs: its config (output paths
-aside), metrics, package versions, per-example scores or per-step training metrics (timings
-aside). Then the new record replaces it whole, so the snapshot always holds one real record per
+run is therefore replaced only when what describes the result differs: its config (the parts the
+config hash leaves out aside: logger, paths, eval back end), metrics, package versions, per-example
+scores or per-step training metrics (timings aside). Then the new record replaces it whole, so the snapshot always holds one real record per
 run with the provenance of the run that produced it.
 
     python -m rvpo_repro.analysis.snapshot --experiment toy [--from results] [--to results/snapshot]
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rvpo_repro.analysis.output import write_if_changed
 from rvpo_repro.analysis.runs import record_dirs
-from rvpo_repro.run.record import EXAMPLES_FILE, LOG_HISTORY_FILE, RESULT_FILE
+from rvpo_repro.run.record import EXAMPLES_FILE, HASH_EXCLUDED, LOG_HISTORY_FILE, RESULT_FILE
 
 FILES = (RESULT_FILE, EXAMPLES_FILE, LOG_HISTORY_FILE)
 # Dotted paths of result.json that describe the machine and the moment, not the result.
@@ -35,8 +35,7 @@ RECORD_CIRCUMSTANCES = (
     "environment.platform",
     "environment.git",
     "environment.cuda_device",
-    "config.paths.output_dir",
-    "config.logger.dir",
+    *(".".join(("config", *path)) for path in HASH_EXCLUDED),  # what the run id does not depend on
     "extra.train.train_seconds",
     "extra.wandb.dir",
     "extra.wandb.url",
