@@ -18,7 +18,7 @@ ENGINES_STAMP := $(ENGINES_VENV)/.installed
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-engines engines-venv lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
+.PHONY: help install test test-fast test-runs test-engines engines-venv lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -36,11 +36,16 @@ $(STAMP): pyproject.toml requirements/cpu-lock.txt
 install: $(STAMP) ## create .venv: the pinned CPU torch first, then the suite in editable mode with [dev]
 # pytest-xdist: one worker per core (2 on a 2-core machine take ~5 min instead of ~9.5 one after another).
 TEST_WORKERS ?= auto
-test: $(STAMP) ## run every CPU test (slow end-to-end ones included); gpu tests skip without a GPU
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+test: $(STAMP) ## run every CPU test but the multi-process ones (make test-runs); gpu tests skip without a GPU
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not runs"
 
 test-fast: $(STAMP) ## run the tests not marked slow
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not runs"
+
+# Runs as processes: two gloo ranks launched as users launch them (torchrun, accelerate launch with
+# conf/accelerate/ddp.yaml, the command rvpo-sweep starts) and a kill at every phase of a run.
+test-runs: $(STAMP) ## run the multi-process launches and the kill-at-every-phase tests (tests/runs/, ~10 min)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m runs
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check rvpo_repro tests benchmarks scripts
@@ -55,18 +60,29 @@ smoke: $(STAMP) ## one short train-then-evaluate job of the default task (under 
 REPRO_AGGREGATORS ?= grpo,gdpo,rvpo
 REPRO_SEEDS ?= 0,1,2,3,4
 REPRO_JOBS ?= 2
-# The toy table tests every method against RVPO, so one table shows RVPO against each baseline.
-TOY_BASELINE ?= rvpo
 CPU_SWEEP = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m rvpo_repro.train --multirun +launcher=joblib hydra.launcher.n_jobs=$(REPRO_JOBS)
-reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); table (rvpo vs each baseline), snapshot, notebook
+reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); your table (rvpo vs each baseline), snapshot, notebook
 	$(CPU_SWEEP) experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
-	$(PY) -m rvpo_repro.analysis.report --experiment toy --baseline $(TOY_BASELINE)
+	$(PY) -m rvpo_repro.analysis.report --experiment toy
+	$(MAKE) --no-print-directory snapshot
 	$(MAKE) --no-print-directory $(NOTEBOOK_OUT)
 
-# Snapshot and executed notebook follow the records: a rerun that trained nothing leaves them be.
+# The committed snapshot a fresh clone browses: the default experiment's records without weights.
+# A snapshot record is replaced only when its result changed (rvpo_repro.analysis.snapshot), and
+# the page, tables, figures and the executed notebook built from it are rebuilt only when it or
+# the code behind them changed (and then written only where their bytes differ): a rerun with the
+# same results leaves every committed file as it was. Your own toy report (results/tables/toy.*,
+# results/figures/toy, results/report/toy, from results/runs) is yours: not committed.
+SNAPSHOT_DIR := results/snapshot
+SNAPSHOT_INPUTS = $(wildcard $(SNAPSHOT_DIR)/runs/toy/*/*) $(wildcard rvpo_repro/analysis/*.py)
+SNAPSHOT_PAGE := $(SNAPSHOT_DIR)/report/toy/index.html
 NOTEBOOK_OUT := results/notebook/analysis.ipynb
-$(NOTEBOOK_OUT): notebooks/analysis.ipynb $(wildcard results/runs/toy/*/result.json)
-	$(MAKE) --no-print-directory snapshot notebook
+$(SNAPSHOT_PAGE): $(SNAPSHOT_INPUTS)
+	$(PY) -m rvpo_repro.analysis.report --experiment toy --results-dir $(SNAPSHOT_DIR) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
+	touch $@
+$(NOTEBOOK_OUT): notebooks/analysis.ipynb scripts/execute_notebook.py $(SNAPSHOT_INPUTS)
+	MPLBACKEND=Agg RVPO_RESULTS_DIR=$(abspath $(SNAPSHOT_DIR)) $(PY) scripts/execute_notebook.py
+	touch $@
 
 # The rubric track in miniature (rubric_toy: 5-17 rule-checked items per prompt, rules judge,
 # HealthBench scoring): grpo (item-weighted), gdpo, gdpo mean (= rvpo at k=0) and rvpo, 3 seeds.
@@ -85,19 +101,12 @@ reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/f
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))
 
-# The committed snapshot a fresh clone browses: the default experiment's records without weights.
-SNAPSHOT_DIR := results/snapshot
-snapshot: $(STAMP) ## copy results/runs/toy records (no weights) to results/snapshot/ and rebuild its report
-	@ls results/runs/toy/*/result.json >/dev/null 2>&1 || { echo "no finished runs under results/runs/toy: run 'make reproduce' first" >&2; exit 1; }
-	rm -rf $(SNAPSHOT_DIR)/runs/toy
-	for d in results/runs/toy/*/; do test -f $$d/result.json || continue; \
-		mkdir -p $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d); \
-		cp $$d/result.json $$d/examples.jsonl $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d)/; \
-		test -f $$d/log_history.jsonl && cp $$d/log_history.jsonl $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d)/ || true; done
-	$(PY) -m rvpo_repro.analysis.report --experiment toy --baseline $(TOY_BASELINE) --results-dir $(SNAPSHOT_DIR) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
+snapshot: $(STAMP) ## refresh results/snapshot/ from results/runs/toy (records whose result changed; no weights) and its report
+	$(PY) -m rvpo_repro.analysis.snapshot --experiment toy --from results --to $(SNAPSHOT_DIR)
+	$(MAKE) --no-print-directory $(SNAPSHOT_PAGE)
 
-notebook: $(STAMP) ## execute notebooks/analysis.ipynb into results/notebook/analysis.ipynb (outputs kept, for browsing)
-	MPLBACKEND=Agg RVPO_BASELINE=$(TOY_BASELINE) $(PY) scripts/execute_notebook.py
+notebook: $(STAMP) ## execute notebooks/analysis.ipynb on the snapshot into results/notebook/analysis.ipynb (outputs kept, for browsing)
+	$(MAKE) --no-print-directory -B $(NOTEBOOK_OUT)
 
 # W&B runs of every job (logger.dir, default the repository root): $(WANDB_RUNS)/{offline-run,run}-*.
 WANDB_RUNS ?= $(or $(RVPO_ROOT),.)/wandb

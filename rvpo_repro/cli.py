@@ -118,21 +118,32 @@ def one_line_errors(task_function: Callable, prog: str) -> Callable:
 
 
 def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | None = None) -> None:
-    """Run `task_function(cfg)` under Hydra with this installation's config tree."""
+    """Run `task_function(cfg)` under Hydra with this installation's config tree; config mistakes
+    in one line (rvpo_repro.config_errors)."""
     import hydra
 
+    from rvpo_repro import config_errors
     from rvpo_repro.config import conf_dir, register_configs
 
     args = sys.argv[1:] if argv is None else list(argv)
+    prog = "rvpo-train" if config_name == "train" else "rvpo-eval"
     if "--help" in args or "-h" in args:
         print(help_text(config_name))
         return
+    if "--version" in args:
+        from rvpo_repro.version import version_text
+
+        print(version_text(prog))
+        return
     register_configs()
+    if config_errors.wants_resolved(args):
+        config_errors.print_resolved(prog, config_name, args)
+        return
     if argv is not None:
         sys.argv = [sys.argv[0], *args]
     main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
-    prog = "rvpo-train" if config_name == "train" else "rvpo-eval"
-    main(one_line_errors(task_function, prog))()
+    with config_errors.one_line_compose_errors(prog, config_name, config_errors.overrides_in(args)):
+        main(one_line_errors(task_function, prog))()
 
 
 # Console scripts (pyproject [project.scripts]). The job modules import torch, TRL and the models;

@@ -277,6 +277,23 @@ def check_trainer(trainer: dict) -> None:
             raise ConfigError(f"trainer.{key}={value!r}: expected {grpo[key]} (TRL GRPOConfig.{key})")
 
 
+def check_judges(plain: dict) -> None:
+    """`judge.backend` and `eval_judge.backend` name registered back ends (rvpo_repro.judges), so a
+    typo stops the run before the model loads."""
+    import difflib
+
+    from rvpo_repro.judges import known_backends
+
+    for group in ("judge", "eval_judge"):
+        backend = (plain.get(group) or {}).get("backend")
+        if backend is not None and backend not in known_backends():
+            near = difflib.get_close_matches(str(backend), known_backends(), n=3, cutoff=0.5)
+            raise ConfigError(
+                f"{group}.backend={backend!r}: not a judge back end (expected one of {', '.join(known_backends())})"
+                + (f"; did you mean {', '.join(near)}?" if near else "")
+            )
+
+
 def grpo_kwargs(cfg: Any) -> dict:
     """GRPOConfig keyword arguments of a composed config: the trainer group as it is (without the
     TrainerExtras keys), the model group's batch, memory and precision settings, the seed and the
@@ -337,6 +354,7 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
         if k not in ("paths", "logger")
     }  # paths may point at Hydra's runtime
     check_ranges(plain)
+    check_judges(plain)
     check_trainer(plain["trainer"])
     check_precision(plain["model"], plain["trainer"])
     check_vllm_model(plain)
