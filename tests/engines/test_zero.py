@@ -78,7 +78,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
 @pytest.mark.parametrize("stage", [2, 3])
 def test_zero_trains_on_two_gloo_ranks_saves_and_resumes(stage, tmp_path, engine_cache):
     env = engine_env(engine_cache)
-    whole = run(launch(stage, tmp_path / "whole"), env)
+    whole = run(launch(stage, tmp_path / "whole"), env, timeout=600)
     assert whole.returncode == 0, tail(whole)
     run_dir, record = only_record(tmp_path / "whole")
     ranks = ranks_report(run_dir)
@@ -98,7 +98,7 @@ def test_zero_trains_on_two_gloo_ranks_saves_and_resumes(stage, tmp_path, engine
     checkpoint = kill_after_checkpoint(launch(stage, tmp_path / "resumed"), env, tmp_path / "resumed")
     killed = list((tmp_path / "resumed").glob("results/runs/*/*"))
     assert len(killed) == 1 and not (killed[0] / "model").exists(), "the kill came after training ended"
-    again = run(launch(stage, tmp_path / "resumed"), env)
+    again = run(launch(stage, tmp_path / "resumed"), env, timeout=600)
     assert again.returncode == 0, tail(again)
     resumed_dir, resumed = only_record(tmp_path / "resumed")
     assert (resumed["extra"]["train"]["resumed_from"] or "").endswith(checkpoint), resumed["extra"]["train"]
