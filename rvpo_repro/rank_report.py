@@ -71,6 +71,7 @@ class RankReport(TrainerCallback):
         from accelerate.utils import gather_object
 
         facts = gather_object([rank_facts(self.trainer)])
+        self.trainer.rank_facts = facts  # every rank's, on every rank: the run record keeps them
         if not state.is_world_process_zero:
             return
         digests = {f["params_sha256"] for f in facts}
