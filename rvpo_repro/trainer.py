@@ -112,6 +112,8 @@ class RVPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(advantages.tolist())
         self._log_channel_metrics(rewards, progress, group, mode, weights)
+        if mode == "train":  # stateful methods (constrained_grpo's multipliers) step on training batches
+            self.aggregator.update(rewards, weights)
         return output
 
     # -- helpers --------------------------------------------------------------------------------
@@ -153,11 +155,10 @@ class RVPOTrainer(GRPOTrainer):
         risk = self.aggregator.risk_at(progress) if hasattr(self.aggregator, "risk_at") else None
         if risk is not None:
             metrics["aggregator/risk"].append(float(risk))
-        if hasattr(self.aggregator, "softmin_weights"):
-            weights = self.aggregator.softmin_weights(
-                rewards, num_generations=group, weights=channel_weights, progress=progress
-            )
-
+        weights = self.aggregator.channel_weights(
+            rewards, num_generations=group, weights=channel_weights, progress=progress
+        )  # (N, K) share of each channel in the advantage (RVPO: the SoftMin weights), or None
+        if weights is not None:
             scorable = ~torch.isnan(rewards).all(dim=1)
             mean_w = weights[scorable].mean(dim=0) if scorable.any() else weights.mean(dim=0)
             for j, spec in enumerate(self.channels):
