@@ -29,7 +29,7 @@ def test_iqm_and_mean_follow_their_definitions():
 
 def test_the_bootstrap_resamples_each_task_on_its_own():
     """Row sums are constant here: resampling whole rows would give one value; strata do not."""
-    a = np.array([0.0, 0.25, 0.5, 1.0])
+    a = np.array([0.0, 0.25, 0.75, 1.0])
     x = np.stack([a, a[::-1]], axis=1)
     est, low, high = ie.stratified_bootstrap_ci(x, ie.mean_score, n_boot=500, seed=1)
     assert est == pytest.approx(x.mean()) and low < est < high
