@@ -116,6 +116,11 @@ class Aggregator:
         """Whether the trainer should pass per-rollout item weights (N, K)."""
         return bool(self.use_item_weights)
 
+    @property
+    def wants_lengths(self) -> bool:
+        """Whether the call needs the completions' token counts (whitening over tokens)."""
+        return False
+
     def __post_init__(self) -> None:
         if not self.eps > 0:
             raise ValueError(f"eps = {self.eps} is invalid; expected eps > 0 (TRL uses 1e-4)")

@@ -52,6 +52,10 @@ class ZScoreAggregator(Aggregator):
         if self.saturated not in SATURATED_RULES:
             raise ValueError(f"saturated = {self.saturated!r}; expected one of {list(SATURATED_RULES)}")
 
+    @property
+    def wants_lengths(self) -> bool:
+        return self.whiten == "token"
+
     def zscores(self, x, num_generations):
         """Z (N, K) and its presence mask, with saturated channels dropped if so configured."""
         z, present = _zscores(x, num_generations, self.eps)
