@@ -4,6 +4,7 @@ paper in plain loops; missing verdicts and saturated channels; limits and invari
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -346,3 +347,20 @@ def test_channel_weights_are_shares_of_the_present_channels(name):
     assert cw.shape == r.shape and (cw >= 0).all()
     scorable = ~group_zscore(r, 4).isnan().all(-1)
     torch.testing.assert_close(cw.sum(-1)[scorable], torch.ones(int(scorable.sum()), dtype=r.dtype))
+
+
+FAMILIES = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [(f"experiment={f}", NEW[i % len(NEW)]) for i, f in enumerate(FAMILIES)]
+    + [("task=custom", NEW[(len(FAMILIES) + 1) % len(NEW)])],
+)
+def test_the_new_methods_compose_in_every_experiment_family_and_in_the_custom_task(override, name):
+    """Each family and task=custom takes aggregator=<name> (each new method in at least one)."""
+    from rvpo_repro.aggregators import aggregator_from_config
+    from rvpo_repro.config import compose
+
+    assert len(FAMILIES) + 1 >= len(NEW)
+    assert aggregator_from_config(compose([override, f"aggregator={name}"]).aggregator).name == name
