@@ -149,10 +149,11 @@ def make_figures(tab: pd.DataFrame, prof: dict[str, np.ndarray], outdir: Path) -
                     ecolor="#9bb8dc", capsize=2, label="IQM, 95% CI")  # fmt: skip
         ax.plot(t["mean"], y, "|", color="#c0392b", markersize=9, label="mean")
         ax.set_yticks(y, methods if i == 0 else [""] * len(methods), fontsize=7)
+        ax.set_ylim(-0.8, len(methods) - 0.2)
         ax.set_title(scope, fontsize=9)
         ax.set_xlabel("primary metric (held-out)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-    fig.axes[0].legend(fontsize=7, loc="lower left")
+    fig.axes[-1].legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
     board = outdir / "leaderboard.png"
     fig.savefig(board, dpi=130)
