@@ -77,8 +77,9 @@ reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/f
 
 # Every registered aggregator at its defaults, plus the paper's RVPO variants, on the CPU tasks, one
 # seed at a time across tasks and methods (an interrupted run leaves whole seeds; finished runs are
-# skipped by config hash), then the leaderboard. Single-job by default: the machine is shared.
-BENCH_AGGREGATORS ?= grpo,dr_grpo,gdpo,gdpo_mean,mo_grpo,saw,gd2po,mgda,gapo,constrained_grpo,rvpo,rvpo_k5,rvpo_annealed,hard_min,variance_penalty
+# skipped by config hash), then the leaderboard. Single-job by default: the machine is shared. The
+# references (rvpo, gdpo) come first, so a benchmark stopped part-way can compare against them.
+BENCH_AGGREGATORS ?= rvpo,gdpo,grpo,gdpo_mean,dr_grpo,mo_grpo,saw,gd2po,mgda,gapo,constrained_grpo,rvpo_k5,rvpo_annealed,hard_min,variance_penalty
 BENCH_TASKS ?= toy rubric_toy
 BENCH_SEEDS ?= 0 1 2 3 4
 BENCH_JOBS ?= 1

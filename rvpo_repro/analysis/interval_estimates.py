@@ -3,7 +3,8 @@ at the edge of the statistical precipice", the estimators of the `rliable` libra
 
 Computed with numpy and scipy rather than rliable 1.2.0: rliable installs with the pinned numpy, but
 brings arch, statsmodels, seaborn, absl-py and five more packages for a few lines of arithmetic, and
-wants every method to have the same number of runs per task (a benchmark stopped part-way has not).
+takes each method's runs as one (runs, tasks) matrix, as many runs on every task (a benchmark stopped
+part-way has not; the probability of improvement here takes any run counts).
 
 A score matrix is (runs, tasks): one row per seed, one column per task, every task's score in the
 same units (here each task's primary metric, a rate in [0, 1]). Every random draw takes a seed.
