@@ -18,7 +18,7 @@ ENGINES_STAMP := $(ENGINES_VENV)/.installed
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-runs test-engines engines-venv lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
+.PHONY: help install test test-fast test-runs test-engines engines-venv lint smoke reproduce reproduce-rubric reproduce-ablation benchmark report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -96,7 +96,23 @@ reproduce-rubric: $(STAMP) ## CPU rubric experiment: rvpo vs gdpo (sum, mean) vs
 reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/final scores, figure of score vs k
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0,0.5,1,2,5 seed=$(RUBRIC_SEEDS)
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=hard_min,rvpo_annealed,variance_penalty seed=$(RUBRIC_SEEDS)
+	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0,1 aggregator.saturated=drop seed=$(RUBRIC_SEEDS)
 	$(PY) -m rvpo_repro.ablation --experiment rubric_toy
+
+# Every registered aggregator at its defaults, plus the paper's RVPO variants, on the CPU tasks, one
+# seed at a time across tasks and methods (an interrupted run leaves whole seeds; finished runs are
+# skipped by config hash), then the leaderboard. Single-job by default: the machine is shared. The
+# references (rvpo, gdpo) come first, so a benchmark stopped part-way can compare against them.
+BENCH_AGGREGATORS ?= rvpo,gdpo,grpo,gdpo_mean,dr_grpo,mo_grpo,saw,gd2po,mgda,gapo,constrained_grpo,rvpo_k5,rvpo_annealed,hard_min,variance_penalty
+BENCH_TASKS ?= toy rubric_toy
+BENCH_SEEDS ?= 0 1 2 3 4
+BENCH_JOBS ?= 1
+BENCH_SWEEP = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m rvpo_repro.train --multirun +launcher=joblib hydra.launcher.n_jobs=$(BENCH_JOBS)
+benchmark: $(STAMP) ## every aggregator x CPU task x 5 seeds (resumable), then the leaderboard table, figure and page
+	for s in $(BENCH_SEEDS); do for t in $(BENCH_TASKS); do \
+	  $(BENCH_SWEEP) experiment=$$t aggregator=$(BENCH_AGGREGATORS) seed=$$s || exit 1; \
+	done; done
+	$(PY) -m rvpo_repro.analysis.leaderboard --experiment $(BENCH_TASKS)
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))

@@ -35,6 +35,9 @@ INF = math.inf
 def variant(agg: dict) -> tuple[str, float | None, int] | None:
     """(label, k on the x axis or None, sort order) of an ablation setting; None for other methods."""
     name = agg.get("name")
+    if agg.get("saturated") == "drop":  # the saturation rule; every other row keeps saturated channels
+        base = variant({**agg, "saturated": None})
+        return (f"{base[0][:-1]}, saturated dropped)", None, 4) if base else None
     if name == "rvpo" and agg.get("schedule") not in (None, "constant") and agg.get("risk_start") is not None:
         return f"rvpo (k {agg['risk_start']:g}→{agg['risk_end']:g}, {agg['schedule']})", None, 2
     if name == "rvpo":

@@ -2,7 +2,7 @@
 
 Shapes: rewards and Z are (N, K), rows ordered group by group (N = B*G), NaN = absent; channel
 weights are (K,) or (N, K); reductions return (N,). See `rvpo_repro.aggregators` for the semantics
-(TRL parity, lone values, whitening over sequences or tokens).
+(TRL parity, lone values, missing verdicts, whitening over sequences or tokens).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ DEFAULT_EPS = 1e-4  # as TRL 1.16
 SCHEDULES = ("constant", "linear", "cosine")
 GRPO_SCALES = ("group", "batch", "none")
 GDPO_REDUCTIONS = ("sum", "mean")
-WHITENINGS = ("sequence", "token")
+WHITENINGS = ("sequence", "token", "none")
+MISSING_RULES = ("renormalise", "nansum")  # grpo: a missing verdict is absent | TRL's 0
+SATURATED_RULES = ("keep", "drop")  # z-score methods: a channel constant within its group
 
 
 # ----------------------------------------------------------------------------- tensor helpers
@@ -199,7 +201,7 @@ def _mean_var(z: Tensor, w: Tensor, wsum: Tensor, scratch: Tensor | None = None)
 
 def risk_schedule(progress: float, start: float, end: float, schedule: str = "linear") -> float:
     """Risk coefficient k at `progress` in [0, 1]: constant (= start), linear or cosine start -> end."""
-    progress = _check_progress(progress)
+    progress = check_progress(progress)
     if schedule == "constant":
         return float(start)
     if schedule == "linear":
@@ -211,8 +213,43 @@ def risk_schedule(progress: float, start: float, end: float, schedule: str = "li
     return (1.0 - t) * start + t * end  # exact at both endpoints
 
 
-def _check_progress(progress: float) -> float:
+def check_progress(progress: float) -> float:
     progress = float(progress)
     if not 0.0 <= progress <= 1.0:
         raise ValueError(f"progress = {progress} is outside [0, 1]; expected the fraction of training done")
     return progress
+
+
+def check_weight_values(w: Tensor) -> None:
+    """Raise one line unless every weight is finite and >= 0."""
+    if not (torch.isfinite(w).all() and (w >= 0).all()):
+        bad = w[~(torch.isfinite(w) & (w >= 0))].tolist()[:5]
+        shown = w.tolist() if w.numel() <= 32 else f"of shape {tuple(w.shape)} holding {bad}"
+        raise ValueError(f"weights {shown} are invalid; expected finite non-negative channel weights")
+
+
+def renormalised_sum(x: Tensor, w: Tensor, num_generations: int) -> Tensor:
+    """Weighted sum of each row's graded channels, scaled to the weight its group is graded on.
+
+    x: (N, K), NaN = absent; w: (K,) or (N, K). Returns (N,): sum_j w_j x_j * W_group / W_row, where
+    W_row is the weight of the row's present channels and W_group that of the channels present in
+    any row of its group (a rubric's items; trailing padding is in none). A row with every verdict
+    exactly equals the plain sum (the factor is exactly 1); a missing verdict counts as the row's
+    weighted mean of its graded items instead of 0. NaN for a row with no channel.
+    """
+    n, k = x.shape
+    present = _presence(x)
+    graded = present.reshape(n // num_generations, num_generations, k).amax(1, keepdim=True)
+    graded = graded.expand(-1, num_generations, -1).reshape(n, k)
+    w_row, w_group = _wdot(present, w), _wdot(graded, w)
+    total = _wdot(x.nan_to_num(0.0), w)
+    return torch.where(present.sum(-1) > 0, total * (w_group / w_row).nan_to_num(1.0), math.nan)
+
+
+def drop_saturated(z: Tensor, num_generations: int) -> Tensor:
+    """Z (N, K) with the channels constant within their group (every present Z exactly 0: all
+    rollouts met the item, or none did) marked absent (NaN). Returns a new tensor."""
+    n, k = z.shape
+    g = z.reshape(n // num_generations, num_generations, k)
+    constant = g.nan_to_num(0.0).abs().amax(1, keepdim=True) == 0
+    return (g + torch.where(constant, math.nan, 0.0).to(z.dtype)).reshape(n, k)

@@ -66,7 +66,20 @@ class AggregatorConfig:
     eps: float | None = None  # std floor (default 1e-4, as TRL)
     weights: list[float] | None = None  # per-channel weights (K,)
     reduce: str | None = None  # gdpo: sum (TRL normalize_then_sum, default) | mean (= rvpo at risk 0)
-    whiten: str | None = None  # z-score methods: batch whitening over sequence (default) | token
+    whiten: str | None = None  # z-score methods: batch whitening over sequence (default) | token | none
+    missing: str | None = (
+        None  # grpo, dr_grpo: renormalise (default: a missing verdict is absent) | nansum (TRL)
+    )
+    saturated: str | None = None  # z-score methods: keep (default, the paper's mean) | drop channels
+    # constant within their group
+    offsets: list[float] | None = None  # saw: per-channel shift before the coefficient of variation
+    mode: str | None = None  # gd2po: snr (default) | hard conflict filter
+    tau: float | None = None  # gd2po: agreement-ratio threshold of mode snr (default 0.8)
+    gapo_p: float | None = None  # mgda: none = MGDA; gapo: 1.0 (each Z vector over its norm^p)
+    objective: int | None = None  # constrained_grpo: index of the reward channel (others: constraints)
+    lambda_init: float | None = None  # constrained_grpo: initial Lagrange multipliers
+    lagrange_lr: float | None = None  # constrained_grpo: dual ascent step
+    threshold: float | None = None  # constrained_grpo: allowed violation rate per constraint
     use_item_weights: bool = False  # gdpo/rvpo/...: also weight channels by per-rollout item weights
     # (rubric item weights); grpo and dr_grpo always use them
 

@@ -121,7 +121,12 @@ class RVPOTrainer(GRPOTrainer):
         weights = self.reward_weights.to(rewards.device, rewards.dtype)
         if self._step_item_weights is not None:
             weights = self._step_item_weights * weights  # (N, K)
-        lengths = self.accelerator.gather(output["completion_mask"].sum(1))
+        # completion token counts, gathered only for a method that whitens over tokens
+        lengths = (
+            self.accelerator.gather(output["completion_mask"].sum(1))
+            if self.aggregator.wants_lengths
+            else None
+        )
         advantages = self.aggregator(
             rewards, num_generations=group, weights=weights, progress=progress, lengths=lengths
         )
@@ -133,6 +138,8 @@ class RVPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(advantages.tolist())
         self._log_channel_metrics(rewards, progress, group, mode, weights)
+        if mode == "train":  # stateful methods (constrained_grpo's multipliers) step on training batches
+            self.aggregator.update(rewards, weights)
         return output
 
     # -- helpers --------------------------------------------------------------------------------
@@ -149,37 +156,48 @@ class RVPOTrainer(GRPOTrainer):
         mode: str,
         channel_weights: torch.Tensor | None = None,
     ) -> None:
+        """Per-channel metrics of one batch, computed on the rewards' device and brought to the host
+        in one transfer (a `.item()` per value would wait on the device once per value)."""
         metrics = self._metrics[mode]
-        means = torch.nanmean(rewards, dim=0)
-        normalised = []
-        binary_ok = []
-        for j, spec in enumerate(self.channels):
-            col = rewards[:, j]
-            present = ~torch.isnan(col)
-            normalised.append(spec.normalise(means[j].item()))
-            if spec.binary:
-                ok = (col == spec.high) | ~present  # an absent constraint does not fail the rollout
-                binary_ok.append(ok)
-                if present.any():
-                    metrics[f"channels/{spec.name}/satisfied"].append(
-                        (col[present] == spec.high).float().mean().item()
-                    )
-        finite = [v for v in normalised if v == v]
+        k = rewards.shape[1]
+        present = ~torch.isnan(rewards)
+        parts = [torch.nanmean(rewards, dim=0)]  # (K,) channel means
+        binary = [j for j, spec in enumerate(self.channels) if spec.binary]
+        if binary:
+            idx = torch.tensor(binary, device=rewards.device)
+            high = torch.tensor(
+                [self.channels[j].high for j in binary], dtype=rewards.dtype, device=rewards.device
+            )
+            met, pres = rewards[:, idx] == high, present[:, idx]  # NaN never equals high
+            count = pres.sum(0)
+            parts += [count.to(rewards.dtype), met.sum(0) / count.clamp(min=1)]
+            # an absent constraint does not fail the rollout
+            parts.append((met | ~pres).all(dim=1).float().mean().to(rewards.dtype).reshape(1))
+        weights = self.aggregator.channel_weights(
+            rewards, num_generations=group, weights=channel_weights, progress=progress
+        )  # (N, K) share of each channel in the advantage (RVPO: the SoftMin weights), or None
+        if weights is not None:
+            scorable = present.any(dim=1, keepdim=True).to(weights.dtype)
+            n = scorable.sum()
+            mean_w = torch.where(n > 0, (weights * scorable).sum(0) / n.clamp(min=1), weights.mean(dim=0))
+            parts.append(mean_w.to(rewards.dtype))
+        values = torch.cat(parts).tolist()  # the one device-to-host transfer
+        means, rest = values[:k], values[k:]
+        finite = [
+            v for v in (spec.normalise(m) for spec, m in zip(self.channels, means, strict=True)) if v == v
+        ]
         if finite:
             metrics["channels/bottleneck"].append(min(finite))
-        if binary_ok:
-            metrics["channels/all_constraints"].append(
-                torch.stack(binary_ok).all(dim=0).float().mean().item()
-            )
+        if binary:
+            b = len(binary)
+            counts, rates, all_ok, rest = rest[:b], rest[b : 2 * b], rest[2 * b], rest[2 * b + 1 :]
+            for j, c, r in zip(binary, counts, rates, strict=True):
+                if c > 0:
+                    metrics[f"channels/{self.channels[j].name}/satisfied"].append(r)
+            metrics["channels/all_constraints"].append(all_ok)
         risk = self.aggregator.risk_at(progress) if hasattr(self.aggregator, "risk_at") else None
         if risk is not None:
             metrics["aggregator/risk"].append(float(risk))
-        if hasattr(self.aggregator, "softmin_weights"):
-            weights = self.aggregator.softmin_weights(
-                rewards, num_generations=group, weights=channel_weights, progress=progress
-            )
-
-            scorable = ~torch.isnan(rewards).all(dim=1)
-            mean_w = weights[scorable].mean(dim=0) if scorable.any() else weights.mean(dim=0)
-            for j, spec in enumerate(self.channels):
-                metrics[f"aggregator/weight/{spec.name}"].append(mean_w[j].item())
+        if weights is not None:
+            for spec, w in zip(self.channels, rest, strict=True):
+                metrics[f"aggregator/weight/{spec.name}"].append(w)

@@ -39,6 +39,8 @@ def _record(tmp_path, name, agg, seed, final, ckpts):
             None,
         ),
         ({"name": "variance_penalty", "beta": 0.5}, "variance penalty (β=0.5)", None),
+        ({"name": "rvpo", "risk": 1.0, "saturated": "drop"}, "rvpo (k=1, saturated dropped)", None),
+        ({"name": "rvpo", "risk": 1.0, "saturated": "keep"}, "rvpo (k=1)", 1.0),
     ],
 )
 def test_variants(agg, label, k):

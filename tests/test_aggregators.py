@@ -12,23 +12,20 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rvpo_repro.aggregators import (
-    AGGREGATORS,
-    Aggregator,
-    aggregator_from_config,
+from rvpo_repro.advantage_ops import (
     batch_whiten,
-    get_aggregator,
     group_zscore,
-    register,
     risk_schedule,
     softmin,
     softmin_weights,
     weighted_mean_var,
     zscore_bound,
 )
+from rvpo_repro.aggregators import AGGREGATORS, Aggregator, aggregator_from_config, get_aggregator, register
 from rvpo_repro.config import AggregatorConfig
 
-NAMES = ["grpo", "dr_grpo", "gdpo", "rvpo", "variance_penalty", "hard_min"]
+NAMES = ["grpo", "dr_grpo", "gdpo", "rvpo", "variance_penalty", "hard_min"]  # with a loop reference here
+NEW = ["mo_grpo", "saw", "gd2po", "mgda", "gapo", "constrained_grpo"]  # tests/test_aggregators_methods.py
 EPS = 1e-4
 NAN = math.nan
 FAST = settings(max_examples=40, deadline=None)
@@ -91,18 +88,27 @@ def _ref_meanvar(vals, ws, beta):
     return m - beta * sum(w * (v - m) ** 2 for v, w in zip(vals, ws, strict=True)) / sum(ws)
 
 
-def reference(name, r, G, w=None, k=1.0, beta=0.5, scale="group"):
+def _graded_sum(r, w, i, G, missing):
+    """Row i's weighted sum; "renormalise": times the weight of the channels graded anywhere in
+    its group over the weight of those graded in row i (a missing verdict is absent)."""
+    K = r.shape[1]
+    own = [j for j in range(K) if not np.isnan(r[i, j])]
+    total = sum(w[i, j] * r[i, j] for j in own)
+    if missing == "nansum":
+        return total
+    group = range(i // G * G, (i // G + 1) * G)
+    graded = [j for j in range(K) if any(not np.isnan(r[g, j]) for g in group)]
+    w_row, w_group = sum(w[i, j] for j in own), sum(w[i, j] for j in graded)
+    return total if w_row == 0 else total * w_group / w_row
+
+
+def reference(name, r, G, w=None, k=1.0, beta=0.5, scale="group", missing="renormalise"):
     """Advantages (N,) of aggregator `name`, with loops over groups, rows and channels.
     w: None, (K,) or (N, K) weights."""
     n, K = r.shape
     w = np.broadcast_to(np.ones(K) if w is None else np.asarray(w, dtype=float), (n, K))
     if name in ("grpo", "dr_grpo"):
-        total = [
-            None
-            if np.isnan(r[i]).all()
-            else sum(w[i, j] * r[i, j] for j in range(K) if not np.isnan(r[i, j]))
-            for i in range(n)
-        ]
+        total = [None if np.isnan(r[i]).all() else _graded_sum(r, w, i, G, missing) for i in range(n)]
         scale = "none" if name == "dr_grpo" else scale
         batch = [t for t in total if t is not None]
         batch_std = _mean_std(batch)[1] if batch else 0.0
@@ -148,8 +154,8 @@ def random_rewards(seed, B, G, K, nan_frac=0.3, discrete=False):
 
 
 def test_registry_holds_every_method():
-    assert set(NAMES) == set(AGGREGATORS)
-    for name in NAMES:
+    assert set(NAMES + NEW) == set(AGGREGATORS)
+    for name in NAMES + NEW:
         agg = get_aggregator(name)
         assert isinstance(agg, Aggregator) and agg.name == name
 
@@ -174,7 +180,7 @@ def test_duplicate_registration_is_refused():
         (
             "grpo",
             {"risk": 2.0},
-            r"\['risk'\] do not apply to aggregator 'grpo'; it accepts \['eps', 'weights', 'use_item_weights', 'scale'\]",
+            r"\['risk'\] do not apply to aggregator 'grpo'; it accepts \['eps', 'weights', 'use_item_weights', 'missing', 'scale'\]",
         ),
         ("gdpo", {"beta": 1.0}, r"\['beta'\] do not apply to aggregator 'gdpo'"),
         ("dr_grpo", {"scale": "group"}, r"\['scale'\] do not apply to aggregator 'dr_grpo'"),
@@ -319,17 +325,19 @@ def test_zscores_never_exceed_the_samuelson_bound(seed, G, scale):
     assert z.nan_to_num(0.0).abs().max() <= zscore_bound(G) * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("missing", ["renormalise", "nansum"])
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
-def test_grpo_scales_match_reference(scale):
+def test_grpo_scales_match_reference(scale, missing):
     r = random_rewards(7, 5, 4, 3)
-    got = get_aggregator("grpo", scale=scale)(torch.from_numpy(r), 4)
-    np.testing.assert_allclose(got.numpy(), reference("grpo", r, 4, scale=scale), atol=1e-10)
+    got = get_aggregator("grpo", scale=scale, missing=missing)(torch.from_numpy(r), 4)
+    want = reference("grpo", r, 4, scale=scale, missing=missing)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-10)
 
 
 # ------------------------------------------------------------------ edge cases
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + NEW)
 def test_unscorable_rows_get_zero_and_leave_the_stats(name):
     """A row with every channel NaN gets 0 and the others are as if it were not in the batch."""
     r = torch.from_numpy(random_rewards(3, B=4, G=3, K=4, nan_frac=0.1))
@@ -342,7 +350,7 @@ def test_unscorable_rows_get_zero_and_leave_the_stats(name):
     torch.testing.assert_close(got[:, :3].reshape(-1), agg(r, 3), atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + NEW)
 def test_dtype_shape_and_all_nan_batch(name):
     agg = get_aggregator(name)
     for dtype in (torch.float32, torch.float64):
@@ -352,7 +360,7 @@ def test_dtype_shape_and_all_nan_batch(name):
     assert agg(torch.zeros(0, 3), 4).shape == (0,)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + NEW)
 def test_inputs_are_left_untouched_and_memory_layout_does_not_matter(name):
     """The hot paths work in place on their own temporaries, never on the caller's tensors."""
     r = torch.from_numpy(random_rewards(4, 4, 4, 6))
@@ -626,7 +634,9 @@ def test_gdpo_mean_is_rvpo_at_risk_zero_and_differs_from_the_sum(seed):
 def test_gdpo_reduce_and_whiten_options_are_checked():
     with pytest.raises(ValueError, match=r"reduce = 'max'; expected one of \['sum', 'mean'\]"):
         get_aggregator("gdpo", reduce="max")
-    with pytest.raises(ValueError, match=r"whiten = 'batch'; expected one of \['sequence', 'token'\]"):
+    with pytest.raises(
+        ValueError, match=r"whiten = 'batch'; expected one of \['sequence', 'token', 'none'\]"
+    ):
         get_aggregator("rvpo", whiten="batch")
     with pytest.raises(ValueError, match=r"\['reduce'\] do not apply to aggregator 'rvpo'"):
         get_aggregator("rvpo", reduce="mean")
@@ -642,7 +652,7 @@ def test_grpo_with_per_rollout_weights_is_the_weighted_sum_then_group_normalisat
     rng = np.random.default_rng(3)
     r = _rubric_table(7)
     w = torch.from_numpy(rng.choice([1.0, 2.0, 3.0, 5.0], size=r.shape))
-    got = get_aggregator("grpo")(r, 4, weights=w)
+    got = get_aggregator("grpo", missing="nansum")(r, 4, weights=w)
     total = (r * w).nansum(-1)  # every row here has some reward
     g = total.reshape(-1, 4)
     want = ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + EPS)).reshape(-1)

@@ -120,8 +120,10 @@ def test_matches_trl_grpo_trainer(make_trainer, table, name, aggregation, scale,
     trainer = make_trainer(aggregation, scale, weights)
     rewards = make_table(seed)
     expected = trl_advantages(trainer, table, rewards)
-    options = {"scale": scale} if name == "grpo" else {}
+    options = {"scale": scale, "missing": "nansum"} if name == "grpo" else {}  # TRL: a missing verdict adds 0
     got = get_aggregator(name, **options)(rewards, G, weights=weights)
+    if name == "grpo":  # the default renormalises over the graded items: not TRL's on this table
+        assert not torch.allclose(get_aggregator(name, scale=scale)(rewards, G, weights=weights), expected)
     assert got.dtype == expected.dtype == torch.float32
     assert expected[5] == 0.0 and got[5] == 0.0  # the unscorable rollout
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)

@@ -12,7 +12,8 @@ PKG = Path(__file__).resolve().parents[1] / "rvpo_repro"
 
 # Users' code and notebooks import these; a module that moves keeps re-exporting them.
 PUBLIC = {
-    "rvpo_repro.aggregators": ["get_aggregator", "AGGREGATORS", "softmin", "group_zscore", "risk_schedule"],
+    "rvpo_repro.aggregators": ["get_aggregator", "AGGREGATORS", "Aggregator", "aggregator_from_config"],
+    "rvpo_repro.advantage_ops": ["softmin", "group_zscore", "risk_schedule", "batch_whiten"],
     "rvpo_repro.trainer": ["RVPOTrainer"],
     "rvpo_repro.rewards": ["MultiChannelReward", "RewardChannel", "completion_text", "expand_reward_funcs"],
     "rvpo_repro.stats": ["paired_bootstrap", "paired_permutation", "wilcoxon", "paired_t", "welch",

@@ -116,14 +116,17 @@ def _ours(tiny_model_dir, tmp_path, table, aggregator, multi=False, **kw):
     ("ours", "trl_kwargs"),
     [
         (
-            ("grpo", {"scale": "group"}),
+            ("grpo", {"scale": "group", "missing": "nansum"}),  # TRL's rule for a missing reward
             {"multi_objective_aggregation": "sum_then_normalize", "scale_rewards": "group"},
         ),
         (
-            ("grpo", {"scale": "batch"}),
+            ("grpo", {"scale": "batch", "missing": "nansum"}),
             {"multi_objective_aggregation": "sum_then_normalize", "scale_rewards": "batch"},
         ),
-        (("dr_grpo", {}), {"multi_objective_aggregation": "sum_then_normalize", "scale_rewards": "none"}),
+        (
+            ("dr_grpo", {"missing": "nansum"}),
+            {"multi_objective_aggregation": "sum_then_normalize", "scale_rewards": "none"},
+        ),
         (("gdpo", {}), {"multi_objective_aggregation": "normalize_then_sum"}),
     ],
     ids=["grpo-group", "grpo-batch", "dr_grpo", "gdpo"],
@@ -160,6 +163,26 @@ def test_multichannel_reward_matches_separate_functions_and_logs_channels(tiny_m
     assert m["channels/bottleneck"][-1] == pytest.approx(min(means[0], means[1] / 3, means[2]))
     assert 0.0 <= m["channels/all_constraints"][-1] <= 1.0
     assert trainer.training_progress() == 0.0
+
+
+@pytest.mark.parametrize("name", ["saw", "mgda", "constrained_grpo"])
+def test_every_method_logs_its_channel_weights_and_steps_its_state_on_training_batches(
+    tiny_model_dir, tmp_path, name
+):
+    table = _table(3)
+    agg = get_aggregator(name)
+    want = agg(table, num_generations=G)
+    trainer, got = _ours(tiny_model_dir, tmp_path, table, agg, multi=True)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    m = trainer._metrics["train"]
+    weights = [m[f"aggregator/weight/ch{j}"][-1] for j in range(3)]
+    assert sum(weights) == pytest.approx(1.0, abs=1e-5)
+    if name == "constrained_grpo":  # the multipliers took one dual step on this training batch
+        assert agg.multipliers != [1.0, 1.0, 1.0]
+        moved = list(agg.multipliers)
+        trainer.model.eval()  # an evaluation batch does not move them
+        trainer._generate_and_score_completions(_inputs())
+        assert agg.multipliers == moved
 
 
 class WeightedMulti(ScriptedMulti):
@@ -233,7 +256,7 @@ def test_an_absent_binary_channel_does_not_fail_all_constraints():
     fake = SimpleNamespace(
         _metrics={"train": defaultdict(list)},
         channels=[RewardChannel("a", binary=True), RewardChannel("b", binary=True)],
-        aggregator=object(),  # no schedule, no soft-min weights
+        aggregator=get_aggregator("grpo"),  # no schedule, no channel weights
     )
     nan = float("nan")
     rewards = torch.tensor([[1.0, 1.0], [1.0, nan], [0.0, 1.0], [nan, nan]])

@@ -7,5 +7,7 @@
 - paper: the paper's numbers (results/paper_reference.yaml)
 - table: the results table and its Markdown / CSV / LaTeX files
 - figures, page, wandb_report: PNG figures, the HTML page, W&B table and Report
+- interval_estimates, leaderboard: the aggregator benchmark (IQM, stratified bootstrap, probability
+  of improvement, performance profiles; `make benchmark`)
 - report: the `rvpo-report` driver (imported by nothing here)
 """

@@ -175,3 +175,43 @@ examples shared by all runs. With one seed per method no across-seed test can ru
     page = outdir / "index.html"
     write_if_changed(page, body)
     return page
+
+
+def leaderboard_section(table: pd.DataFrame, figs: list, rel) -> str:
+    """The aggregator benchmark as an HTML section: the leaderboard table and its figures."""
+    esc = html.escape
+    shown = table.drop(columns=[c for c in table.columns if c.endswith(("_ci_low", "_ci_high"))])
+    fig_html = "".join(
+        f'<figure><a href="{rel(p)}"><img src="{rel(p)}" alt="{esc(Path(p).stem)}"></a>'
+        f"<figcaption>{esc(cap)}</figcaption></figure>"
+        for p, cap in figs
+    )
+    return f"""<h2>Aggregator benchmark</h2>
+<p>Every registered aggregator at its defaults (and the paper's RVPO variants) on the CPU tasks. Per task and
+over all tasks: mean and interquartile mean (IQM) of the task's primary metric over seeds, with 95%
+stratified-bootstrap CIs in the CSV; P(&gt; rvpo), P(&gt; gdpo): the probability that a run of the method beats a
+run of RVPO (k=1) or of GDPO on the same task, averaged over tasks; bottleneck and per-channel rates on the
+held-out set.</p>
+<div class="wide">{shown.to_html(index=False, border=0, na_rep="—", float_format=lambda v: f"{v:.3f}", classes="full")}</div>
+{fig_html}"""
+
+
+def write_leaderboard_page(table: pd.DataFrame, md: str, figs: list, files: dict, outdir: Path, command: str,
+                           status: str = "") -> Path:  # fmt: skip
+    """<outdir>/index.html: the benchmark section, its files and the command that wrote it."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    esc = html.escape
+
+    def rel(p: Path) -> str:
+        return esc(Path(os.path.relpath(Path(p).resolve(), outdir.resolve())).as_posix())
+
+    links = " · ".join(f'<a href="{rel(p)}">{esc(k)}</a>' for k, p in files.items())
+    body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Aggregator benchmark</title>
+<style>{CSS}</style></head><body><h1>Aggregator benchmark</h1>
+<p>{esc(status)}</p><p>Files: {links}</p>
+{leaderboard_section(table, figs, rel)}
+<h3>Command</h3><p>Generated {utc_now()} by:</p><pre>{esc(command)}</pre>
+</body></html>"""
+    path = outdir / "index.html"
+    path.write_text(body, encoding="utf-8")
+    return path

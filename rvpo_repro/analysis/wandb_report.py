@@ -149,3 +149,35 @@ def log_table(runs, table: pd.DataFrame) -> bool:
     finally:
         run.finish()
     return True
+
+
+def leaderboard_spec(experiments: list[str], table_md: str, run_ids: list[str]) -> dict:
+    """The benchmark's Report section as plain data (the shape `report_spec` returns): one run set
+    over the benchmark's experiments grouped by aggregator, the held-out primary metric per group,
+    the bottleneck curve, and the leaderboard table."""
+    t = TRAIN_PREFIX
+    names = ", ".join(repr(e) for e in experiments)
+    panels = [
+        {"type": "bar", "title": "Held-out primary metric per aggregator",
+         "metrics": [f"{EVAL_PREFIX}rewards/all_constraints", f"{EVAL_PREFIX}healthbench/score"]},
+        {"type": "line", "title": "Bottleneck: weakest channel, normalised to 0-1", "x": "Step",
+         "y": [f"{t}channels/bottleneck"]},
+        {"type": "line", "title": "Channel weights of the aggregator", "x": "Step", "y": [],
+         "metric_regex": f"{t}aggregator/weight/.*"},
+    ]  # fmt: skip
+    return {
+        "entity": None,
+        "project": "rvpo-repro",
+        "title": "RVPO reproduction: aggregator benchmark",
+        "description": f"Every registered aggregator on {names}; leaderboard from rvpo_repro.analysis.leaderboard.",
+        "runset": {
+            "name": "benchmark",
+            "filters": {"config.experiment_name": {"$in": list(experiments)}},
+            "filter_expr": " or ".join(f"Config('experiment_name') = '{e}'" for e in experiments),
+            "groupby": ["aggregator.name"],
+            "runs": run_ids,
+        },
+        "panels": panels,
+        "results_table_md": table_md,
+        "paper_md": "",
+    }
