@@ -22,9 +22,9 @@ from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from rvpo_repro.aggregators import get_aggregator  # noqa: E402
-from rvpo_repro.config import TinyModelConfig  # noqa: E402
 from rvpo_repro.models import ensure_tiny_model  # noqa: E402
 from rvpo_repro.rewards import expand_reward_funcs  # noqa: E402
+from rvpo_repro.schemas import TinyModelConfig  # noqa: E402
 from rvpo_repro.tasks.toy_constraints import ToyConstraintsConfig, ToyConstraintsTask  # noqa: E402
 from rvpo_repro.trainer import RVPOTrainer  # noqa: E402
 

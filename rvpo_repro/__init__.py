@@ -1,7 +1,8 @@
 """rvpo-repro: reference suite for RVPO (Reward-Variance Policy Optimization).
 
 Data flows one way: config -> task -> trainer -> aggregator -> evaluation -> record -> analysis.
-Modules and subpackages, one idea each:
+Modules and subpackages, one idea each and one import path per name (no module re-exports
+another's; tests/test_layout.py checks it):
 
     aggregators    rewards (N, K) -> advantages (N,): the registry of methods (GRPO ... RVPO)
     advantage_ops  the pure tensor functions behind them (z-scores, SoftMin, whitening)
@@ -11,9 +12,9 @@ Modules and subpackages, one idea each:
     config         composition, the config tree, validation before any work
     models         model configs -> weights (hub id, local path, or the offline tiny model)
     generation     sampling from a policy for evaluation (hf, vllm)
-    cli            what the console scripts share: the config tree, --help, one-line errors
-    train          `rvpo-train` (thin Hydra main)
-    evaluate       `rvpo-eval` (thin Hydra main)
+    cli            what the entry points share: the config tree, --help, one-line errors (run_hydra)
+    train          `rvpo-train` = `python -m rvpo_repro.train` (thin Hydra main)
+    evaluate       `rvpo-eval` = `python -m rvpo_repro.evaluate` (thin Hydra main)
     run/           one run's life: job (build, train, evaluate, seal), record, provenance, lock, resume
     io             atomic writes, JSON Lines, download-once
     tasks/         data sets and reward channels: toy_constraints, rubric (RaR), toolrl, custom, ...
@@ -25,9 +26,6 @@ Modules and subpackages, one idea each:
     callbacks      training callbacks: progress and compact step lines
     tracking       the W&B run of a job
     envcheck       checks the installed torch build
-
-Old paths kept for users' code: records, pipeline, provenance (-> run/), report, figures, results,
-stats (-> analysis/).
 """
 
 __version__ = "0.1.0"

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from rvpo_repro.records import load_record
-from rvpo_repro.results import record_dirs
+from rvpo_repro.analysis.runs import record_dirs
+from rvpo_repro.run.record import load_record
 
 INF = math.inf
 

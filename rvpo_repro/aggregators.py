@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from rvpo_repro.advantage_ops import (  # noqa: F401  (public names re-exported from here)
+from rvpo_repro.advantage_ops import (
     DEFAULT_EPS,
     GDPO_REDUCTIONS,
     GRPO_SCALES,
@@ -65,9 +65,7 @@ from rvpo_repro.advantage_ops import (  # noqa: F401  (public names re-exported 
     batch_whiten,
     group_zscore,
     risk_schedule,
-    softmin,
     softmin_weights,
-    weighted_mean_var,
     zscore_bound,
 )
 

@@ -1,4 +1,6 @@
-"""What the Hydra entry points share: the config tree found from anywhere, and the suite's `--help`.
+"""What the Hydra entry points (`rvpo_repro.train`, `rvpo_repro.evaluate`) share: the config tree
+found from anywhere, the suite's `--help` and one-line errors. It imports neither entry point: each
+hands its task function to `run_hydra`.
 
 `hydra.main(config_path="../conf")` resolves relative to the module and only worked from a source
 checkout; `run_hydra` hands Hydra the absolute config tree of this installation instead
@@ -121,27 +123,3 @@ def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | N
     main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
     prog = "rvpo-train" if config_name == "train" else "rvpo-eval"
     main(one_line_errors(task_function, prog))()
-
-
-# Console scripts (pyproject [project.scripts]). The job modules import torch, TRL and the models;
-# importing them only inside the Hydra task keeps `--help`, `--cfg job` and tab completion fast.
-def _train_job(cfg) -> None:
-    from rvpo_repro.train import job
-
-    job(cfg)
-
-
-def _evaluate_job(cfg) -> None:
-    from rvpo_repro.evaluate import job
-
-    job(cfg)
-
-
-def train() -> None:
-    """`rvpo-train`."""
-    run_hydra(_train_job, "train")
-
-
-def evaluate() -> None:
-    """`rvpo-eval`."""
-    run_hydra(_evaluate_job, "evaluate")

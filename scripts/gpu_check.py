@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rvpo_repro.aggregators import get_aggregator
     from rvpo_repro.config import compose
     from rvpo_repro.models import build_tiny_tokenizer
-    from rvpo_repro.pipeline import build_task, seed_everything
+    from rvpo_repro.run.job import build_task, seed_everything
     from rvpo_repro.trainer import RVPOTrainer
 
     if args.device == "cuda":

@@ -49,7 +49,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(cache_dir):
     """Path to the saved offline tiny Qwen2 model and its tokenizer (seed 0)."""
-    from rvpo_repro.config import TinyModelConfig
     from rvpo_repro.models import ensure_tiny_model
+    from rvpo_repro.schemas import TinyModelConfig
 
     return ensure_tiny_model(TinyModelConfig(seed=0), cache_dir)

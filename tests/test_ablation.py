@@ -7,7 +7,7 @@ import math
 import pytest
 
 from rvpo_repro import ablation
-from rvpo_repro.records import RunRecord, write_record
+from rvpo_repro.run.record import RunRecord, write_record
 
 
 def _record(tmp_path, name, agg, seed, final, ckpts):

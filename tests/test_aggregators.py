@@ -12,21 +12,17 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rvpo_repro.aggregators import (
-    AGGREGATORS,
-    Aggregator,
-    aggregator_from_config,
+from rvpo_repro.advantage_ops import (
     batch_whiten,
-    get_aggregator,
     group_zscore,
-    register,
     risk_schedule,
     softmin,
     softmin_weights,
     weighted_mean_var,
     zscore_bound,
 )
-from rvpo_repro.config import AggregatorConfig
+from rvpo_repro.aggregators import AGGREGATORS, Aggregator, aggregator_from_config, get_aggregator, register
+from rvpo_repro.schemas import AggregatorConfig
 
 NAMES = ["grpo", "dr_grpo", "gdpo", "rvpo", "variance_penalty", "hard_min"]
 EPS = 1e-4

@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 
 from rvpo_repro.evals import bfcl
 from rvpo_repro.evals.base import column_mean
-from rvpo_repro.evals.bfcl import ast_check, parse_python_calls, parse_tool_calls
+from rvpo_repro.evals.bfcl import parse_python_calls, parse_tool_calls
+from rvpo_repro.evals.bfcl_checker import ast_check
 
 REPO = Path(__file__).resolve().parents[1]
 PINNED = "2026.3.23"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro.config import CONF_DIR
+from rvpo_repro.config import conf_dir
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -68,7 +68,7 @@ def test_help_lists_every_option_of_each_group(outside):
     for group in ("experiment", "model", "aggregator", "task"):
         line = next(x for x in out.splitlines() if x.strip().startswith(f"{group}="))
         listed = set(line.split("=", 1)[1].replace(",", " ").split())
-        assert listed == {p.stem for p in (CONF_DIR / group).glob("*.yaml")}, group
+        assert listed == {p.stem for p in (conf_dir() / group).glob("*.yaml")}, group
 
 
 @pytest.mark.parametrize(

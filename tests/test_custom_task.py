@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro import records
 from rvpo_repro.config import compose
 from rvpo_repro.rewards import RewardChannel
+from rvpo_repro.run.record import new_record, run_dir
 from rvpo_repro.tasks import TaskInputError, get_task, prepare_config
 from rvpo_repro.tasks.custom import RewardSpec, _specs, load_rewards
 from rvpo_repro.tasks.user_code import CheckedReward, build_reward, check_signature, missing_columns, resolve
@@ -226,21 +226,21 @@ def test_prepare_pins_code_and_data_hashes_into_the_run_id(cwd):
     first = _cfg(cwd, rewards)
     digest = first.task.code_hashes[f"{mod}:has_digit"]
     assert len(digest) == 64 and first.task.data_hashes["train_source"]
-    assert records.run_dir(_cfg(cwd, rewards)) == records.run_dir(first)  # stable
+    assert run_dir(_cfg(cwd, rewards)) == run_dir(first)  # stable
 
     path = cwd / f"{mod}.py"
     path.write_text(path.read_text() + "\nTHRESHOLD = 2  # a constant beside the rewards changes them\n")
     edited = _cfg(cwd, rewards)
     assert edited.task.code_hashes[f"{mod}:has_digit"] != digest
-    assert records.run_dir(edited) != records.run_dir(first)
-    rec = records.new_record(edited, {}, started_at="t")
+    assert run_dir(edited) != run_dir(first)
+    rec = new_record(edited, {}, started_at="t")
     assert rec.config["task"]["code_hashes"] == dict(edited.task.code_hashes)
 
     data = cwd / "data.jsonl"
     data.write_text(EXAMPLE_DATA.read_text())
-    before = records.run_dir(_cfg(cwd, rewards, data=data))
+    before = run_dir(_cfg(cwd, rewards, data=data))
     data.write_text(EXAMPLE_DATA.read_text().replace("moon", "sun"))
-    assert records.run_dir(_cfg(cwd, rewards, data=data)) != before
+    assert run_dir(_cfg(cwd, rewards, data=data)) != before
 
 
 def test_weights_reach_the_aggregator_in_one_place(cwd):
@@ -396,7 +396,7 @@ def test_evaluate_through_the_generic_rewards_eval_plus_custom_functions(cwd):
 )
 def test_rvpo_train_prints_one_line(cwd, cache_dir, rewards, expected, capsys):
     from rvpo_repro.cli import one_line_errors
-    from rvpo_repro.train import train_and_evaluate
+    from rvpo_repro.run.job import train_and_evaluate
 
     mod = module(cwd, REWARDS)
     cfg = compose(["task=custom", f"task.train_source={EXAMPLE_DATA}", f"task.rewards={rewards.format(mod=mod)}",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from judge_server import ScriptedChatServer, directive
 
-from rvpo_repro.config import JudgeConfig, compose, validate
+from rvpo_repro.config import compose, validate
 from rvpo_repro.judges import (
     JUDGES,
     JudgeCache,
@@ -37,6 +37,7 @@ from rvpo_repro.judges import (
 from rvpo_repro.judges.base import Judge, option
 from rvpo_repro.judges.hf_judge import HFJudge
 from rvpo_repro.judges.openai_judge import OpenAIJudge
+from rvpo_repro.schemas import JudgeConfig
 
 LIMIT_S = 20.0  # no single grade call in this file may take longer
 SECRET = "sk-test-LEAKCHECK-8f3a9c2e71d04b56"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro import records
 from rvpo_repro.config import compose
+from rvpo_repro.run.record import config_hash, load_record, run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,8 +143,8 @@ def test_choosing_a_launcher_leaves_the_run_record_unchanged(launcher):
             f"+launcher={launcher}",
         ]
     )
-    assert records.config_hash(base) == records.config_hash(other)
-    assert records.run_dir(base) == records.run_dir(other)
+    assert config_hash(base) == config_hash(other)
+    assert run_dir(base) == run_dir(other)
 
 
 # ----------------------------------------------------------------------------- a sweep through submitit
@@ -220,7 +220,7 @@ def test_submitit_sweep_runs_both_jobs_then_a_rerun_runs_only_the_missing_one(
     assert second["grpo"].stat().st_mtime_ns == kept_mtime  # not rerun
     skipped = _skip_lines(tmp_path)
     assert len(skipped) == 1 and first["grpo"].parent.name in skipped.pop(), skipped
-    assert records.load_record(second["rvpo"]).seed == 0
+    assert load_record(second["rvpo"]).seed == 0
 
 
 # ----------------------------------------------------------------------------- GPU check script

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro.records import load_record
+from rvpo_repro.run.record import load_record
 
 sys.path.insert(0, str(Path(__file__).parent))
 from wandb_file import run_config  # noqa: E402

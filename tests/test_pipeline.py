@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro.records import load_examples, load_log_history, load_record
+from rvpo_repro.run.record import load_examples, load_log_history, load_record
 
 pytestmark = pytest.mark.slow
 
@@ -155,8 +155,8 @@ def test_crashing_reward_fails_clearly_and_finishes_wandb(tmp_path, cache_dir, m
     import wandb
 
     from rvpo_repro.config import compose
+    from rvpo_repro.run.job import train_and_evaluate
     from rvpo_repro.tasks.toy_constraints import ToyRewards
-    from rvpo_repro.train import train_and_evaluate
 
     def boom(self, *args, **kwargs):
         raise RuntimeError("reward exploded on purpose")

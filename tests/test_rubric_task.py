@@ -158,7 +158,7 @@ def test_rubric_tiny_trains_with_per_item_channels_and_writes_record(tmp_path, c
     import subprocess
     import sys
 
-    from rvpo_repro.records import load_examples, load_log_history, load_record
+    from rvpo_repro.run.record import load_examples, load_log_history, load_record
 
     cmd = [
         sys.executable,

@@ -23,7 +23,7 @@ from rvpo_repro.tasks.toolrl import (
     write_prepared_split,
     write_rlla_fixture,
 )
-from rvpo_repro.tasks.toolrl_rewards import correctness_reward, format_reward
+from rvpo_repro.tasks.toolrl.rewards import correctness_reward, format_reward
 
 THINK = "<think> plan </think>"
 
@@ -490,7 +490,7 @@ def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, cache_dir):
     import os
     import subprocess
 
-    from rvpo_repro.records import load_examples, load_record
+    from rvpo_repro.run.record import load_examples, load_record
 
     bfcl = pytest.importorskip("rvpo_repro.evals.bfcl", reason="rvpo_repro.evals.bfcl is not there yet")
     overrides = [

@@ -67,12 +67,12 @@ def test_only_the_main_process_opens_a_run(tmp_path, monkeypatch):
 def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
     import wandb
 
-    from rvpo_repro import records
-    from rvpo_repro.pipeline import save_result
+    from rvpo_repro.run.job import save_result
+    from rvpo_repro.run.record import load_record, new_record, run_id, utc_now
 
     cfg = _cfg(tmp_path)
     assert cfg.logger.dir == str(tmp_path)  # every job's W&B runs land in <root>/wandb
-    rid = records.run_id(cfg)
+    rid = run_id(cfg)
     ids = []
     for attempt in range(2):  # the first job is cut short, the second resumes it
         with wandb_run(cfg, rid, {"attempt": attempt}) as run:
@@ -85,7 +85,7 @@ def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
                     {"rewards/a": "a"},
                     primary="rewards/a",
                 )
-                record = records.new_record(cfg, result.metrics, started_at=records.utc_now())
+                record = new_record(cfg, result.metrics, started_at=utc_now())
                 save_result(tmp_path / "rec", record, result, run)
         assert wandb.run is None
     assert ids == [rid, rid]
@@ -93,7 +93,7 @@ def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
     # two starts within one second share a timestamp: W&B then suffixes the second folder (-1)
     assert len(folders) == 2 and all(re.search(rf"-{re.escape(rid)}(-\d+)?$", f.name) for f in folders)
 
-    extra = records.load_record(tmp_path / "rec").extra["wandb"]
+    extra = load_record(tmp_path / "rec").extra["wandb"]
     assert extra == {
         "id": rid,
         "path": f"{cfg.logger.project}/{rid}",
@@ -165,7 +165,7 @@ def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir)
 
 # ------------------------------------------------------------------------------ completions table
 def test_completions_table_option_reaches_grpo_config(tmp_path):
-    from rvpo_repro.train import grpo_args
+    from rvpo_repro.run.job import grpo_args
 
     default = grpo_args(_cfg(tmp_path), tmp_path / "ckpt", "none")
     assert default.log_completions is False and default.disable_tqdm is False

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rvpo_repro.records import load_log_history  # noqa: E402
+from rvpo_repro.run.record import load_log_history  # noqa: E402
 
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), one per aggregator.
 BASE_COLORS = {

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from rvpo_repro.analysis.table import fmt_p
-from rvpo_repro.records import utc_now
+from rvpo_repro.run.record import utc_now
 
 
 def _p(p) -> str:

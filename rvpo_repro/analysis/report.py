@@ -27,7 +27,7 @@ from rvpo_repro.analysis import figures, page, wandb_report
 from rvpo_repro.analysis.paper import DEFAULT_REFERENCE, load_reference
 from rvpo_repro.analysis.runs import MissingMetricError, load_runs
 from rvpo_repro.analysis.table import display_table, results_table, table_preamble, write_tables
-from rvpo_repro.records import load_log_history
+from rvpo_repro.run.record import load_log_history
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from rvpo_repro.analysis.labels import method_label, risk_of
-from rvpo_repro.records import RESULT_FILE, RunRecord, config_hash, load_examples, load_record
+from rvpo_repro.run.record import RESULT_FILE, RunRecord, config_hash, load_examples, load_record
 
 KEY_COLUMNS = {
     "experiment", "run_id", "run_dir", "model", "task", "aggregator", "seed", "config_hash", "git_commit",

@@ -26,17 +26,11 @@ from typing import Any, NoReturn
 import numpy as np
 
 from rvpo_repro.evals.base import EvalResult, metric
-from rvpo_repro.evals.healthbench_grader import (  # noqa: F401  (re-exported)
+from rvpo_repro.evals.healthbench_grader import (
     BUILTIN_TEMPLATE,
-    GRADER_SYSTEM,
     GraderTemplate,
-    grader_info,
     grader_messages,
-    load_grader_template,
     parse_upstream_verdict,
-    read_grader_template,
-    render_conversation,
-    render_rubric_item,
 )
 from rvpo_repro.io import download_once
 from rvpo_repro.judges.base import JudgeRequest

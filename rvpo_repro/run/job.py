@@ -20,11 +20,12 @@ from omegaconf import DictConfig, open_dict
 
 from rvpo_repro import progress
 from rvpo_repro.config import check_grpo_config, grpo_kwargs, validate
+from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.run import record as record_mod
 from rvpo_repro.run.lock import run_lock
 from rvpo_repro.tasks import get_task, prepare_config
-from rvpo_repro.tasks.base import EvalResult, Task, TaskData
+from rvpo_repro.tasks.base import Task, TaskData
 from rvpo_repro.tracking import log_eval_table, wandb_info, wandb_run
 
 log = logging.getLogger(__name__)
