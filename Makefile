@@ -72,7 +72,7 @@ reproduce-rubric: $(STAMP) ## CPU rubric experiment: rvpo vs gdpo (sum, mean) vs
 reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/final scores, figure of score vs k
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0,0.5,1,2,5 seed=$(RUBRIC_SEEDS)
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=hard_min,rvpo_annealed,variance_penalty seed=$(RUBRIC_SEEDS)
-	$(PY) -m rvpo_repro.ablation --experiment rubric_toy
+	$(PY) -m rvpo_repro.analysis.ablation --experiment rubric_toy
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))
@@ -132,14 +132,14 @@ SWEEP_ARGS ?=
 .PHONY: sweeps gpu-check $(addprefix reproduce-,$(SWEEPS))
 
 sweeps: $(STAMP) ## list the paper sweeps with their runs and expected GPU-hours
-	$(PY) -m rvpo_repro.plan --list
+	$(PY) -m rvpo_repro.sweep --list
 
 reproduce-healthbench_scaling: ## HealthBench: 3B/7B/14B x grpo/gdpo/rvpo x seeds on RaR-Medicine (LAUNCHER=, DRY_RUN=1)
 reproduce-gpqa: ## GPQA-Diamond: 3B/7B/14B x grpo/gdpo/rvpo x seeds on RaR-Science
 reproduce-tool_calling: ## BFCL tool calling: 1.5B/3B x grpo/gdpo/rvpo (three RVPO risks) x seeds
 reproduce-risk_ablation: ## risk ablation at 7B: k=5, k 0.5->2, k=0 (gdpo), hard min, variance penalty
 $(addprefix reproduce-,$(SWEEPS)): reproduce-%: $(STAMP)
-	$(PY) -m rvpo_repro.plan $* --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
+	$(PY) -m rvpo_repro.sweep $* --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
 
 gpu-check: ## RVPO steps of a random-weight Qwen2.5-1.5B on one CUDA GPU: tokens/s, peak memory (<8 min)
 	PY=$(PY) bash scripts/gpu_check.sh

@@ -20,8 +20,9 @@ another's; tests/test_layout.py checks it):
     tasks/         data sets and reward channels: toy_constraints, rubric (RaR), toolrl, custom, ...
     evals/         held-out evaluations (rewards, HealthBench, GPQA, BFCL), one EvalResult type
     judges/        LLM and rule judges behind one grade() interface, with a verdict cache
-    analysis/      the report: load runs -> statistics -> table -> figures, page, W&B Report
-    plan, cost     sweep planning (`rvpo-sweep`): runs, status, GPU-hour estimates
+    analysis/      the report: load runs -> statistics -> table -> figures, page, W&B Report;
+                   the risk ablation
+    sweep/         the sweep tool (`rvpo-sweep`): plan (runs, status, launches), cost (GPU-hours)
     progress       progress bars that stay quiet in log files
     callbacks      training callbacks: progress and compact step lines
     tracking       the W&B run of a job

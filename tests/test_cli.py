@@ -128,7 +128,7 @@ def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, o
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0] == str(site / "rvpo_repro" / "conf")
     assert "experiment_name: toy_smoke" in proc.stdout
-    code = "import rvpo_repro.plan as p; print(p.sweep_file('tool_calling')); p.main(['--list'])"
+    code = "import rvpo_repro.sweep.plan as p; print(p.sweep_file('tool_calling')); p.main(['--list'])"
     proc = run([sys.executable, "-c", code], cwd=outside, env={"PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0] == str(site / "rvpo_repro" / "sweeps" / "tool_calling.yaml")

@@ -1,4 +1,4 @@
-"""The paper sweeps (sweeps/*.yaml, Hydra configs) and their planner (rvpo_repro.plan, `rvpo-sweep`):
+"""The paper sweeps (sweeps/*.yaml, Hydra configs) and their planner (rvpo_repro.sweep, `rvpo-sweep`):
 every run composes to the intended model, task, aggregator and seed; the expansion is Hydra's; the
 cost figures and the headers agree; dry runs and launch commands are what Hydra and accelerate take."""
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from rvpo_repro import plan
 from rvpo_repro.config import compose, conf_dir, validate
-from rvpo_repro.cost import estimate
 from rvpo_repro.run.record import config_hash, run_dir
+from rvpo_repro.sweep import plan
+from rvpo_repro.sweep.cost import estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -283,7 +283,7 @@ def test_accelerate_env_of_the_configs(monkeypatch):
 # ----------------------------------------------------------------------------- the command line
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rvpo_repro.plan", *args],
+        [sys.executable, "-m", "rvpo_repro.sweep", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -339,6 +339,6 @@ def test_make_target_calls_the_planner():
         cwd=ROOT,
         timeout=60,
     )
-    assert "-m rvpo_repro.plan tool_calling --launcher slurm --dry-run -- seed=0" in proc.stdout, (
+    assert "-m rvpo_repro.sweep tool_calling --launcher slurm --dry-run -- seed=0" in proc.stdout, (
         proc.stdout + proc.stderr
     )

@@ -8,4 +8,5 @@
 - table: the results table and its Markdown / CSV / LaTeX files
 - figures, page, wandb_report: PNG figures, the HTML page, W&B table and Report
 - report: the `rvpo-report` driver (imported by nothing here)
+- ablation: the risk ablation's table and figures (`python -m rvpo_repro.analysis.ablation`)
 """

@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from rvpo_repro.analysis.labels import method_label
 from rvpo_repro.config import conf_dir, shipped_dir
-from rvpo_repro.cost import Estimate, estimate
+from rvpo_repro.sweep.cost import Estimate, estimate
 
 __all__ = ["Job", "Launch", "Sweep", "available", "expand", "load", "main", "plan"]
 
