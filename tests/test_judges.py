@@ -1,4 +1,4 @@
-"""Judges against a real OpenAI-compatible HTTP server on loopback (tests/judge_server.py).
+"""Judges against a real OpenAI-compatible HTTP server on loopback (tests/helpers/judge_server.py).
 
 The server scripts each request's fate from its content (see judge_server's docstring): verdicts,
 429/5xx, timeouts, malformed replies. Every grade call runs under `bounded`, so a hang fails the
@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from judge_server import ScriptedChatServer, directive
+from helpers.judge_server import ScriptedChatServer, directive
 
 from rvpo_repro.config import compose, validate
 from rvpo_repro.judges import (

@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.wandb_file import run_config
 
 from rvpo_repro.run.record import load_record
-
-sys.path.insert(0, str(Path(__file__).parent))
-from wandb_file import run_config  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -436,7 +436,7 @@ def test_evaluate_with_the_bfcl_module(tokenizer):
 
 def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
     pytest.importorskip("rvpo_repro.evals.bfcl")
-    from fixtures_bfcl import write_bfcl_fixture
+    from helpers.fixtures_bfcl import write_bfcl_fixture
 
     cfg = ToolRLConfig(source="fixture", fixture_examples=60, bfcl_source=str(write_bfcl_fixture(tmp_path)))
     task = get_task(cfg)
@@ -505,7 +505,7 @@ def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, cache_dir):
     try:
         bfcl.package_data_dir()
     except FileNotFoundError:  # no bfcl-eval wheel: the BFCL test fixture in the real file schema
-        from fixtures_bfcl import write_bfcl_fixture
+        from helpers.fixtures_bfcl import write_bfcl_fixture
 
         overrides.append(f"task.bfcl_source={write_bfcl_fixture(tmp_path / 'bfcl')}")
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

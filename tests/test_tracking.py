@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.wandb_file import run_config
 
 from rvpo_repro import tracking
 from rvpo_repro.evals.base import EvalResult, metric
 from rvpo_repro.tracking import RANK_ENV, wandb_id, wandb_run
-
-sys.path.insert(0, str(Path(__file__).parent))
-from wandb_file import run_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
