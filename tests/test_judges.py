@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from helpers.judge_server import ScriptedChatServer, directive
 
-from rvpo_repro.config import compose, validate
+from rvpo_repro.config import validate
 from rvpo_repro.judges import (
     JUDGES,
     JudgeCache,
@@ -371,10 +371,10 @@ def test_make_judge_registry_and_errors():
 
 
 @pytest.mark.parametrize("option", ["openai", "vllm_local", "hf_tiny"])
-def test_judge_configs_compose_and_build(option, monkeypatch, cache_dir):
+def test_judge_configs_compose_and_build(option, monkeypatch, cache_dir, compose_cfg):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    cfg = compose([f"judge={option}", f"paths.cache_dir={cache_dir}"])
+    cfg = compose_cfg(f"judge={option}")
     validate(cfg)
     judge = make_judge(cfg.judge, cache_dir=cache_dir)
     assert judge.backend == cfg.judge.backend and SECRET not in repr(judge)

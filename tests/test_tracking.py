@@ -22,12 +22,6 @@ def _single_process(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def _cfg(root: Path, *overrides: str):
-    from rvpo_repro.config import compose
-
-    return compose([f"paths.root_dir={root}", "paths.output_dir=/tmp/unused", *overrides])
-
-
 # ---------------------------------------------------------------------------------- ids and ranks
 def test_wandb_id_is_the_run_id_when_legal_and_a_stable_legal_id_otherwise():
     rid = "tiny-toy_constraints-rvpo-s0-5d7d9466"
@@ -54,21 +48,21 @@ def test_rank_comes_from_the_launcher_environment(monkeypatch):
         tracking.process_rank()
 
 
-def test_only_the_main_process_opens_a_run(tmp_path, monkeypatch):
+def test_only_the_main_process_opens_a_run(tmp_path, monkeypatch, compose_cfg):
     monkeypatch.setenv("RANK", "1")
-    with wandb_run(_cfg(tmp_path), "run-a", {"x": 1}) as run:
+    with wandb_run(compose_cfg(), "run-a", {"x": 1}) as run:
         assert run is None
     assert not (tmp_path / "wandb").exists()
 
 
 # ------------------------------------------------------------------------- resume, folder, sync
-def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
+def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path, compose_cfg):
     import wandb
 
     from rvpo_repro.run.job import save_result
     from rvpo_repro.run.record import load_record, new_record, run_id, utc_now
 
-    cfg = _cfg(tmp_path)
+    cfg = compose_cfg()
     assert cfg.logger.dir == str(tmp_path)  # every job's W&B runs land in <root>/wandb
     rid = run_id(cfg)
     ids = []
@@ -114,8 +108,8 @@ def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
     assert files == {(f / f"run-{rid}.wandb").resolve() for f in folders}, listed
 
 
-def test_logger_run_id_overrides_the_derived_id(tmp_path):
-    with wandb_run(_cfg(tmp_path, "logger.run_id=fresh-1"), "run-a", {}) as run:
+def test_logger_run_id_overrides_the_derived_id(tmp_path, compose_cfg):
+    with wandb_run(compose_cfg("logger.run_id=fresh-1"), "run-a", {}) as run:
         assert run.id == "fresh-1"
 
 
@@ -140,7 +134,7 @@ def test_eval_table_has_prompt_completion_score_and_sub_scores():
 
 
 # ------------------------------------------------------------------------- model config nesting
-def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir):
+def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir, compose_cfg):
     from transformers import AutoModelForCausalLM, TrainerState
     from trl import GRPOConfig
 
@@ -148,7 +142,7 @@ def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir)
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     args = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="wandb", learning_rate=3e-4)
-    cfg = _cfg(tmp_path)
+    cfg = compose_cfg()
     with wandb_run(cfg, "nest-1", {"aggregator": {"name": "rvpo"}}) as run:
         NestedWandbCallback().setup(args, TrainerState(), model)
         live = run.config.as_dict()  # what the client holds and sends
@@ -162,11 +156,11 @@ def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir)
 
 
 # ------------------------------------------------------------------------------ completions table
-def test_completions_table_option_reaches_grpo_config(tmp_path):
+def test_completions_table_option_reaches_grpo_config(tmp_path, compose_cfg):
     from rvpo_repro.run.job import grpo_args
 
-    default = grpo_args(_cfg(tmp_path), tmp_path / "ckpt", "none")
+    default = grpo_args(compose_cfg(), tmp_path / "ckpt", "none")
     assert default.log_completions is False and default.disable_tqdm is False
-    cfg = _cfg(tmp_path, "trainer.log_completions=true", "trainer.num_completions_to_print=2")
+    cfg = compose_cfg("trainer.log_completions=true", "trainer.num_completions_to_print=2")
     args = grpo_args(cfg, tmp_path / "ckpt", "wandb")
     assert args.log_completions is True and args.num_completions_to_print == 2
