@@ -1,6 +1,6 @@
 """HealthBench (simple-evals `healthbench_eval.py`): loader, grader prompt, rubric scoring, aggregation.
 
-Semantics follow simple-evals (see /work/shared/data-formats.md): one judge call per rubric item;
+Semantics follow simple-evals' healthbench_eval.py (`BASE_URL`'s data): one judge call per rubric item;
 an example scores sum(points of met items) / sum(points of items with points > 0), unclipped; per
 rubric tag (axis:, level:, cluster:) the same formula over the items carrying the tag; per example
 tag (theme:) the overall score of those examples; each metric aggregates to its mean clipped to
