@@ -75,10 +75,19 @@ def help_text(config_name: str) -> str:
 def exit_codes() -> dict[type[BaseException], int]:
     """Errors the entry points report in one line, with their exit status."""
     from rvpo_repro.config import ConfigError
+    from rvpo_repro.run.lifecycle import RunFailed
     from rvpo_repro.run.lock import RunLockedError
+    from rvpo_repro.run.ranks import RankError
     from rvpo_repro.tasks.base import TaskInputError
 
-    return {ConfigError: 2, TaskInputError: 2, RunLockedError: 75, KeyboardInterrupt: 130}
+    return {
+        ConfigError: 2,
+        TaskInputError: 2,
+        RankError: 2,
+        RunFailed: 1,
+        RunLockedError: 75,
+        KeyboardInterrupt: 130,
+    }
 
 
 def one_line_errors(task_function: Callable, prog: str) -> Callable:
@@ -101,7 +110,10 @@ def one_line_errors(task_function: Callable, prog: str) -> Callable:
             multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
             if multirun and not isinstance(exc, KeyboardInterrupt):
                 raise
-            print(f"{prog}: {exc or 'interrupted'}", file=sys.stderr, flush=True)
+            from rvpo_repro.tracking import is_main_process
+
+            if is_main_process():  # one line per job, not one per rank
+                print(f"{prog}: {exc or 'interrupted'}", file=sys.stderr, flush=True)
             raise SystemExit(next(c for t, c in codes.items() if isinstance(exc, t))) from None
 
     return job

@@ -145,6 +145,8 @@ RANGES: dict[str, Range] = {
     "aggregator.risk_end": NON_NEGATIVE,
     "aggregator.beta": NON_NEGATIVE,
     "aggregator.eps": POSITIVE,
+    "run.max_missing_share": PROBABILITY,
+    "run.rank_wait_hours": POSITIVE,
 }
 PATTERN_RANGES: tuple[tuple[str, Range, bool], ...] = (  # (regex on the dotted key, range, ints only)
     (r"(^|[._])seed$", SEED, False),
@@ -323,15 +325,28 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
         check_grpo_config(cfg)
 
 
-def check_grpo_config(cfg: Any) -> None:
-    """Refuse what TRL's GRPOConfig itself refuses (constructed here on CPU: TRL's import takes
-    seconds, so a job checks this only once it knows the run is not already finished)."""
-    import tempfile
-
+def grpo_config(cfg: Any, output_dir: str, report_to: str = "none", run_name: str | None = None) -> Any:
+    """The run's TRL GRPOConfig (`grpo_kwargs` plus where and how it writes), the one place it is
+    built; what GRPOConfig refuses becomes a ConfigError naming TRL's reason."""
+    import torch
     from trl import GRPOConfig
 
+    try:
+        return GRPOConfig(
+            **grpo_kwargs(cfg),
+            output_dir=output_dir,
+            run_name=run_name,
+            report_to=report_to,
+            use_cpu=not torch.cuda.is_available(),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"trainer: TRL's GRPOConfig refuses this config: {exc}") from exc
+
+
+def check_grpo_config(cfg: Any) -> None:
+    """Refuse what TRL's GRPOConfig itself refuses (TRL's import takes seconds, so a run builds
+    its GRPOConfig, and so checks it, only once it knows the run is not already finished)."""
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            GRPOConfig(**grpo_kwargs(cfg), output_dir=tmp, use_cpu=True, report_to="none")
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"trainer: TRL's GRPOConfig refuses this config: {exc}") from exc
+        grpo_config(cfg, tmp)

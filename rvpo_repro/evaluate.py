@@ -10,6 +10,8 @@ Exit codes as `rvpo-train`'s.
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections.abc import Sequence
 
 from omegaconf import DictConfig
@@ -21,7 +23,7 @@ def job(cfg: DictConfig) -> None:
     """The Hydra task of `rvpo-eval`."""
     from rvpo_repro.run.job import evaluate_checkpoint  # heavy imports only once a job runs
 
-    evaluate_checkpoint(cfg)
+    evaluate_checkpoint(cfg, command=shlex.join(["rvpo-eval", *sys.argv[1:]]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -28,6 +28,20 @@ class GenerationSettings:
     batch_size: int = 64  # prompts per forward batch (hf)
     seed: int = 0
 
+    @classmethod
+    def of_run(cls, cfg: Any) -> GenerationSettings:
+        """The settings of a composed run config: its `eval` group, with the completion cap of
+        training when `eval.max_new_tokens` is unset and the task's samples per prompt."""
+        e = cfg.eval
+        return cls(
+            max_new_tokens=e.max_new_tokens or cfg.trainer.max_completion_length,
+            temperature=e.temperature,
+            top_p=e.top_p,
+            num_samples=getattr(cfg.task, "eval_samples", 1),
+            batch_size=e.batch_size,
+            seed=e.seed,
+        )
+
 
 def generate_hf(
     model: Any, tokenizer: Any, prompts: list[Messages], s: GenerationSettings

@@ -40,6 +40,12 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(jsonable(obj), allow_nan=False, ensure_ascii=False, **kwargs)
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set back at once
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
     """Write `data` to `path` so readers see the old file or the new one, never half of one.
 
@@ -48,6 +54,7 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a written file follows the umask
         with os.fdopen(
             fd,
             "wb" if isinstance(data, bytes) else "w",

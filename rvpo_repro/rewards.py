@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class NoUsableRewardError(RuntimeError):
+    """A training step in which every reward of every rollout is missing (NaN): nothing to learn."""
+
+
 def completion_text(completion: Any) -> str:
     """The text of a completion; TRL hands conversational ones as [{"role": "assistant", "content": ...}]."""
     if isinstance(completion, str):

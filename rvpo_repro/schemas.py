@@ -147,6 +147,16 @@ class PathsConfig:
 
 
 @dataclass
+class RunConfig:
+    """How a job runs, not what it computes (left out of the config hash)."""
+
+    # A run whose training judge missed a larger share of its verdicts is not sealed, and a step with
+    # no usable reward stops it; 1.0 accepts anything (plumbing smoke runs with a random judge).
+    max_missing_share: float = 0.1
+    rank_wait_hours: float = 24.0  # how long ranks 1..N-1 wait for rank 0 (e.g. while it evaluates)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     task: Any = MISSING
@@ -155,6 +165,7 @@ class TrainConfig:
     judge: JudgeConfig = MISSING
     eval_judge: JudgeConfig = MISSING  # HealthBench grader (conf/eval_judge; default simple_evals)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
     logger: LoggerConfig = MISSING
     paths: PathsConfig = MISSING
     experiment_name: str = "default"

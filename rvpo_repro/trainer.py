@@ -27,9 +27,22 @@ import torch
 from trl import GRPOTrainer
 
 from rvpo_repro.aggregators import Aggregator
-from rvpo_repro.rewards import MultiChannelReward, RewardChannel, expand_reward_funcs, item_weight_sources
+from rvpo_repro.rewards import (
+    MultiChannelReward,
+    NoUsableRewardError,
+    RewardChannel,
+    expand_reward_funcs,
+    item_weight_sources,
+)
 
 log = logging.getLogger(__name__)
+
+
+def process_rows(x: torch.Tensor, process_index: int, n_local: int) -> torch.Tensor:
+    """This process's rows of a gathered (N_all, ...) tensor: rows [p * n, (p + 1) * n), as TRL
+    gathers (process 0's rows first) and slices its own advantages."""
+    start = process_index * n_local
+    return x[start : start + n_local]
 
 
 class RVPOTrainer(GRPOTrainer):
@@ -40,6 +53,8 @@ class RVPOTrainer(GRPOTrainer):
         reward_funcs: TRL reward functions and/or `MultiChannelReward`s (expanded to one TRL
             reward function per channel).
         channels: metadata (binary flag, range) for plain reward functions, matched by name.
+        require_rewards: a training step in which every reward is missing raises
+            NoUsableRewardError (off only for plumbing smoke runs with a random judge).
         Every other argument goes to `trl.GRPOTrainer`.
     """
 
@@ -49,11 +64,13 @@ class RVPOTrainer(GRPOTrainer):
         aggregator: Aggregator,
         reward_funcs: Sequence[Callable | MultiChannelReward],
         channels: Sequence[RewardChannel] | None = None,
+        require_rewards: bool = True,
         **kwargs: Any,
     ):
         flat, self.channels = expand_reward_funcs(reward_funcs, channels)
         super().__init__(*args, reward_funcs=flat, **kwargs)
         self.aggregator = aggregator
+        self.require_rewards = require_rewards
         self._weight_sources = item_weight_sources(reward_funcs)
         self._step_rewards: torch.Tensor | None = None
         self._step_item_weights: torch.Tensor | None = None
@@ -69,6 +86,11 @@ class RVPOTrainer(GRPOTrainer):
     # -- hooks into TRL -------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self.require_rewards and self.model.training and bool(torch.isnan(rewards).all()):
+            raise NoUsableRewardError(
+                f"step {self.state.global_step + 1}: every reward is missing "
+                f"({rewards.shape[0]} rollouts x {rewards.shape[1]} channels)"
+            )
         self._step_rewards = rewards  # (N_all_processes, K), NaN = absent
         self._step_item_weights = self._item_weights(inputs, rewards)
         return rewards
@@ -103,9 +125,8 @@ class RVPOTrainer(GRPOTrainer):
         advantages = self.aggregator(
             rewards, num_generations=group, weights=weights, progress=progress, lengths=lengths
         )
-        n_local = len(inputs)
-        start = self.accelerator.process_index * n_local
-        output["advantages"] = advantages[start : start + n_local].to(output["advantages"].dtype)
+        local = process_rows(advantages, self.accelerator.process_index, len(inputs))
+        output["advantages"] = local.to(output["advantages"].dtype)
         # TRL logged its own advantages for the completions table; show the ones actually used.
         logged = self._logs["advantages"]  # a bounded deque
         for _ in range(min(len(logged), advantages.numel())):

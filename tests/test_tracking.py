@@ -157,10 +157,10 @@ def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir,
 
 # ------------------------------------------------------------------------------ completions table
 def test_completions_table_option_reaches_grpo_config(tmp_path, compose_cfg):
-    from rvpo_repro.run.job import grpo_args
+    from rvpo_repro.config import grpo_config
 
-    default = grpo_args(compose_cfg(), tmp_path / "ckpt", "none")
+    default = grpo_config(compose_cfg(), str(tmp_path / "ckpt"), "none")
     assert default.log_completions is False and default.disable_tqdm is False
     cfg = compose_cfg("trainer.log_completions=true", "trainer.num_completions_to_print=2")
-    args = grpo_args(cfg, tmp_path / "ckpt", "wandb")
+    args = grpo_config(cfg, str(tmp_path / "ckpt"), "wandb")
     assert args.log_completions is True and args.num_completions_to_print == 2

@@ -169,6 +169,7 @@ class Judge(ABC):
         self.reask_limit = int(reask_limit)
         self.cache = cache
         self.stats = JudgeStats()
+        self.first_error: str | None = None  # why the judge's first missing verdict is missing
         self._stats_lock = threading.Lock()
 
     @classmethod
@@ -302,6 +303,8 @@ class Judge(ABC):
             stats.seconds = time.perf_counter() - start
             with self._stats_lock:
                 self.stats.add(stats)
+                if self.first_error is None and stats.failures:
+                    self.first_error = next(r.error for r in results if r is not None and r.missing)
         if self.cache is not None and todo:
             rows = [(keys[i], results[i].raw, results[i].value) for i in todo if not results[i].missing]
             await asyncio.to_thread(self.cache.put_many, rows)

@@ -1,38 +1,45 @@
-"""One run's life: build the task and model, train, evaluate, seal the record.
+"""One run's life on every rank of its job: plan, open, train, evaluate, seal the record.
 
-`train_and_evaluate` (rvpo-train) and `evaluate_checkpoint` (rvpo-eval) run in this order:
-validate the config (nothing exists yet), skip a run whose record is sealed, take the run
-directory's lock (one writer per run), train (resuming from the last checkpoint), evaluate, write
-the record last. A run that fails or is interrupted before its first checkpoint leaves no
-directory; an interrupted one after it says where the checkpoint is (see `RunInterrupted`).
+`train_and_evaluate` (rvpo-train) and `evaluate_checkpoint` (rvpo-eval) share the opening
+(`rvpo_repro.run.lifecycle`: validate, fix the run's identity, decide once per job: skip a sealed
+run, exit 75 when another launch holds it, else where to start). Then, for training:
+
+    load the tokenizer and build the task        every rank (reward probes, column checks: before
+                                                 any weights load)
+    train from the newest complete checkpoint    every rank (skipped when the final model is
+                                                 already published)
+    publish model/ with the training summary     rank 0, in one rename (rvpo_repro.run.checkpoints)
+    evaluate the published model, seal the record   rank 0; the other ranks wait for the outcome
+
+A kill in any phase therefore reruns only what was not finished: the record is written last and
+atomically, the final model is published whole or not at all, and an incomplete checkpoint is
+never resumed from.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from rvpo_repro import progress
-from rvpo_repro.config import check_grpo_config, grpo_kwargs, validate
+from rvpo_repro.config import grpo_config
 from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.generation import GenerationSettings, generate
+from rvpo_repro.rewards import NoUsableRewardError
 from rvpo_repro.run import record as record_mod
-from rvpo_repro.run.lock import run_lock
-from rvpo_repro.tasks import get_task, prepare_config
+from rvpo_repro.run.checkpoints import publish_model, seal_callback
+from rvpo_repro.run.lifecycle import OpenRun, agree, join_ranks, open_run, plan_run
+from rvpo_repro.run.verdicts import check_missing_share, no_usable_reward, verdict_usage
+from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.base import Task, TaskData
 from rvpo_repro.tracking import log_eval_table, wandb_info, wandb_run
 
 log = logging.getLogger(__name__)
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; `str()` is the one line to show (where the checkpoint is, how to resume)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -82,14 +89,7 @@ def evaluate_policy(
     cfg: DictConfig, task: Task, data: TaskData, model: Any, model_path: str, tokenizer: Any
 ) -> EvalResult:
     """Generate on the task's eval set with the configured back end and score it."""
-    settings = GenerationSettings(
-        max_new_tokens=cfg.eval.max_new_tokens or cfg.trainer.max_completion_length,
-        temperature=cfg.eval.temperature,
-        top_p=cfg.eval.top_p,
-        num_samples=getattr(cfg.task, "eval_samples", 1),
-        batch_size=cfg.eval.batch_size,
-        seed=cfg.eval.seed,
-    )
+    settings = GenerationSettings.of_run(cfg)
     prompts = list(data.eval_dataset["prompt"])
     log.info(
         "evaluating on %d prompts x %d samples (%s)", len(prompts), settings.num_samples, cfg.eval.backend
@@ -98,12 +98,6 @@ def evaluate_policy(
     result = task.evaluate(data.eval_dataset, generations, tokenizer)
     log_eval_table(result, prompts, generations)  # per-example W&B table, when a run is open
     return result
-
-
-def last_checkpoint(output_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
 
 
 def checkpoint_eval_callback(cfg: DictConfig, task: Task, data: TaskData, tokenizer: Any, path: Path):
@@ -165,164 +159,171 @@ def save_result(run_dir: Path, record: Any, result: EvalResult, wb: Any) -> dict
     return {k: round(v["value"], 4) for k, v in result.metrics.items()}
 
 
-def grpo_args(cfg: DictConfig, output_dir: Path, report_to: str) -> Any:
-    """TRL GRPOConfig of a run: the trainer group as it is (`rvpo_repro.config.grpo_kwargs`)."""
+def param_checksum(model: Any) -> float:
+    """Sum of this rank's parameters in float64: equal on every rank when weights are replicated
+    (DDP, ZeRO-1/2); under ZeRO-3 each rank holds its own shard, so the values differ."""
     import torch
-    from trl import GRPOConfig
 
-    return GRPOConfig(
-        **grpo_kwargs(cfg),
-        output_dir=str(output_dir),
-        run_name=output_dir.parent.name,
-        report_to=report_to,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    with torch.no_grad():
+        return float(sum(p.detach().double().sum() for p in model.parameters()))
 
 
-def _discard_if_unstarted(run_dir: Path) -> bool:
-    """Remove `run_dir` when it holds neither a checkpoint nor a record: nothing there to resume."""
-    if last_checkpoint(run_dir / "checkpoints") is None and not (run_dir / record_mod.RESULT_FILE).exists():
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return True
-    return False
-
-
-def _interrupted(run_dir: Path, command: str) -> RunInterrupted:
-    ckpt = last_checkpoint(run_dir / "checkpoints")
-    if ckpt is None:
-        _discard_if_unstarted(run_dir)
-        return RunInterrupted(
-            f"interrupted before the first checkpoint; nothing kept. Start again with: {command}"
-        )
-    return RunInterrupted(f"interrupted; last checkpoint: {ckpt}. Resume from it with: {command}")
+def generation_label(cfg: DictConfig) -> str:
+    """How training generated its rollouts: `hf`, or `vllm:<mode>` (colocate, server)."""
+    return f"vllm:{cfg.trainer.get('vllm_mode', 'colocate')}" if cfg.trainer.get("use_vllm") else "hf"
 
 
 def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Path:
-    """Run one job; returns its record directory. A finished run with this config is skipped."""
-    from rvpo_repro.aggregators import aggregator_from_config
+    """Run one job on every rank; returns its record directory. A sealed run is skipped."""
+    plan = plan_run(cfg, train=True)
+    ranks = join_ranks(cfg)
+    with open_run(plan, ranks, command) as run:
+        if run is None:
+            return plan.run_dir
+        args = grpo_config(  # checked here, once the run is known to be unfinished
+            cfg,
+            str(plan.checkpoints),
+            report_to="none" if str(cfg.logger.mode) in ("disabled", "WandbMode.disabled") else "wandb",
+            run_name=plan.run_dir.parent.name,
+        )
+        with wandb_run(cfg, plan.run_id, plan.config) as wb:
+            seed_everything(cfg.seed)
+            from rvpo_repro.models import load_tokenizer
 
-    validate(cfg, construct_trl=False)  # GRPOConfig itself is checked once the run is not finished
-    prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
-    aggregator = aggregator_from_config(cfg.aggregator)
-    cfg_hash, rid, run_dir = record_mod.config_hash(cfg), record_mod.run_id(cfg), record_mod.run_dir(cfg)
-    if record_mod.find_finished(run_dir, cfg_hash) is not None:
-        log.info("skipping finished run %s (config %s): %s", rid, cfg_hash, run_dir / record_mod.RESULT_FILE)
-        return run_dir
-    check_grpo_config(cfg)
-    with run_lock(run_dir):
-        if record_mod.find_finished(run_dir, cfg_hash) is not None:  # sealed while we waited to lock
-            log.info("skipping finished run %s: %s", rid, run_dir / record_mod.RESULT_FILE)
-            return run_dir
-        try:
-            summary = _train(cfg, aggregator, rid, run_dir)
-        except KeyboardInterrupt:
-            raise _interrupted(run_dir, command) from None
-        except BaseException:
-            _discard_if_unstarted(run_dir)
-            raise
-        finally:
-            progress.close_all()
-    log.info("run %s done: %s", rid, summary)
-    return run_dir
+            tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
+            task, data = build_task(cfg, tokenizer)  # reward probes and column checks: no weights yet
+            summary = run.trained
+            if summary is None:
+                summary = _train(run, args, tokenizer, task, data)
+            check_missing_share(summary.get("judge"), float(cfg.run.max_missing_share))
+            metrics = agree(ranks, lambda: _evaluate_and_seal(run, summary, tokenizer, task, data, wb))
+    log.info("run %s done: %s", plan.run_id, metrics)
+    return plan.run_dir
 
 
-def _train(cfg: DictConfig, aggregator: Any, rid: str, run_dir: Path) -> dict:
+def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) -> dict:
+    """Train on every rank (from `run.resume` when set), publish model/, return its summary."""
     import torch
 
     from rvpo_repro.callbacks import install_callbacks
-    from rvpo_repro.models import load_model, load_tokenizer, resolve_model_path
+    from rvpo_repro.models import load_model
     from rvpo_repro.run.resume import ResumableTrainer, not_bit_identical_reasons, recompute_train_loss
 
-    started = record_mod.utc_now()
-    config = record_mod.redact(record_mod.resolved_config(cfg))
-    with wandb_run(cfg, rid, config) as wb:
-        seed_everything(cfg.seed)
-        tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
-        model = load_model(cfg.model, cfg.paths.cache_dir)
-        task, data = build_task(cfg, tokenizer)
-        trainer = ResumableTrainer(
-            model=model,
-            processing_class=tokenizer,
-            args=grpo_args(cfg, run_dir / "checkpoints", "wandb" if wb is not None else "none"),
-            train_dataset=data.train_dataset,
-            reward_funcs=data.reward_funcs,
-            channels=data.channels,
-            aggregator=aggregator,
+    plan, ranks, cfg = run.plan, run.ranks, run.plan.cfg
+    trainer = ResumableTrainer(
+        model=load_model(cfg.model, cfg.paths.cache_dir),
+        processing_class=tokenizer,
+        args=args,
+        train_dataset=data.train_dataset,
+        reward_funcs=data.reward_funcs,
+        channels=data.channels,
+        aggregator=plan.aggregator,
+        require_rewards=float(cfg.run.max_missing_share) < 1.0,
+    )
+    install_callbacks(trainer)  # progress bar + compact log lines; nested config in W&B
+    trainer.add_callback(seal_callback(ranks))  # a checkpoint is complete or never resumed from
+    if cfg.trainer.get("eval_checkpoints"):
+        trainer.add_callback(
+            checkpoint_eval_callback(cfg, task, data, tokenizer, plan.run_dir / "checkpoint_evals.jsonl")
         )
-        install_callbacks(trainer)  # progress bar + compact log lines; nested config in W&B
-        ckpt_evals = run_dir / "checkpoint_evals.jsonl"
-        if cfg.trainer.get("eval_checkpoints"):
-            trainer.add_callback(checkpoint_eval_callback(cfg, task, data, tokenizer, ckpt_evals))
-        resume = last_checkpoint(run_dir / "checkpoints")
-        if resume:
-            log.info("resuming %s from %s", rid, resume)
-        t0 = time.perf_counter()
-        trainer.train(resume_from_checkpoint=resume)
-        train_seconds = time.perf_counter() - t0
+    if run.resume:
+        log.info("resuming %s from %s", plan.run_id, run.resume)
+    t0 = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=run.resume)
+    except NoUsableRewardError as exc:
+        raise no_usable_reward(str(exc), task.judge) from None
+    train_seconds = time.perf_counter() - t0
+    reasons = not_bit_identical_reasons(cfg, torch.cuda.is_available()) if run.resume else []
+    summary = {
+        "global_step": trainer.state.global_step,
+        "train_seconds": round(train_seconds, 2),
+        "resumed_from": run.resume,
+        "channels": [c.name for c in data.channels],
+        "world_size": ranks.world_size,
+        "distributed_type": str(trainer.accelerator.distributed_type.value),
+        "generation": generation_label(cfg),
+        "judge": verdict_usage(getattr(task, "judge", None), ranks),
+        "rank_checksums": ranks.gather(param_checksum(trainer.model)),
+    }
+    if run.resume:
+        summary["resumed"] = "not bit-identical: " + "; ".join(reasons) if reasons else "bit-identical"
+    partial, final = plan.run_dir / "model.partial", plan.run_dir / "model"
+    trainer.save_model(str(partial))  # every rank: ZeRO-3 gathers the weights to rank 0
+    if ranks.main:
+        tokenizer.save_pretrained(str(partial))
         history = recompute_train_loss(trainer.state.log_history)
-        record_mod.write_jsonl(run_dir / record_mod.LOG_HISTORY_FILE, history)
-        final_dir = run_dir / "model"
-        trainer.save_model(str(final_dir))
-        tokenizer.save_pretrained(str(final_dir))
-
-        result = evaluate_policy(cfg, task, data, trainer.model, str(final_dir), tokenizer)
-        reasons = not_bit_identical_reasons(cfg, torch.cuda.is_available()) if resume else []
-        train = {
-            "global_step": trainer.state.global_step,
-            "train_seconds": round(train_seconds, 2),
-            "resumed_from": resume,
-            "channels": [c.name for c in data.channels],
-        }
-        if resume:
-            train["resumed"] = "not bit-identical: " + "; ".join(reasons) if reasons else "bit-identical"
-        record = record_mod.new_record(
-            cfg,
-            result.metrics,
-            started_at=started,
-            extra={
-                "train": train,
-                "model_path": resolve_model_path(cfg.model, cfg.paths.cache_dir),
-                "checkpoint_evals": read_checkpoint_evals(ckpt_evals),
-                **data.extra,  # facts about the data (e.g. rubric_truncation)
-            },
-        )
-        return save_result(run_dir, record, result, wb)
+        record_mod.write_jsonl(plan.run_dir / record_mod.LOG_HISTORY_FILE, history)
+        publish_model(partial, final, summary)
+    ranks.barrier()
+    del trainer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # rank 0 evaluates next, on the same device
+    return summary
 
 
-def evaluate_checkpoint(cfg: DictConfig) -> Path:
+def _evaluate_and_seal(
+    run: OpenRun, summary: dict, tokenizer: Any, task: Task, data: TaskData, wb: Any
+) -> dict[str, float]:
+    """Rank 0: evaluate the published final model and seal the record."""
+    from rvpo_repro.models import load_model, resolve_model_path
+
+    plan, cfg = run.plan, run.plan.cfg
+    final = plan.run_dir / "model"
+    with open_dict(cfg):  # the policy as published, loaded as a user would load it
+        policy_cfg = cfg.model.copy()
+        policy_cfg.source, policy_cfg.path = "pretrained", str(final)
+    model = load_model(policy_cfg, cfg.paths.cache_dir)
+    result = evaluate_policy(cfg, task, data, model, str(final), tokenizer)
+    record = record_mod.new_record(
+        cfg,
+        result.metrics,
+        started_at=run.started_at,
+        extra={
+            "train": summary,
+            "model_path": resolve_model_path(cfg.model, cfg.paths.cache_dir),
+            "checkpoint_evals": read_checkpoint_evals(plan.run_dir / "checkpoint_evals.jsonl"),
+            **data.extra,  # facts about the data (e.g. rubric_truncation)
+        },
+    )
+    return save_result(plan.run_dir, record, result, wb)
+
+
+def evaluate_checkpoint(cfg: DictConfig, command: str = "the same command") -> Path:
     """Evaluate `cfg.checkpoint` with the config's task and eval settings; returns the record dir."""
-    from rvpo_repro.models import load_model, load_tokenizer
-
-    validate(cfg, construct_trl=False)  # GRPOConfig itself is checked once the run is not finished
-    prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
     checkpoint = Path(cfg.checkpoint)
     if not (checkpoint / "config.json").exists():
-        raise FileNotFoundError(
+        from rvpo_repro.config import ConfigError
+
+        raise ConfigError(
             f"checkpoint={checkpoint}: no saved model there (expected {checkpoint}/config.json)"
         )
     with open_dict(cfg):
         cfg.experiment_name = f"{cfg.experiment_name}-eval"
         cfg.model.source = "pretrained"
         cfg.model.path = str(checkpoint.resolve())
-    cfg_hash, rid, run_dir = record_mod.config_hash(cfg), record_mod.run_id(cfg), record_mod.run_dir(cfg)
-    if record_mod.find_finished(run_dir, cfg_hash) is not None:
-        log.info("skipping finished evaluation %s: %s", rid, run_dir / record_mod.RESULT_FILE)
-        return run_dir
-    with run_lock(run_dir):
-        try:
-            started = record_mod.utc_now()
-            with wandb_run(cfg, rid, record_mod.redact(record_mod.resolved_config(cfg))) as wb:
-                seed_everything(cfg.seed)
-                tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
-                model = load_model(cfg.model, cfg.paths.cache_dir)
-                task, data = build_task(cfg, tokenizer)
-                result = evaluate_policy(cfg, task, data, model, str(checkpoint), tokenizer)
-                record = record_mod.new_record(
-                    cfg, result.metrics, started_at=started, extra={"checkpoint": str(checkpoint)}
-                )
-                summary = save_result(run_dir, record, result, wb)
-        except BaseException:
-            _discard_if_unstarted(run_dir)
-            raise
-    log.info("evaluation %s done: %s", rid, summary)
-    return run_dir
+    plan = plan_run(cfg, train=False)
+    ranks = join_ranks(cfg)
+    with open_run(plan, ranks, command, what="evaluation") as run:
+        if run is None:
+            return plan.run_dir
+        with wandb_run(cfg, plan.run_id, plan.config) as wb:
+            metrics = agree(ranks, lambda: _evaluate_checkpoint(run, checkpoint, wb))
+    log.info("evaluation %s done: %s", plan.run_id, metrics)
+    return plan.run_dir
+
+
+def _evaluate_checkpoint(run: OpenRun, checkpoint: Path, wb: Any) -> dict[str, float]:
+    from rvpo_repro.models import load_model, load_tokenizer
+
+    cfg = run.plan.cfg
+    seed_everything(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
+    task, data = build_task(cfg, tokenizer)
+    model = load_model(cfg.model, cfg.paths.cache_dir)
+    result = evaluate_policy(cfg, task, data, model, str(checkpoint), tokenizer)
+    record = record_mod.new_record(
+        cfg, result.metrics, started_at=run.started_at, extra={"checkpoint": str(checkpoint)}
+    )
+    return save_result(run.plan.run_dir, record, result, wb)

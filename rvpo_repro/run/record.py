@@ -33,8 +33,11 @@ LOG_HISTORY_FILE = "log_history.jsonl"  # per-step training metrics (TRL's log_h
 SCHEMA_VERSION = 1
 
 # Key paths that do not change what a run computes: where files go, how it is logged, and the
-# inference engine used for evaluation (vllm and hf evaluate the same trained policy).
-HASH_EXCLUDED: tuple[tuple[str, ...], ...] = (("logger",), ("paths",), ("hydra",), ("eval", "backend"))
+# inference engine used for evaluation (vllm and hf evaluate the same trained policy), and `run`
+# (what happens when a judge misses verdicts, how long ranks wait: RunConfig).
+HASH_EXCLUDED: tuple[tuple[str, ...], ...] = (
+    ("logger",), ("paths",), ("hydra",), ("run",), ("eval", "backend")
+)  # fmt: skip
 
 
 class RecordConflictError(RuntimeError):

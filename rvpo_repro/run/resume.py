@@ -9,6 +9,8 @@ Two things are left:
   order. `ResumableTrainer` learns e when transformers restores the training state and replays
   the sampler's generator to the state it has at the start of epoch e in an uninterrupted run.
   (transformers' own `set_epoch` call does not reach the sampler behind a skip-batches wrapper.)
+* transformers checks `max_steps` after each step only, so a run resumed from the checkpoint of
+  its last step would train one step more; `ResumableTrainer` starts no epoch past `max_steps`.
 * transformers' `train_loss` divides the loss summed in *this* process by all steps.
   `recompute_train_loss` derives it from the per-step log instead, in every run.
 """
@@ -49,6 +51,14 @@ class ResumableTrainer(RVPOTrainer):
         if (sampler := getattr(self, "_epoch_sampler", None)) is not None:
             sampler.start_at_epoch(epochs_trained)
         return epochs_trained, steps_in_epoch
+
+    def _run_epoch(self, *args, **kwargs):
+        # transformers checks max_steps only after a step: resumed from the checkpoint of the last
+        # step, it would train one step past it. Here no epoch starts once max_steps is reached.
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return
+        return super()._run_epoch(*args, **kwargs)
 
 
 def recompute_train_loss(log_history: list[dict]) -> list[dict]:

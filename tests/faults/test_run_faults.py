@@ -75,10 +75,8 @@ def test_second_launch_of_a_running_run_exits_naming_the_holder(tmp_path, cache_
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_is_bit_identical(tmp_path, cache_dir, monkeypatch):
-    """Killed right after checkpoint-3, in the second epoch (8 prompts: 2 steps per epoch)."""
-    from transformers import TrainerCallback
-
-    import rvpo_repro.run.resume as resume
+    """Stopped right after checkpoint-3 is sealed, in the second epoch (8 prompts: 2 steps per epoch)."""
+    import rvpo_repro.run.checkpoints as checkpoints
     from rvpo_repro.run.job import train_and_evaluate
 
     extra = ("task.num_train_prompts=8", "trainer.max_steps=6", "trainer.save_steps=3")
@@ -91,16 +89,13 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path, cache_dir, monkeypatc
     class Killed(Exception):
         pass
 
-    class KillAfterCheckpoint(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            raise Killed(state.global_step)
+    sealed = checkpoints.seal
 
-    class Killing(resume.ResumableTrainer):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            self.add_callback(KillAfterCheckpoint())
+    def seal_then_stop(folder):
+        sealed(folder)
+        raise Killed(folder)
 
-    monkeypatch.setattr(resume, "ResumableTrainer", Killing)
+    monkeypatch.setattr(checkpoints, "seal", seal_then_stop)
     with pytest.raises(Killed):
         run("resumed")
     monkeypatch.undo()

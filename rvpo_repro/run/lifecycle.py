@@ -1,0 +1,217 @@
+"""Opening a run: the steps `rvpo-train` and `rvpo-eval` share, decided once per job.
+
+`plan_run` validates the config and fixes what identifies the run (resolved config, hash, id,
+directory, aggregator): each is built once. `open_run` then makes one decision for all ranks of
+the job (rank 0 decides, every rank learns it, see `rvpo_repro.run.ranks`):
+
+    skip     the run's record is sealed: nothing to do
+    locked   another live launch is writing the run: every rank exits 75, the other launch goes on
+    run      rank 0 holds the run's lock for the whole job; `OpenRun` says where to start:
+             the published final model (only evaluation is left), the newest complete checkpoint
+             (`rvpo_repro.run.checkpoints`), or nothing (a fresh start)
+
+On Ctrl-C rank 0 says where the checkpoint is and how to resume; a run that fails or is
+interrupted before its first checkpoint leaves no directory behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rvpo_repro import progress
+from rvpo_repro.config import ConfigError, validate
+from rvpo_repro.run import record as record_mod
+from rvpo_repro.run.checkpoints import newest_complete, trained_model
+from rvpo_repro.run.lock import RunLockedError, run_lock
+from rvpo_repro.run.ranks import Ranks, join
+from rvpo_repro.tasks import prepare_config
+
+log = logging.getLogger(__name__)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; `str()` is the one line to show (where the checkpoint is, how to resume)."""
+
+
+class RunFailed(RuntimeError):
+    """A run that must not be sealed (e.g. its judge never answered); `str()` is the one line."""
+
+
+@dataclass
+class RunPlan:
+    """What identifies one run, built once from its composed config."""
+
+    cfg: DictConfig
+    config: dict  # resolved and redacted: the record's and W&B's copy
+    config_hash: str
+    run_id: str
+    run_dir: Path
+    aggregator: Any = None  # training runs only
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+
+def plan_run(cfg: DictConfig, train: bool = True) -> RunPlan:
+    """Validate `cfg` (nothing exists yet) and fix the run's identity."""
+    validate(cfg, construct_trl=False)  # GRPOConfig itself is built once the run is not finished
+    prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
+    aggregator = None
+    if train:
+        from rvpo_repro.aggregators import aggregator_from_config
+
+        aggregator = aggregator_from_config(cfg.aggregator)
+    return RunPlan(
+        cfg=cfg,
+        config=record_mod.redact(record_mod.resolved_config(cfg)),
+        config_hash=record_mod.config_hash(cfg),
+        run_id=record_mod.run_id(cfg),
+        run_dir=record_mod.run_dir(cfg),
+        aggregator=aggregator,
+    )
+
+
+@dataclass
+class OpenRun:
+    """An open run on one rank: the plan, the ranks, and where this launch starts."""
+
+    plan: RunPlan
+    ranks: Ranks
+    resume: str | None = None  # newest complete checkpoint
+    trained: dict | None = None  # summary of the published final model: training is done
+    started_at: str = field(default_factory=record_mod.utc_now)
+
+
+def join_ranks(cfg: DictConfig) -> Ranks:
+    """The job's ranks; ranks 1..N-1 keep their log to warnings on the console (rank 0 writes it)."""
+    ranks = join(float(cfg.trainer.get("ddp_timeout", 1800)), float(cfg.run.rank_wait_hours))
+    if not ranks.main:  # Hydra (re)attaches its job log file to every rank at each job's start
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+    return ranks
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key, "<absent>") != b.get(key, "<absent>"):
+                return _first_difference(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')} ({a!r} on rank 0, {b!r})"
+
+
+def check_same_config(plan: RunPlan, ranks: Ranks) -> None:
+    """Every rank must run the same config: else every rank fails in one line, nothing written."""
+    hashes = ranks.gather(plan.config_hash)
+    odd = [r for r, h in enumerate(hashes) if h != hashes[0]]
+    if not odd:
+        return
+    configs = ranks.gather(plan.config)
+    where = _first_difference(configs[0], configs[odd[0]])
+    raise ConfigError(
+        f"the ranks of this launch have different configs: rank {odd[0]} differs at {where}; "
+        "launch every rank with the same overrides"
+    )
+
+
+def _decide(plan: RunPlan, stack: contextlib.ExitStack) -> dict:
+    """Rank 0's decision (see the module docstring); takes the lock into `stack` for `run`."""
+    if record_mod.find_finished(plan.run_dir, plan.config_hash) is not None:
+        return {"action": "skip"}
+    try:
+        stack.enter_context(run_lock(plan.run_dir))
+    except RunLockedError as exc:
+        return {"action": "locked", "pid": exc.pid}
+    if record_mod.find_finished(plan.run_dir, plan.config_hash) is not None:  # sealed while we locked
+        return {"action": "skip"}
+    trained = trained_model(plan.run_dir)
+    resume = None if trained else newest_complete(plan.checkpoints, plan.run_dir)
+    return {"action": "run", "trained": trained, "resume": resume}
+
+
+def discard_if_unstarted(run_dir: Path) -> bool:
+    """Remove `run_dir` when it holds no checkpoint, no final model and no record."""
+    if (
+        newest_complete(run_dir / "checkpoints", run_dir) is None
+        and trained_model(run_dir) is None
+        and not (run_dir / record_mod.RESULT_FILE).exists()
+    ):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return True
+    return False
+
+
+def _interrupted(run_dir: Path, command: str) -> RunInterrupted:
+    if discard_if_unstarted(run_dir):
+        return RunInterrupted(
+            f"interrupted before the first checkpoint; nothing kept. Start again with: {command}"
+        )
+    if trained_model(run_dir) is not None:
+        return RunInterrupted(f"interrupted after training; evaluation is left. Finish it with: {command}")
+    ckpt = newest_complete(run_dir / "checkpoints", run_dir)
+    return RunInterrupted(f"interrupted; last checkpoint: {ckpt}. Resume from it with: {command}")
+
+
+@contextlib.contextmanager
+def open_run(plan: RunPlan, ranks: Ranks, command: str, what: str = "run") -> Iterator[OpenRun | None]:
+    """Decide once for every rank (module docstring); yields None when the run is sealed."""
+    check_same_config(plan, ranks)
+    with contextlib.ExitStack() as stack:
+        decision = _decide(plan, stack) if ranks.main else None
+        decision = ranks.broadcast(decision)
+        if decision["action"] == "skip":
+            log.info(
+                "skipping finished %s %s (config %s): %s",
+                what,
+                plan.run_id,
+                plan.config_hash,
+                plan.run_dir / record_mod.RESULT_FILE,
+            )
+            yield None
+            return
+        if decision["action"] == "locked":
+            raise RunLockedError(plan.run_dir, decision["pid"])
+        run = OpenRun(plan, ranks, resume=decision["resume"], trained=decision["trained"])
+        try:
+            yield run
+        except KeyboardInterrupt:
+            if not ranks.main:
+                raise
+            raise _interrupted(plan.run_dir, command) from None
+        except BaseException:
+            if ranks.main:
+                discard_if_unstarted(plan.run_dir)
+            raise
+        finally:
+            progress.close_all()
+
+
+def agree(ranks: Ranks, work: Callable[[], Any]) -> Any:
+    """Run `work` on rank 0 while the other ranks wait; every rank returns its result or raises.
+
+    The other ranks raise RunFailed with rank 0's one-line error (rank 0 raises the error itself),
+    so a launch ends the same way on every rank."""
+    if ranks.world_size == 1:
+        return work()
+    outcome: dict[str, Any] = {}
+    if ranks.main:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:
+            ranks.broadcast({"error": f"rank 0: {exc or type(exc).__name__}"})
+            raise
+        return ranks.broadcast(outcome)["value"]
+    outcome = ranks.broadcast(None)
+    if "error" in outcome:
+        raise RunFailed(outcome["error"])
+    return outcome["value"]
