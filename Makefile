@@ -10,7 +10,7 @@ BFCL_REF_VENV ?= .cache/bfcl-ref-venv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
+.PHONY: help install test test-fast test-runs lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -28,11 +28,16 @@ $(STAMP): pyproject.toml requirements/cpu-lock.txt
 install: $(STAMP) ## create .venv: the pinned CPU torch first, then the suite in editable mode with [dev]
 # pytest-xdist: one worker per core (2 on a 2-core machine take ~5 min instead of ~9.5 one after another).
 TEST_WORKERS ?= auto
-test: $(STAMP) ## run every CPU test (slow end-to-end ones included); gpu tests skip without a GPU
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+test: $(STAMP) ## run every CPU test but the multi-process ones (make test-runs); gpu tests skip without a GPU
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not runs"
 
 test-fast: $(STAMP) ## run the tests not marked slow
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not runs"
+
+# Runs as processes: two gloo ranks launched as users launch them (torchrun, accelerate launch with
+# conf/accelerate/ddp.yaml, the command rvpo-sweep starts) and a kill at every phase of a run.
+test-runs: $(STAMP) ## run the multi-process launches and the kill-at-every-phase tests (tests/runs/, ~10 min)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m runs
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check rvpo_repro tests benchmarks scripts

@@ -77,6 +77,8 @@ class TrainerExtras:
     `GRPOConfig` field, passed to GRPOConfig as it is (see `grpo_kwargs`)."""
 
     eval_checkpoints: bool = False  # also evaluate the policy at every checkpoint save (best vs final)
+    validation_prompts: int = 0  # prompts held out of training to select the best checkpoint (0: none)
+    validation_seed: int = 0  # the draw of those prompts (fixed across run seeds and methods)
 
 
 @dataclass
@@ -170,6 +172,11 @@ class TrainConfig:
     paths: PathsConfig = MISSING
     experiment_name: str = "default"
     seed: int = 0
+    # Options an experiment family gives each aggregator, keyed by option then by registered
+    # aggregator name; the family's aggregator group reads them by interpolation, e.g.
+    # `aggregator.whiten: ${recipe.whiten.${aggregator.name}}` (conf/experiment/tool_calling.yaml),
+    # so a name the family does not list fails to resolve instead of getting a silent default.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -89,3 +89,34 @@ def test_best_and_final_per_setting_and_files(tmp_path):
         "figures/abl_ablation/checkpoints.png",
     ]:
         assert (tmp_path / "o" / f).stat().st_size > 0
+
+
+def test_best_is_chosen_on_the_validation_split_when_runs_have_one(tmp_path):
+    """Test values 0.6 @50, 0.4 @100; validation prefers step 100: best is 0.4, not the test peak."""
+    rec = RunRecord(
+        experiment="abl",
+        run_id="v0",
+        config_hash="v0",
+        seed=0,
+        config={"aggregator": {"name": "rvpo", "risk": 5.0}},
+        environment={},
+        started_at="",
+        finished_at="",
+        metrics={"s/score": {"value": 0.3}},
+        extra={
+            "checkpoint_evals": [
+                {"step": 50, "metrics": {"s/score": 0.6}, "validation": {"validation/reward": 0.2}},
+                {"step": 100, "metrics": {"s/score": 0.4}, "validation": {"validation/reward": 0.5}},
+            ]
+        },
+        primary_metric="s/score",
+    )
+    write_record(tmp_path / "runs" / "abl" / "v0", rec, [{"id": "e0"}])
+    _record(tmp_path, "a1", {"name": "hard_min"}, 0, 0.3, [(50, 0.6), (100, 0.4)])  # no validation split
+    runs, _ = ablation.load(tmp_path, "abl", None)
+    tab = ablation.table(runs).set_index("setting")
+    assert tab.loc["rvpo (k=5)", "best"] == pytest.approx(0.4)
+    assert tab.loc["rvpo (k=5)", "best step (per seed)"] == "100"
+    assert tab.loc["rvpo (k=5)", "best selected on"] == "validation split"
+    assert tab.loc["hard min (k=∞)", "best"] == pytest.approx(0.6)
+    assert tab.loc["hard min (k=∞)", "best selected on"] == "test set (optimistic)"

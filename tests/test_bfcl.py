@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 
 from rvpo_repro.evals import bfcl
 from rvpo_repro.evals.base import column_mean
-from rvpo_repro.evals.bfcl import parse_python_calls, parse_tool_calls
 from rvpo_repro.evals.bfcl_checker import ast_check
+from rvpo_repro.evals.bfcl_parsing import parse_python_calls, parse_tool_calls_strict, parse_tool_calls_toolrl
 
 REPO = Path(__file__).resolve().parents[1]
 PINNED = "2026.3.23"
@@ -173,10 +173,10 @@ def test_parse_tool_calls():
         '{"name": "a.b", "parameters": {"x": [1, {"y": "z"}]}}\n\n{"name": "c", "parameters": {}}\n'
         "</tool_call>\n<response>done</response>"
     )
-    assert parse_tool_calls(text) == [{"a.b": {"x": [1, {"y": "z"}]}}, {"c": {}}]
-    assert parse_tool_calls('<tool_call>\n{"name": "f"}\n</tool_call>') == [{"f": {}}]
-    assert parse_tool_calls("<think>no tools</think>\n<response>hi</response>") == []
-    assert parse_tool_calls("<tool_call>\n\n</tool_call>") == []
+    assert parse_tool_calls_strict(text) == [{"a.b": {"x": [1, {"y": "z"}]}}, {"c": {}}]
+    assert parse_tool_calls_strict('<tool_call>\n{"name": "f"}\n</tool_call>') == [{"f": {}}]
+    assert parse_tool_calls_strict("<think>no tools</think>\n<response>hi</response>") == []
+    assert parse_tool_calls_strict("<tool_call>\n\n</tool_call>") == []
     for bad in (
         '<tool_call>\n{"name": "f", "parameters": {}}\n{"name": "g", \n</tool_call>',  # bad JSON line
         '<tool_call>\n{"name": "f", "parameters": {}}\n',  # unclosed
@@ -187,7 +187,57 @@ def test_parse_tool_calls():
         '<tool_call>\n{"name": "f", "parameters": {"x": ' + "1" * 5000 + "}}\n</tool_call>",
         None,
     ):
-        assert parse_tool_calls(bad) is None
+        assert parse_tool_calls_strict(bad) is None
+
+
+def test_toolrl_handler_rules():
+    """ToolRL's BFCL handler (rlla_qwen.py decode_ast): last block, bad lines skipped, "None" dropped."""
+    ok = '{"name": "f", "parameters": {"a": 1}}'
+    text = f"<tool_call>\n{ok}\nnot json\n</tool_call>"
+    assert parse_tool_calls_toolrl(text) == [{"f": {"a": 1}}]
+    assert parse_tool_calls_strict(text) is None  # one bad line voids the output
+    two = '<tool_call>\n{"name": "g", "parameters": {}}\n</tool_call>\n<tool_call>\n' + ok + "\n</tool_call>"
+    assert parse_tool_calls_toolrl(two) == [{"f": {"a": 1}}] and parse_tool_calls_strict(two) == [{"g": {}}]
+    none = f'<tool_call>\n{{"name": " none ", "parameters": {{}}}}\n{ok}\n{{"name": "None"}}\n</tool_call>'
+    assert parse_tool_calls_toolrl(none) == [{"f": {"a": 1}}]
+    assert parse_tool_calls_toolrl(f"<tool_call>\n{ok}") == [{"f": {"a": 1}}]  # unclosed: up to the end
+    assert parse_tool_calls_toolrl(f"<think><tool_call>\n{ok}\n</tool_call></think>") == [{"f": {"a": 1}}]
+    assert parse_tool_calls_strict(f"<think><tool_call>\n{ok}\n</tool_call></think>") == []
+    skipped = ['{"name": "f"}', '["f"]', '{"name": 3, "parameters": {}}', "", "[" * 100_000, "{" + "1" * 5000]
+    assert parse_tool_calls_toolrl("<tool_call>\n" + "\n".join(skipped) + "\n</tool_call>") == []
+    odd = parse_tool_calls_toolrl('<tool_call>\n{"name": "f", "parameters": [1]}\n</tool_call>')
+    assert odd == [{"f": [1]}]  # kept as decoded: not a valid call list for the checker
+    fn = [
+        {
+            "name": "f",
+            "parameters": {"type": "dict", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        }
+    ]
+    assert not ast_check(fn, odd, [{"f": {"a": [1]}}], "simple_python")
+    assert (
+        parse_tool_calls_toolrl("<response>no tools</response>") == []
+        and parse_tool_calls_toolrl(None) is None
+    )
+
+
+def test_score_reads_outputs_with_the_chosen_parser(fixture_entries):
+    simple = [e for e in fixture_entries if e["category"] == "simple_python"]
+    outs = [_correct_output(e).replace("\n</tool_call>", "\nnot json\n</tool_call>") for e in simple]
+    assert all(r["score"] == 1.0 for r in bfcl.score(simple, outs).examples)  # default: ToolRL's rules
+    assert all(r["score"] == 0.0 for r in bfcl.score(simple, outs, parser="strict").examples)
+
+
+def test_integer_parameter_refuses_a_boolean_even_where_one_is_accepted():
+    """type(value) is expected, not isinstance: True == 1, so only the type check tells them apart."""
+    fn = [
+        {
+            "name": "f",
+            "parameters": {"type": "dict", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        }
+    ]
+    truth = [{"f": {"n": [1]}}]
+    assert ast_check(fn, [{"f": {"n": 1}}], truth, "simple_python")
+    assert not ast_check(fn, [{"f": {"n": True}}], truth, "simple_python")
 
 
 def test_parse_python_calls():
@@ -219,7 +269,7 @@ def test_parse_python_calls():
 )
 def test_parsers_never_raise(text):
     for t in (text, f"<tool_call>\n{text}\n</tool_call>"):
-        for parse in (parse_tool_calls, parse_python_calls):
+        for parse in (parse_tool_calls_strict, parse_tool_calls_toolrl, parse_python_calls):
             out = parse(t)
             assert out is None or isinstance(out, list)
 
@@ -231,8 +281,8 @@ def test_fixture_round_trip_scores_100_percent(fixture_entries):
             return f"[{_a_function(e)}()]"
         return _python_text(answer_calls(e)) if e["ground_truth"] else "No call."
 
-    for fmt, render in (("tool_call", _correct_output), ("python", python_output)):
-        result = bfcl.score(fixture_entries, [render(e) for e in fixture_entries], output_format=fmt)
+    for fmt, render in (("toolrl", _correct_output), ("strict", _correct_output), ("python", python_output)):
+        result = bfcl.score(fixture_entries, [render(e) for e in fixture_entries], parser=fmt)
         metrics, rows = result.metrics, result.examples
         assert all(r["score"] == 1.0 for r in rows), [r for r in rows if r["score"] != 1.0]
         expected = [f"bfcl/{k}" for k in [*bfcl.CATEGORIES, "non_live", "live", "overall"]]
@@ -245,7 +295,10 @@ def test_fixture_mutations_all_fail(fixture_entries):
         for kind, calls in mutations(e).items():
             kinds.add(kind)
             assert not ast_check(
-                e["function"], parse_tool_calls(tool_call_text(calls)), e["ground_truth"], e["category"]
+                e["function"],
+                parse_tool_calls_strict(tool_call_text(calls)),
+                e["ground_truth"],
+                e["category"],
             ), (e["id"], kind)
     assert kinds == {"wrong_name", "missing_required", "extra_call", "wrong_type", "bad_value"}
 
@@ -502,7 +555,7 @@ def test_score_metrics_formulas(fixture_entries):
     wrong = {"simple_java_0", "live_simple_0", "parallel_0"}
     outs = [_no_call_output(e) if e["id"] in wrong else _correct_output(e) for e in fixture_entries]
     outs[[e["id"] for e in fixture_entries].index("parallel_0")] = "<tool_call>\n{bad json\n</tool_call>"
-    result = bfcl.score(fixture_entries, outs, prefix="")
+    result = bfcl.score(fixture_entries, outs, prefix="", parser="strict")  # "parsed": False
     metrics, rows = result.metrics, result.examples
     assert [r["id"] for r in rows] == [e["id"] for e in fixture_entries]
     row = _by_id(rows)
@@ -533,8 +586,8 @@ def test_score_metrics_formulas(fixture_entries):
     only_live = [e for e in fixture_entries if e["category"].startswith("live")]
     m = bfcl.score(only_live, [_correct_output(e) for e in only_live]).metrics
     assert "bfcl/non_live" not in m and m["bfcl/overall"] == m["bfcl/live"]
-    with pytest.raises(ValueError, match="output_format 'xml'"):
-        bfcl.score(fixture_entries, outs, output_format="xml")
+    with pytest.raises(ValueError, match="BFCL parser 'xml'"):
+        bfcl.score(fixture_entries, outs, parser="xml")
     with pytest.raises(ValueError, match="outputs for"):
         bfcl.score(fixture_entries, outs[:-1])
 
@@ -580,14 +633,19 @@ def test_real_sample_round_trip_and_mutations(real_entries):
     for e in scorable:
         for kind, calls in mutations(e).items():
             assert not ast_check(
-                e["function"], parse_tool_calls(tool_call_text(calls)), e["ground_truth"], e["category"]
+                e["function"],
+                parse_tool_calls_strict(tool_call_text(calls)),
+                e["ground_truth"],
+                e["category"],
             ), (e["id"], kind)
         if e["ground_truth"] is None:
             call = [{_a_function(e): {}}]
             relevance = e["category"] == "live_relevance"
             assert ast_check(e["function"], call, None, e["category"]) is relevance
             assert (
-                ast_check(e["function"], parse_tool_calls("<response>no</response>"), None, e["category"])
+                ast_check(
+                    e["function"], parse_tool_calls_strict("<response>no</response>"), None, e["category"]
+                )
                 is not relevance
             )
             assert ast_check(e["function"], None, None, e["category"]) is not relevance
@@ -609,7 +667,7 @@ def test_real_python_format_round_trip(real_entries):
             for p in [*n.split("."), *ps]
         )
     ]
-    rows = bfcl.score(ok, [_python_text(answer_calls(e)) for e in ok], output_format="python").examples
+    rows = bfcl.score(ok, [_python_text(answer_calls(e)) for e in ok], parser="python").examples
     assert len(ok) > 80 and all(r["score"] == 1.0 for r in rows), [r["id"] for r in rows if r["score"] < 1]
 
 
@@ -648,7 +706,7 @@ def agreement_cases(entries, seed=0, prefix=""):
                 )
             )
             if kind == "answer":  # also through the ToolRL text and its parser
-                case["calls"] = parse_tool_calls(tool_call_text(calls))
+                case["calls"] = parse_tool_calls_strict(tool_call_text(calls))
             cases.append((case, ast_check(e["function"], case["calls"], e["ground_truth"], e["category"])))
     return cases
 

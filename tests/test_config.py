@@ -91,8 +91,9 @@ def test_family_composes_with_every_model_and_aggregator(family, size, aggregato
     assert cfg.experiment_name == family
     assert cfg.model.name == f"qwen2.5-{size}" and cfg.model.path == f"Qwen/Qwen2.5-{size.upper()}-Instruct"
     option = OmegaConf.to_container(compose([f"aggregator={aggregator}"]).aggregator)
-    option |= {"eps": 1e-6} if family == "tool_calling" else {}  # verl's std eps for every method
-    assert OmegaConf.to_container(cfg.aggregator) == option
+    if family == "tool_calling":  # verl's std eps for every method, its token whitening for z-scores
+        option |= {"eps": 1e-6, "whiten": None if aggregator == "grpo" else "token"}
+    assert OmegaConf.to_container(cfg.aggregator, resolve=True) == option
     assert cfg.task.name == task and cfg.trainer.num_generations == group
     if evals is not None:
         assert list(cfg.task.evals) == evals

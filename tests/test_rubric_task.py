@@ -138,11 +138,16 @@ def test_build_and_evaluate_on_fixtures(tmp_path):
     grader = result.metrics["healthbench/score"]["grader"]  # no eval judge: the training judge, flagged
     assert grader["template"] == "builtin" and not grader["comparable"] and grader["is_training_judge"]
     assert "grader differs from simple-evals: not comparable to the paper's numbers" in grader["notes"]
-    # a separate evaluation judge grades instead of the training judge, with the system message
+    # a separate evaluation judge grades instead of the training judge, with its own system message
     seen = []
     task.eval_judge = ScriptedJudge(lambda r: seen.append(r) or '{"explanation": "", "criteria_met": true}')
+    task.eval_judge.system_message = "You are a helpful assistant."
     task.evaluate(data.eval_dataset, gens, tokenizer=None)
     assert seen and seen[0].messages[0] == ("system", "You are a helpful assistant.")
+    seen.clear()  # a judge without one sends none (no silent simple-evals default)
+    task.eval_judge.system_message = None
+    task.evaluate(data.eval_dataset, gens, tokenizer=None)
+    assert seen and all(m[0] != "system" for r in seen for m in r.messages)
     assert len(result.examples) == len(benches)
     assert all(e["id"].startswith(e["benchmark"] + "/") for e in result.examples)
     # both benchmarks' columns, each still the mean of its own rows (the first benchmark is primary)

@@ -342,7 +342,7 @@ def stub_bfcl(monkeypatch):
         load_bfcl=lambda source=None, categories=None: [e for e in entries if e["category"] in categories],
         sample_entries=lambda es, n, seed: [e for e in es if int(e["id"][-1]) < n],
         bfcl_messages=lambda e: [{"role": "system", "content": "tools"}, *e["question"][0]],
-        score=lambda es, outs, output_format="tool_call": EvalResult(
+        score=lambda es, outs, parser="toolrl": EvalResult(
             {
                 "bfcl/overall": {
                     "value": sum(o == "ok" for o in outs) / len(outs),
@@ -432,6 +432,13 @@ def test_evaluate_with_the_bfcl_module(tokenizer):
         wrong.metrics["bfcl/simple_python"]["value"] == 0.0
         and wrong.metrics["bfcl/irrelevance"]["value"] == 1.0
     )
+    # a stray non-JSON line: ToolRL's handler rules (the default) skip it, task.bfcl_parser=strict fails
+    noisy = [[o.replace("\n</tool_call>", "\nnot json\n</tool_call>")] for o in outputs]
+    assert task.evaluate(ev, noisy, tokenizer).metrics["bfcl/simple_python"]["value"] == 1.0
+    strict = get_task(
+        ToolRLConfig(source="fixture", fixture_examples=60, bfcl_per_category=1, bfcl_parser="strict")
+    )
+    assert strict.evaluate(ev, noisy, tokenizer).metrics["bfcl/simple_python"]["value"] == 0.0
 
 
 def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
@@ -459,7 +466,11 @@ def test_max_prompt_tokens_drops_long_prompts(tokenizer):
     lengths = sorted(toolrl._prompt_tokens(tokenizer, r["prompt"]) for r in rows)
     limit = lengths[len(lengths) // 2]
     kept = get_task(ToolRLConfig(source="fixture", fixture_examples=60, max_prompt_tokens=limit))
-    assert 0 < len(kept.train_rows(tokenizer)) < len(rows)
+    n_kept = len(kept.train_rows(tokenizer))
+    assert 0 < n_kept < len(rows)
+    dropped = sum(n > limit for n in lengths)
+    assert kept.prompts == {"read": len(rows), "max_prompt_tokens": limit, "dropped": dropped}
+    assert n_kept == len(rows) - dropped
     with pytest.raises(ValueError, match="no training rows"):
         get_task(ToolRLConfig(source="fixture", fixture_examples=60, max_prompt_tokens=5)).train_rows(
             tokenizer
@@ -534,3 +545,14 @@ def test_task_options_compose_against_the_schema(option, compose_cfg):
     assert OmegaConf.get_type(cfg.task) is ToolRLConfig
     assert cfg.task.bfcl_categories == toolrl.BFCL_CATEGORIES and cfg.task.split_seed == 31415
     assert cfg.task.download_dir.endswith("datasets/rlla_4k_raw")
+
+
+def test_bfcl_parser_is_toolrls_by_default_and_strict_on_request():
+    from rvpo_repro.config import compose
+    from rvpo_repro.tasks import prepare_config
+    from rvpo_repro.tasks.base import TaskInputError
+
+    assert compose(["experiment=tool_calling"]).task.bfcl_parser == "toolrl"
+    prepare_config(compose(["experiment=tool_calling", "task.bfcl_parser=strict"]))
+    with pytest.raises(TaskInputError, match="task.bfcl_parser='python'"):
+        prepare_config(compose(["experiment=tool_calling", "task.bfcl_parser=python"]))

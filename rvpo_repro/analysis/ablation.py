@@ -7,8 +7,11 @@ Reads the finished runs of the experiment (their records), keeps the RVPO-family
 (rvpo at a constant k, hard_min = k -> inf, rvpo under a k schedule, variance_penalty) and writes
 <out>/tables/<experiment>_ablation.{md,csv} and <out>/figures/<experiment>_ablation/score_vs_k.png
 (plus checkpoints.png, the held-out score at every checkpoint). Per run: `final` is the recorded
-metric, `best` the highest of the checkpoint evaluations (`trainer.eval_checkpoints=true`) and the
-final one; the paper reports the same pair as peak -> final. Means over seeds, with a 95% t
+metric, `best` the test value at the best checkpoint: the one with the highest validation score
+(`trainer.validation_prompts`, rvpo_repro.run.checkpoint_eval), or, for runs without a validation
+split, the highest test value of the checkpoint evaluations (`trainer.eval_checkpoints=true`) and the
+final one, which the table's `best selected on` column labels optimistic; the paper reports its
+pair as peak -> final. Means over seeds, with a 95% t
 interval over seeds (`compare.mean_ci`). Settings are named by `labels.setting_label`, with the
 aggregators' own defaults filled in (rvpo's risk, variance_penalty's beta).
 """
@@ -27,6 +30,7 @@ import pandas as pd
 from rvpo_repro.analysis.compare import mean_ci
 from rvpo_repro.analysis.labels import setting_label
 from rvpo_repro.analysis.runs import record_dirs
+from rvpo_repro.run.checkpoint_eval import best_checkpoint
 from rvpo_repro.run.record import load_record
 
 INF = math.inf
@@ -73,7 +77,8 @@ def load(results_dir: str | Path, experiment: str, metric: str | None) -> tuple[
             (c["step"], c["metrics"][m]) for c in rec.extra.get("checkpoint_evals") or [] if m in c["metrics"]
         ]
         steps = [s for s, _ in ckpts]
-        best_step, best = max([*ckpts, (max(steps, default=0), final)], key=lambda sv: sv[1])
+        rows_ = rec.extra.get("checkpoint_evals") or []
+        best_step, best, selected = best_checkpoint(rows_, m, (max(steps, default=0), final))
         rows.append(
             {
                 "label": v[0],
@@ -83,6 +88,7 @@ def load(results_dir: str | Path, experiment: str, metric: str | None) -> tuple[
                 "final": final,
                 "best": best,
                 "best_step": best_step,
+                "selected_on": selected,
                 "checkpoints": ckpts,
                 "run_dir": str(d),
             }
@@ -123,6 +129,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
                 "final 95% CI": "[{:.3f}, {:.3f}]".format(*_ci(final)),
                 "best - final": (best - final).mean(),
                 "best step (per seed)": " ".join(str(int(s)) for s in g["best_step"]),
+                "best selected on": " / ".join(sorted(set(g["selected_on"]))),
                 "final (per seed)": " ".join(f"{v:.3f}" for v in final),
             }
         )

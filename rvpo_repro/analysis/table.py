@@ -211,7 +211,8 @@ def table_preamble(
     else:
         lines.append(
             "Paper columns: the paper's number with its source grade [P]/[S]/[I]. Ours are final-checkpoint "
-            "values: compare them with `paper final`; `paper best` is the paper's peak over training."
+            "values: compare them with `paper final`; `paper best` is the paper's peak over training, "
+            "picked on the test set itself (optimistic)."
         )
     return [s for s in lines if s]
 

@@ -1,8 +1,8 @@
 """BFCL (Berkeley Function Calling Leaderboard) single-turn AST evaluation.
 
 data (a directory, or the files of the installed `bfcl-eval` wheel, never imported)
--> `bfcl_messages` (ToolRL prompt) -> policy output -> `parse_tool_calls` / `parse_python_calls`
--> `ast_check` (BFCL's checker semantics, see `bfcl_checker`) -> `score` (per category + summary).
+-> `bfcl_messages` (ToolRL prompt) -> policy output -> a parser of `bfcl_parsing` (ToolRL's handler
+rules by default) -> `ast_check` (BFCL's checker semantics, see `bfcl_checker`) -> `score` (per category + summary).
 
 Files: `BFCL_v4_<category>.json` or `BFCL_v3_<category>.json` (JSON Lines despite the name) and
 `possible_answer/<same name>`; irrelevance/relevance categories have no possible answers.
@@ -11,7 +11,6 @@ Multi-turn, agentic and format-sensitivity categories are out of scope.
 
 from __future__ import annotations
 
-import ast
 import copy
 import importlib.util
 import json
@@ -24,11 +23,12 @@ from typing import Any
 
 from rvpo_repro.evals.base import EvalResult, mean_metric, metric
 from rvpo_repro.evals.bfcl_checker import ast_check, is_no_call, language
+from rvpo_repro.evals.bfcl_parsing import PARSERS
 from rvpo_repro.io import read_jsonl
 
 __all__ = [
     "CATEGORIES", "available_categories", "bfcl_messages", "load_bfcl", "package_data_dir",
-    "parse_python_calls", "parse_tool_calls", "sample_entries", "score",
+    "sample_entries", "score",
 ]  # fmt: skip
 
 NON_LIVE = ("simple_python", "simple_java", "simple_javascript", "multiple", "parallel",
@@ -202,98 +202,6 @@ def bfcl_messages(entry: dict) -> list[dict]:
     return [{"role": "system", "content": system}, *turns]
 
 
-# ---- parsers ----
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
-
-
-def parse_tool_calls(text: str) -> list[dict] | None:
-    """ToolRL output -> BFCL calls `[{name: parameters}]`.
-
-    The first `<tool_call>...</tool_call>` block outside `<think>` blocks; one JSON object
-    {"name": str, "parameters": dict} per non-empty line ("parameters" may be absent: no
-    arguments). [] when there is no block; None when a block is unclosed or a line is not such an
-    object. Never raises.
-    """
-    if not isinstance(text, str):
-        return None
-    text = _THINK.sub("", text)
-    start = text.find("<tool_call>")
-    if start < 0:
-        return []
-    end = text.find("</tool_call>", start)
-    if end < 0:
-        return None
-    calls = []
-    for line in text[start + len("<tool_call>") : end].splitlines():
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):  # ValueError: bad JSON, or an integer past Python's digit limit
-            return None
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-            return None
-        params = obj.get("parameters", {})
-        if not isinstance(params, dict):
-            return None
-        calls.append({obj["name"]: params})
-    return calls
-
-
-def _literal(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant):
-        return "..." if node.value is Ellipsis else node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _literal(node.operand)
-        if type(value) not in (int, float, complex):
-            raise ValueError("sign on a non-number")
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.List):
-        return [_literal(v) for v in node.elts]
-    if isinstance(node, ast.Tuple):
-        return tuple(_literal(v) for v in node.elts)
-    if isinstance(node, ast.Dict) and None not in node.keys:
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
-    if isinstance(node, ast.Name):
-        return node.id  # a bare variable name becomes its name as a string, as BFCL decodes it
-    raise ValueError(f"not a literal: {type(node).__name__}")
-
-
-def _dotted(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        raise ValueError("call target is not a (dotted) name")
-    return ".".join([node.id, *reversed(parts)])
-
-
-def parse_python_calls(text: str) -> list[dict] | None:
-    """BFCL's prompting format `[func(a=1, b="x"), mod.func2(c=[1, 2])]` -> `[{name: {param: value}}]`.
-
-    Decoded with `ast` as BFCL does (surrounding backticks, newlines and spaces stripped, brackets
-    optional, bare names read as strings, positional arguments ignored), but without evaluating
-    anything: arithmetic, calls and lambdas as values make the output unparseable. None when
-    unparseable; never raises.
-    """
-    if not isinstance(text, str):
-        return None
-    s = text.strip("`\n ")
-    s = ("" if s.startswith("[") else "[") + s + ("" if s.endswith("]") else "]")
-    try:
-        tree = ast.parse(s.strip().strip("'"), mode="eval").body
-        elts = [tree] if isinstance(tree, ast.Call) else tree.elts
-        calls = []
-        for call in elts:
-            if not isinstance(call, ast.Call) or any(k.arg is None for k in call.keywords):
-                return None
-            calls.append({_dotted(call.func): {k.arg: _literal(k.value) for k in call.keywords}})
-        return calls
-    except (SyntaxError, ValueError, TypeError, AttributeError, RecursionError, MemoryError):
-        return None
-
-
 # ---- scoring ----
 SIMPLE = ("simple_python", "simple_java", "simple_javascript")
 # Summary metrics as trees: a list is the unweighted mean of its present members, a tuple of
@@ -338,7 +246,7 @@ def _metric_of(tree: list | tuple, by_cat: dict[str, list[float]], metrics: dict
 
 
 def score(
-    entries: Sequence[dict], outputs: Sequence[str], output_format: str = "tool_call", prefix: str = "bfcl"
+    entries: Sequence[dict], outputs: Sequence[str], parser: str = "toolrl", prefix: str = "bfcl"
 ) -> EvalResult:
     """Score one output per entry.
 
@@ -354,17 +262,16 @@ def score(
     Summary stderrs treat category accuracies as independent. Columns: metric `<prefix>/<name>`
     -> row column `<name>`, None on rows outside it; a summary's column is the example's score
     times its weight in the summary times the rows it covers, so its plain mean over those rows is
-    the summary (per-example values may exceed 1). `output_format`: "tool_call" (ToolRL tags) or
-    "python" (BFCL's prompting format).
+    the summary (per-example values may exceed 1). `parser`: a name of `bfcl_parsing.PARSERS`
+    ("toolrl": ToolRL's BFCL handler rules; "strict"; "python": BFCL's prompting format).
     """
-    parsers = {"tool_call": parse_tool_calls, "python": parse_python_calls}
-    if output_format not in parsers:
-        raise ValueError(f"output_format {output_format!r}: expected one of {sorted(parsers)}")
+    if parser not in PARSERS:
+        raise ValueError(f"BFCL parser {parser!r}: expected one of {sorted(PARSERS)}")
     if len(outputs) != len(entries):
         raise ValueError(f"{len(outputs)} outputs for {len(entries)} BFCL entries")
     rows = []
     for entry, out in zip(entries, outputs, strict=True):
-        calls = parsers[output_format](out)
+        calls = PARSERS[parser](out)
         ok = ast_check(entry["function"], calls, entry["ground_truth"], entry["category"])
         n_calls = 0 if is_no_call(calls) else len(calls)
         row = {"id": entry["id"], "category": entry["category"], "score": float(ok)}

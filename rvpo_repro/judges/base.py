@@ -167,6 +167,9 @@ class Judge(ABC):
         self.temperature = float(temperature)
         self.max_tokens = max_tokens
         self.reask_limit = int(reask_limit)
+        # the system turn graders put before their prompt (HealthBench); None = none. Set from
+        # the config by `make_judge`; requests carry it themselves, so it is part of the cache key.
+        self.system_message: str | None = DEFAULTS.system_message
         self.cache = cache
         self.stats = JudgeStats()
         self.first_error: str | None = None  # why the judge's first missing verdict is missing

@@ -43,7 +43,9 @@ def make_judge(cfg: Any, cache_dir: str | os.PathLike | None = None) -> Judge | 
         raise ValueError(f"unknown judge backend {backend!r}; expected one of {known_backends()}")
     if cache_dir is None:
         cache_dir = os.environ.get("RVPO_CACHE", ".cache")
-    return JUDGES[backend].from_config(cfg, cache_dir=str(cache_dir))
+    judge = JUDGES[backend].from_config(cfg, cache_dir=str(cache_dir))
+    judge.system_message = option(cfg, "system_message")  # every back end, read in one place
+    return judge
 
 
 def cache_from_config(cfg: Any) -> JudgeCache | None:

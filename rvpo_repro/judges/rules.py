@@ -115,8 +115,8 @@ class RulesJudge(Judge):
         cache=None,
         model: str = "rules",
     ):
-        if not 0.0 <= failure_rate < 1.0:
-            raise ValueError(f"failure_rate must be in [0, 1), got {failure_rate}")
+        if not 0.0 <= failure_rate <= 1.0:  # 1: a judge that never answers (the fault tests)
+            raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate}")
         super().__init__(model=model, reask_limit=reask_limit, cache=cache)
         self.failure_rate, self.seed = float(failure_rate), int(seed)
         # what the verdicts depend on, for the cache key: the rule set, not the failures (never cached)

@@ -2,7 +2,8 @@
 
 transformers writes `checkpoint-N/` file by file, so a run killed while saving (or a full disk)
 leaves a directory that looks like a checkpoint and is not one. After every save, once every rank
-has written its part, rank 0 writes `rvpo-complete.json` into it: the size of every file there.
+has written its part, rank 0 writes `rvpo-complete.json` into it: the size of every file there
+(`rvpo_repro.run.resume.ResumableTrainer`, which also rotates old checkpoints out only then).
 A resume takes the newest checkpoint whose seal is present and whose files still have those sizes;
 each newer one that fails is moved aside to `<run>/broken/` (never deleted: nothing written is
 lost), and the reason is logged in one line.
@@ -89,20 +90,6 @@ def newest_complete(checkpoints: str | Path, run_dir: str | Path) -> str | None:
             return str(path)
         set_aside(path, run_dir, reason)
     return None
-
-
-def seal_callback(ranks):
-    """A TrainerCallback that seals each checkpoint once every rank has saved its part."""
-    from transformers import TrainerCallback
-
-    class SealCheckpoint(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            ranks.barrier()  # every rank's shards and RNG state are on disk
-            if ranks.main:
-                seal(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-            ranks.barrier()
-
-    return SealCheckpoint()
 
 
 def trained_model(run_dir: str | Path) -> dict | None:

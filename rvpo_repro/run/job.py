@@ -32,7 +32,8 @@ from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.rewards import NoUsableRewardError
 from rvpo_repro.run import record as record_mod
-from rvpo_repro.run.checkpoints import publish_model, seal_callback
+from rvpo_repro.run.checkpoint_eval import carve_validation, checkpoint_eval_callback, read_checkpoint_evals
+from rvpo_repro.run.checkpoints import publish_model
 from rvpo_repro.run.lifecycle import OpenRun, agree, join_ranks, open_run, plan_run
 from rvpo_repro.run.verdicts import check_missing_share, no_usable_reward, verdict_usage
 from rvpo_repro.tasks import get_task
@@ -100,53 +101,6 @@ def evaluate_policy(
     return result
 
 
-def checkpoint_eval_callback(cfg: DictConfig, task: Task, data: TaskData, tokenizer: Any, path: Path):
-    """A TrainerCallback that evaluates the policy at every checkpoint save (`trainer.eval_checkpoints`).
-
-    Results are appended to `path` (JSONL, one line per step) so they survive a resume, and
-    logged to W&B as `checkpoint_eval/<metric>`; the run record keeps them for best-vs-final tables.
-    """
-    import json
-
-    from transformers import TrainerCallback
-
-    class CheckpointEval(TrainerCallback):
-        def on_save(self, args, state, control, model=None, **kwargs):
-            if not state.is_world_process_zero or model is None:
-                return
-            was_training = model.training
-            result = evaluate_policy(cfg, task, data, model, "", tokenizer)
-            model.train(was_training)
-            row = {"step": state.global_step, "metrics": {k: v["value"] for k, v in result.metrics.items()}}
-            with path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            try:
-                import wandb
-
-                if wandb.run is not None:
-                    wandb.log(
-                        {f"checkpoint_eval/{k}": v for k, v in row["metrics"].items()}, step=state.global_step
-                    )
-            except ImportError:
-                pass
-
-    return CheckpointEval()
-
-
-def read_checkpoint_evals(path: Path) -> list[dict]:
-    """Checkpoint evaluations written so far, one per step (the last line wins on a repeated step)."""
-    import json
-
-    if not path.exists():
-        return []
-    by_step = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            by_step[row["step"]] = row
-    return [by_step[s] for s in sorted(by_step)]
-
-
 def save_result(run_dir: Path, record: Any, result: EvalResult, wb: Any) -> dict[str, float]:
     """Write the run record (atomically, last), put the final metrics in the W&B summary, and
     return them rounded for the closing log line. Shared by `rvpo-train` and `rvpo-eval`."""
@@ -192,16 +146,17 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
 
             tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
             task, data = build_task(cfg, tokenizer)  # reward probes and column checks: no weights yet
+            data, validation, validation_facts = carve_validation(cfg, data)  # held out of training
             summary = run.trained
             if summary is None:
-                summary = _train(run, args, tokenizer, task, data)
-            check_missing_share(summary.get("judge"), float(cfg.run.max_missing_share))
-            metrics = agree(ranks, lambda: _evaluate_and_seal(run, summary, tokenizer, task, data, wb))
+                summary = _train(run, args, tokenizer, task, data, validation)
+            extra = {"validation_split": validation_facts} if validation_facts else {}
+            metrics = agree(ranks, lambda: _evaluate_and_seal(run, summary, tokenizer, task, data, wb, extra))
     log.info("run %s done: %s", plan.run_id, metrics)
     return plan.run_dir
 
 
-def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) -> dict:
+def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData, validation: Any) -> dict:
     """Train on every rank (from `run.resume` when set), publish model/, return its summary."""
     import torch
 
@@ -219,12 +174,13 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) 
         channels=data.channels,
         aggregator=plan.aggregator,
         require_rewards=float(cfg.run.max_missing_share) < 1.0,
+        ranks=ranks,  # seals each checkpoint once every rank has saved it
     )
     install_callbacks(trainer)  # progress bar + compact log lines; nested config in W&B
-    trainer.add_callback(seal_callback(ranks))  # a checkpoint is complete or never resumed from
     if cfg.trainer.get("eval_checkpoints"):
+        evals = plan.run_dir / "checkpoint_evals.jsonl"
         trainer.add_callback(
-            checkpoint_eval_callback(cfg, task, data, tokenizer, plan.run_dir / "checkpoint_evals.jsonl")
+            checkpoint_eval_callback(cfg, task, data, tokenizer, evals, validation, evaluate_policy)
         )
     if run.resume:
         log.info("resuming %s from %s", plan.run_id, run.resume)
@@ -248,6 +204,7 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) 
     }
     if run.resume:
         summary["resumed"] = "not bit-identical: " + "; ".join(reasons) if reasons else "bit-identical"
+    check_missing_share(summary["judge"], float(cfg.run.max_missing_share), plan.run_dir)
     partial, final = plan.run_dir / "model.partial", plan.run_dir / "model"
     trainer.save_model(str(partial))  # every rank: ZeRO-3 gathers the weights to rank 0
     if ranks.main:
@@ -264,7 +221,7 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) 
 
 
 def _evaluate_and_seal(
-    run: OpenRun, summary: dict, tokenizer: Any, task: Task, data: TaskData, wb: Any
+    run: OpenRun, summary: dict, tokenizer: Any, task: Task, data: TaskData, wb: Any, extra: dict
 ) -> dict[str, float]:
     """Rank 0: evaluate the published final model and seal the record."""
     from rvpo_repro.models import load_model, resolve_model_path
@@ -284,6 +241,7 @@ def _evaluate_and_seal(
             "train": summary,
             "model_path": resolve_model_path(cfg.model, cfg.paths.cache_dir),
             "checkpoint_evals": read_checkpoint_evals(plan.run_dir / "checkpoint_evals.jsonl"),
+            **extra,  # the validation split, when one is held out
             **data.extra,  # facts about the data (e.g. rubric_truncation)
         },
     )

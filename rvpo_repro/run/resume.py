@@ -17,10 +17,24 @@ Two things are left:
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import torch
 from trl.trainer.utils import RepeatSampler
 
+from rvpo_repro.run import checkpoints
 from rvpo_repro.trainer import RVPOTrainer
+
+
+def _indexed_cpu(obj, location: str):
+    return obj if re.fullmatch(r"cpu:\d+", location) else None
+
+
+# Several CPU ranks: accelerate's device is `cpu:0` and transformers loads a resumed optimizer with
+# map_location=args.device, a location torch's own CPU deserializer does not accept ("don't know
+# how to restore data location ... cpu:0"). An indexed CPU location is the CPU.
+torch.serialization.register_package(100, lambda obj: None, _indexed_cpu)
 
 
 class EpochSampler(RepeatSampler):
@@ -37,7 +51,39 @@ class EpochSampler(RepeatSampler):
 
 
 class ResumableTrainer(RVPOTrainer):
-    """RVPOTrainer with a train sampler that survives a resume (see the module docstring)."""
+    """RVPOTrainer whose checkpoints are complete or never resumed from, with a train sampler that
+    survives a resume (see the module docstring).
+
+    Each checkpoint is sealed (`rvpo_repro.run.checkpoints.seal`) once every rank has saved its
+    part, and older checkpoints are rotated out only after that: transformers rotates before its
+    save callbacks run, so a kill in between would leave no complete checkpoint at all."""
+
+    def __init__(self, *args, ranks=None, **kwargs):
+        from rvpo_repro.run.ranks import Ranks
+
+        super().__init__(*args, **kwargs)
+        self.ranks = ranks or Ranks()
+
+    def _save_checkpoint(self, model, trial):
+        from transformers.trainer import rotate_checkpoints
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotation: below
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.ranks.barrier()  # every rank's shards and RNG state are on disk
+        if self.ranks.main:
+            checkpoints.seal(Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        self.ranks.barrier()
+        if self.args.should_save:
+            rotate_checkpoints(
+                output_dir=self.args.output_dir,
+                save_total_limit=limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
     def _get_train_sampler(self, dataset=None):
         sampler = super()._get_train_sampler(dataset)

@@ -39,15 +39,19 @@ def verdict_usage(judge: Any, ranks: Ranks) -> dict | None:
     }
 
 
-def check_missing_share(usage: dict | None, max_share: float) -> None:
-    """Raise RunFailed in one line when the judge missed more than `max_share` of its verdicts."""
+def check_missing_share(usage: dict | None, max_share: float, run_dir: Any = None) -> None:
+    """Raise RunFailed in one line when the judge missed more than `max_share` of its verdicts.
+
+    Checked before the final model is published: its checkpoints learnt from missing rewards, so
+    the message says to start the run afresh once the judge answers."""
     if usage is None or not usage["verdicts"] or usage["missing_share"] <= max_share:
         return
     error = f"; first error: {usage['first_error']}" if usage["first_error"] else ""
+    again = f" (delete {run_dir} to train afresh once the judge answers)" if run_dir is not None else ""
     raise RunFailed(
         f"judge {usage['judge']} missed {usage['missing']} of {usage['verdicts']} verdicts "
         f"({usage['missing_share']:.1%}, over run.max_missing_share={max_share:g}); "
-        f"nothing sealed{error}"
+        f"nothing sealed{again}{error}"
     )
 
 

@@ -273,13 +273,12 @@ class RubricTask(Task):
 
     def _healthbench(self, examples: list[dict], replies: list[str]) -> EvalResult:
         """Grade with the evaluation judge (the training judge when none was given, flagged), the
-        configured template and the judge's system message; the grader's description goes into
-        the `healthbench/score` metric as "grader" so the record keeps it."""
+        configured template and the judge's own system message (`system_message` of its config;
+        None sends none); the grader's description, with the system message actually sent, goes
+        into the `healthbench/score` metric as "grader" so the record keeps it."""
         grader = self.eval_judge if self.eval_judge is not None else self._judge()
         template = healthbench_grader.load_grader_template(self.cfg.grader_template, self.cache_dir)
-        system = getattr(grader, "system_message", None)
-        if system is None and self.eval_judge is not None:
-            system = healthbench_grader.GRADER_SYSTEM
+        system = grader.system_message
         result = healthbench.evaluate(
             examples, replies, grader, seed=self.cfg.seed, template=template, system=system
         )

@@ -117,12 +117,13 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path, cache_dir, monkeypatc
 
 @pytest.mark.slow
 def test_ctrl_c_says_where_the_checkpoint_is_and_exits_130(tmp_path, cache_dir):
-    cmd, env = _cli(tmp_path, cache_dir, "trainer.max_steps=40", "trainer.save_steps=2")
+    # So many steps that no loaded machine finishes them before the signal lands: the run is
+    # interrupted once its first checkpoint is sealed, however slowly it got there.
+    cmd, env = _cli(tmp_path, cache_dir, "trainer.max_steps=100000", "trainer.save_steps=2")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if list((tmp_path / "results").glob("runs/*/*/checkpoints/checkpoint-*/trainer_state.json")):
-            break
+    deadline = time.time() + 600
+    while not list((tmp_path / "results").glob("runs/*/*/checkpoints/checkpoint-*/rvpo-complete.json")):
+        assert proc.poll() is None and time.time() < deadline, "no sealed checkpoint"
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -130,3 +131,57 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_exits_130(tmp_path, cache_dir):
     last = err.strip().splitlines()[-1]
     assert "last checkpoint:" in last and "checkpoint-" in last and "rvpo-train" in last
     assert "Traceback" not in err
+
+
+def _rubric(tmp_path, cache_dir, *extra):
+    return compose(
+        [
+            "experiment=rubric_toy",
+            "logger=disabled",
+            f"paths.results_dir={tmp_path / 'results'}",
+            f"paths.cache_dir={cache_dir}",
+            f"paths.output_dir={tmp_path / 'out'}",
+            "trainer.max_steps=2",
+            "trainer.save_steps=2",
+            "trainer.eval_checkpoints=false",
+            "judge.reask_limit=0",
+            "judge.cache_path=null",
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_a_judge_that_never_answers_stops_the_first_step_and_seals_nothing(tmp_path, cache_dir):
+    from rvpo_repro.run.job import train_and_evaluate
+    from rvpo_repro.run.lifecycle import RunFailed
+
+    with pytest.raises(RunFailed) as info:
+        train_and_evaluate(_rubric(tmp_path, cache_dir, "judge.failure_rate=1.0"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "step 1: every reward is missing (32 rollouts x 17 channels): judge rules/rules"
+    )
+    assert "missed" in message and message.endswith("nothing sealed")
+    assert not list((tmp_path / "results").glob("runs/*/*"))  # nothing to resume, nothing kept
+
+
+@pytest.mark.slow
+def test_a_run_over_the_missing_verdict_share_is_not_sealed_and_a_finished_run_states_its_share(
+    tmp_path, cache_dir
+):
+    from rvpo_repro.run.job import train_and_evaluate
+    from rvpo_repro.run.lifecycle import RunFailed
+
+    with pytest.raises(RunFailed, match=r"judge rules/rules missed \d+ of \d+ verdicts \(\d+\.\d%, over "
+                       r"run\.max_missing_share=0\.1\); nothing sealed \(delete .*\)"):  # fmt: skip
+        train_and_evaluate(_rubric(tmp_path / "a", cache_dir, "judge.failure_rate=0.3"))
+    assert not list((tmp_path / "a" / "results").glob("runs/*/*/result.json"))
+
+    run_dir = train_and_evaluate(
+        _rubric(tmp_path / "b", cache_dir, "judge.failure_rate=0.3", "run.max_missing_share=0.5")
+    )
+    usage = record.load_record(run_dir).extra["train"]["judge"]
+    assert usage["judge"] == "rules/rules" and usage["verdicts"] > 0
+    assert 0.2 < usage["missing_share"] == usage["missing"] / usage["verdicts"] < 0.4

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rvpo_repro.evals.base import EvalResult
-from rvpo_repro.tasks.base import Task, TaskData, register_task
+from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
 from rvpo_repro.tasks.toolrl.data import RLLA_URL, load_rlla, read_raw, write_prepared_split
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, write_rlla_fixture
 from rvpo_repro.tasks.toolrl.rewards import ToolRLRewards
@@ -32,12 +32,13 @@ class ToolRLConfig:
     test_share: float = 0.02  # raw JSON only: upstream's held-out share ...
     split_seed: int = 31415  # ... and numpy seed (the prepared parquet is already split)
     max_train_examples: int | None = None  # first N of the (shuffled) train split
-    max_prompt_tokens: int | None = None  # drop longer prompts (verl's max prompt length; TRL has none)
+    max_prompt_tokens: int | None = None  # drop longer prompts (upstream cuts them on the left; TRL cannot)
     bfcl_source: str | None = None  # None: the data of the installed bfcl-eval package
     bfcl_categories: list[str] = field(default_factory=lambda: list(BFCL_CATEGORIES))
     bfcl_per_category: int | None = None  # seeded sample per category; None: all
     bfcl_seed: int = 0  # fixed across runs, so eval examples pair up between runs
     eval_samples: int = 1  # completions per eval prompt (the first is scored)
+    bfcl_parser: str = "toolrl"  # toolrl (ToolRL's BFCL handler rules) | strict (evals.bfcl_parsing)
 
 
 def _prompt_tokens(tokenizer: Any, prompt: list[dict]) -> int:
@@ -48,13 +49,23 @@ def _prompt_tokens(tokenizer: Any, prompt: list[dict]) -> int:
 @register_task("toolrl")
 class ToolRLTask(Task):
     schema = ToolRLConfig
+    PARSERS = ("toolrl", "strict")  # the bfcl_parsing decoders of this task's <tool_call> format
+
+    @classmethod
+    def prepare_config(cls, cfg: Any) -> None:
+        if cfg.task.bfcl_parser not in cls.PARSERS:
+            raise TaskInputError(
+                f"task.bfcl_parser={cfg.task.bfcl_parser!r}: expected one of {list(cls.PARSERS)}"
+            )
 
     def train_rows(self, tokenizer: Any = None) -> list[dict]:
         cache = getattr(self, "cache_dir", None)  # the run's paths.cache_dir, where Task provides it
         rows, _ = load_rlla(self.cfg, str(Path(cache) / "datasets" / "rlla_4k_raw") if cache else None)
         limit = self.cfg.max_prompt_tokens
+        self.prompts = {"read": len(rows), "max_prompt_tokens": limit, "dropped": 0}
         if limit is not None and tokenizer is not None:
             kept = [r for r in rows if _prompt_tokens(tokenizer, r["prompt"]) <= limit]
+            self.prompts["dropped"] = len(rows) - len(kept)
             log.info(
                 "toolrl: dropped %d of %d prompts over %d tokens", len(rows) - len(kept), len(rows), limit
             )
@@ -90,6 +101,7 @@ class ToolRLTask(Task):
             eval_dataset=Dataset.from_list(self.eval_rows()),
             reward_funcs=[rewards],
             channels=list(rewards.channels),
+            extra={"toolrl_prompts": self.prompts},
         )
 
     def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
@@ -99,7 +111,7 @@ class ToolRLTask(Task):
         outputs = [samples[0] if samples else "" for samples in generations]
         if len(outputs) != len(entries):
             raise ValueError(f"toolrl: {len(outputs)} generations for {len(entries)} BFCL prompts")
-        scored = bfcl.score(entries, outputs, output_format="tool_call")
+        scored = bfcl.score(entries, outputs, parser=self.cfg.bfcl_parser)
         examples = [{**row, "completion": out} for row, out in zip(scored.examples, outputs, strict=True)]
         return EvalResult(scored.metrics, examples, scored.columns, scored.primary)
 

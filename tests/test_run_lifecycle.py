@@ -1,0 +1,130 @@
+"""The run lifecycle's pieces without processes: rank agreement, the advantage slice, the lock,
+the step-weighted loss, missing-verdict limits, file modes."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import torch
+
+from rvpo_repro.config import ConfigError
+from rvpo_repro.run.lifecycle import RunFailed, RunPlan, agree, check_same_config
+from rvpo_repro.run.ranks import Ranks
+from rvpo_repro.run.verdicts import check_missing_share
+
+
+class FakeRanks(Ranks):
+    """Rank 0 of a job whose other ranks gather `others` and broadcast nothing new."""
+
+    def __init__(self, others: list, world_size: int = 2):
+        super().__init__(rank=0, world_size=world_size)
+        self.others, self.sent = others, []
+
+    def gather(self, obj):
+        return [obj, *(o(obj) if callable(o) else o for o in self.others)]
+
+    def broadcast(self, obj):
+        self.sent.append(obj)
+        return obj
+
+
+def _plan(config: dict, digest: str) -> RunPlan:
+    return RunPlan(cfg=None, config=config, config_hash=digest, run_id="r", run_dir=None)
+
+
+def test_ranks_with_one_config_agree():
+    plan = _plan({"seed": 0}, "abc")
+    check_same_config(plan, FakeRanks(["abc"]))
+
+
+def test_a_rank_with_another_config_is_named_with_the_first_key_that_differs():
+    plan = _plan({"seed": 0, "trainer": {"lr": 1e-6, "steps": 5}}, "abc")
+    others = iter(["abd", {"seed": 0, "trainer": {"lr": 2e-6, "steps": 5}}])  # rank 1's hash, config
+    ranks = FakeRanks([lambda _: next(others)])
+    with pytest.raises(ConfigError, match=r"rank 1 differs at trainer\.lr \(1e-06 on rank 0, 2e-06\)"):
+        check_same_config(plan, ranks)
+
+
+def test_rank0s_failure_reaches_every_rank_as_one_line():
+    ranks = FakeRanks([], world_size=2)
+
+    def boom():
+        raise RunFailed("judge x missed 5 of 5 verdicts")
+
+    with pytest.raises(RunFailed):
+        agree(ranks, boom)
+    assert ranks.sent == [{"error": "rank 0: judge x missed 5 of 5 verdicts"}]
+
+    waiting = Ranks(rank=1, world_size=2)
+    waiting.broadcast = lambda obj: {"error": "rank 0: judge x missed 5 of 5 verdicts"}
+    with pytest.raises(RunFailed, match="^rank 0: judge x missed 5 of 5 verdicts$"):
+        agree(waiting, lambda: pytest.fail("only rank 0 works"))
+    waiting.broadcast = lambda obj: {"value": {"score": 1.0}}
+    assert agree(waiting, lambda: pytest.fail("only rank 0 works")) == {"score": 1.0}
+
+
+def test_each_process_takes_its_own_rows_of_the_gathered_advantages():
+    from rvpo_repro.trainer import process_rows
+
+    gathered = torch.arange(12.0)  # 3 processes x 4 rows, process 0's rows first
+    assert process_rows(gathered, 0, 4).tolist() == [0, 1, 2, 3]
+    assert process_rows(gathered, 1, 4).tolist() == [4, 5, 6, 7]
+    assert process_rows(gathered, 2, 4).tolist() == [8, 9, 10, 11]
+
+
+def test_the_closing_train_loss_weights_each_logged_loss_by_the_steps_it_covers():
+    from rvpo_repro.run.resume import recompute_train_loss
+
+    rows = [{"loss": 1.0, "step": 1}, {"loss": 2.0, "step": 4}, {"train_loss": 99.0, "step": 4}]
+    assert recompute_train_loss(rows)[-1]["train_loss"] == pytest.approx((1.0 * 1 + 2.0 * 3) / 4)
+
+
+def test_a_lock_file_replaced_between_open_and_flock_is_not_trusted(tmp_path, monkeypatch):
+    import fcntl
+
+    from rvpo_repro.run import lock
+
+    real_flock, swapped = fcntl.flock, []
+
+    def flock(fd, op):
+        if not swapped:  # another writer unlinks and recreates the file after our open
+            swapped.append(True)
+            os.unlink(tmp_path / lock.LOCK_FILE)
+            (tmp_path / lock.LOCK_FILE).write_text("")
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(lock.fcntl, "flock", flock)
+    with lock.run_lock(tmp_path):
+        monkeypatch.setattr(lock.fcntl, "flock", real_flock)
+        with pytest.raises(lock.RunLockedError):  # the file at the path is the one held
+            with lock.run_lock(tmp_path):
+                pass
+
+
+@pytest.mark.parametrize(("missing", "verdicts", "limit", "fails"), [(0, 10, 0.1, False), (1, 10, 0.1, False),
+                         (2, 10, 0.1, True), (10, 10, 1.0, False), (0, 0, 0.0, False)])  # fmt: skip
+def test_a_run_over_the_missing_verdict_limit_fails_naming_the_judge(missing, verdicts, limit, fails):
+    usage = {"judge": "openai/gpt", "verdicts": verdicts, "missing": missing,
+             "missing_share": missing / verdicts if verdicts else 0.0, "first_error": "HTTP 401"}  # fmt: skip
+    if not fails:
+        check_missing_share(usage, limit)
+        return
+    with pytest.raises(RunFailed) as info:
+        check_missing_share(usage, limit)
+    assert str(info.value) == (
+        f"judge openai/gpt missed {missing} of {verdicts} verdicts ({missing / verdicts:.1%}, over "
+        f"run.max_missing_share={limit:g}); nothing sealed; first error: HTTP 401"
+    )
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    from rvpo_repro.io import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "result.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
