@@ -37,7 +37,7 @@ class GenerationSettings:
             max_new_tokens=e.max_new_tokens or cfg.trainer.max_completion_length,
             temperature=e.temperature,
             top_p=e.top_p,
-            num_samples=getattr(cfg.task, "eval_samples", 1),
+            num_samples=getattr(cfg.get("task"), "eval_samples", 1),
             batch_size=e.batch_size,
             seed=e.seed,
         )
