@@ -52,18 +52,29 @@ smoke: $(STAMP) ## one short train-then-evaluate job of the default task (under 
 REPRO_AGGREGATORS ?= grpo,gdpo,rvpo
 REPRO_SEEDS ?= 0,1,2,3,4
 REPRO_JOBS ?= 2
-# The toy table tests every method against RVPO, so one table shows RVPO against each baseline.
-TOY_BASELINE ?= rvpo
 CPU_SWEEP = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m rvpo_repro.train --multirun +launcher=joblib hydra.launcher.n_jobs=$(REPRO_JOBS)
-reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); table (rvpo vs each baseline), snapshot, notebook
+reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); your table (rvpo vs each baseline), snapshot, notebook
 	$(CPU_SWEEP) experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
-	$(PY) -m rvpo_repro.analysis.report --experiment toy --baseline $(TOY_BASELINE)
+	$(PY) -m rvpo_repro.analysis.report --experiment toy
+	$(MAKE) --no-print-directory snapshot
 	$(MAKE) --no-print-directory $(NOTEBOOK_OUT)
 
-# Snapshot and executed notebook follow the records: a rerun that trained nothing leaves them be.
+# The committed snapshot a fresh clone browses: the default experiment's records without weights.
+# A snapshot record is replaced only when its result changed (rvpo_repro.analysis.snapshot), and
+# the page, tables, figures and the executed notebook built from it are rebuilt only when it or
+# the code behind them changed (and then written only where their bytes differ): a rerun with the
+# same results leaves every committed file as it was. Your own toy report (results/tables/toy.*,
+# results/figures/toy, results/report/toy, from results/runs) is yours: not committed.
+SNAPSHOT_DIR := results/snapshot
+SNAPSHOT_INPUTS = $(wildcard $(SNAPSHOT_DIR)/runs/toy/*/*) $(wildcard rvpo_repro/analysis/*.py)
+SNAPSHOT_PAGE := $(SNAPSHOT_DIR)/report/toy/index.html
 NOTEBOOK_OUT := results/notebook/analysis.ipynb
-$(NOTEBOOK_OUT): notebooks/analysis.ipynb $(wildcard results/runs/toy/*/result.json)
-	$(MAKE) --no-print-directory snapshot notebook
+$(SNAPSHOT_PAGE): $(SNAPSHOT_INPUTS)
+	$(PY) -m rvpo_repro.analysis.report --experiment toy --results-dir $(SNAPSHOT_DIR) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
+	touch $@
+$(NOTEBOOK_OUT): notebooks/analysis.ipynb scripts/execute_notebook.py $(SNAPSHOT_INPUTS)
+	MPLBACKEND=Agg RVPO_RESULTS_DIR=$(abspath $(SNAPSHOT_DIR)) $(PY) scripts/execute_notebook.py
+	touch $@
 
 # The rubric track in miniature (rubric_toy: 5-17 rule-checked items per prompt, rules judge,
 # HealthBench scoring): grpo (item-weighted), gdpo, gdpo mean (= rvpo at k=0) and rvpo, 3 seeds.
@@ -82,19 +93,12 @@ reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/f
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))
 
-# The committed snapshot a fresh clone browses: the default experiment's records without weights.
-SNAPSHOT_DIR := results/snapshot
-snapshot: $(STAMP) ## copy results/runs/toy records (no weights) to results/snapshot/ and rebuild its report
-	@ls results/runs/toy/*/result.json >/dev/null 2>&1 || { echo "no finished runs under results/runs/toy: run 'make reproduce' first" >&2; exit 1; }
-	rm -rf $(SNAPSHOT_DIR)/runs/toy
-	for d in results/runs/toy/*/; do test -f $$d/result.json || continue; \
-		mkdir -p $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d); \
-		cp $$d/result.json $$d/examples.jsonl $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d)/; \
-		test -f $$d/log_history.jsonl && cp $$d/log_history.jsonl $(SNAPSHOT_DIR)/runs/toy/$$(basename $$d)/ || true; done
-	$(PY) -m rvpo_repro.analysis.report --experiment toy --baseline $(TOY_BASELINE) --results-dir $(SNAPSHOT_DIR) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
+snapshot: $(STAMP) ## refresh results/snapshot/ from results/runs/toy (records whose result changed; no weights) and its report
+	$(PY) -m rvpo_repro.analysis.snapshot --experiment toy --from results --to $(SNAPSHOT_DIR)
+	$(MAKE) --no-print-directory $(SNAPSHOT_PAGE)
 
-notebook: $(STAMP) ## execute notebooks/analysis.ipynb into results/notebook/analysis.ipynb (outputs kept, for browsing)
-	MPLBACKEND=Agg RVPO_BASELINE=$(TOY_BASELINE) $(PY) scripts/execute_notebook.py
+notebook: $(STAMP) ## execute notebooks/analysis.ipynb on the snapshot into results/notebook/analysis.ipynb (outputs kept, for browsing)
+	$(MAKE) --no-print-directory -B $(NOTEBOOK_OUT)
 
 # W&B runs of every job (logger.dir, default the repository root): $(WANDB_RUNS)/{offline-run,run}-*.
 WANDB_RUNS ?= $(or $(RVPO_ROOT),.)/wandb

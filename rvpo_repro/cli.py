@@ -13,12 +13,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-# Listed first in `--help`; every other folder of the config tree follows, except these two:
-# hydra/ (Hydra's own settings) and accelerate/ (files for `accelerate launch`, not a group).
-FIRST_GROUPS = ("experiment", "model", "task", "aggregator")
-NOT_GROUPS = ("hydra", "accelerate")
 ADDED_GROUPS = ("launcher",)  # not in the defaults list: chosen with `+launcher=...`
 
 HELP = {
@@ -41,16 +36,8 @@ HELP = {
 }
 
 
-def group_options(conf: Path) -> dict[str, list[str]]:
-    """{group: sorted option names} of the user-facing config groups under `conf`."""
-    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
-    ordered = [g for g in FIRST_GROUPS if g in groups] + [g for g in groups if g not in FIRST_GROUPS]
-    found = {g: sorted(p.stem for p in (conf / g).glob("*.yaml")) for g in ordered}
-    return {g: options for g, options in found.items() if options}
-
-
 def help_text(config_name: str) -> str:
-    from rvpo_repro.config import conf_dir
+    from rvpo_repro.config import conf_dir, group_options
 
     what, examples = HELP[config_name]
     conf = conf_dir()
@@ -120,18 +107,29 @@ def one_line_errors(task_function: Callable, prog: str) -> Callable:
 
 
 def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | None = None) -> None:
-    """Run `task_function(cfg)` under Hydra with this installation's config tree."""
+    """Run `task_function(cfg)` under Hydra with this installation's config tree; config mistakes
+    in one line (rvpo_repro.config_errors)."""
     import hydra
 
+    from rvpo_repro import config_errors
     from rvpo_repro.config import conf_dir, register_configs
 
     args = sys.argv[1:] if argv is None else list(argv)
+    prog = "rvpo-train" if config_name == "train" else "rvpo-eval"
     if "--help" in args or "-h" in args:
         print(help_text(config_name))
         return
+    if "--version" in args:
+        from rvpo_repro.version import version_text
+
+        print(version_text(prog))
+        return
     register_configs()
+    if config_errors.wants_resolved(args):
+        config_errors.print_resolved(prog, config_name, args)
+        return
     if argv is not None:
         sys.argv = [sys.argv[0], *args]
     main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
-    prog = "rvpo-train" if config_name == "train" else "rvpo-eval"
-    main(one_line_errors(task_function, prog))()
+    with config_errors.one_line_compose_errors(prog, config_name, config_errors.overrides_in(args)):
+        main(one_line_errors(task_function, prog))()

@@ -45,6 +45,20 @@ def shipped_dir(name: str) -> Path:
     return installed if installed.is_dir() else package.parent / name
 
 
+# The user-facing config groups (`--help`, close-match hints): these first, then every other folder
+# of the config tree except hydra/ (Hydra's own settings) and accelerate/ (`accelerate launch` files).
+FIRST_GROUPS = ("experiment", "model", "task", "aggregator")
+NOT_GROUPS = ("hydra", "accelerate")
+
+
+def group_options(conf: Path) -> dict[str, list[str]]:
+    """{group: sorted option names} of the user-facing config groups under `conf`."""
+    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
+    ordered = [g for g in FIRST_GROUPS if g in groups] + [g for g in groups if g not in FIRST_GROUPS]
+    found = {g: sorted(p.stem for p in (conf / g).glob("*.yaml")) for g in ordered}
+    return {g: options for g, options in found.items() if options}
+
+
 def conf_dir() -> Path:
     """The config tree (shipped_dir("conf")), checked to hold train.yaml."""
     conf = shipped_dir("conf")
@@ -258,6 +272,23 @@ def check_trainer(trainer: dict) -> None:
             raise ConfigError(f"trainer.{key}={value!r}: expected {grpo[key]} (TRL GRPOConfig.{key})")
 
 
+def check_judges(plain: dict) -> None:
+    """`judge.backend` and `eval_judge.backend` name registered back ends (rvpo_repro.judges), so a
+    typo stops the run before the model loads."""
+    import difflib
+
+    from rvpo_repro.judges import known_backends
+
+    for group in ("judge", "eval_judge"):
+        backend = (plain.get(group) or {}).get("backend")
+        if backend is not None and backend not in known_backends():
+            near = difflib.get_close_matches(str(backend), known_backends(), n=3, cutoff=0.5)
+            raise ConfigError(
+                f"{group}.backend={backend!r}: not a judge back end (expected one of {', '.join(known_backends())})"
+                + (f"; did you mean {', '.join(near)}?" if near else "")
+            )
+
+
 def grpo_kwargs(cfg: Any) -> dict:
     """GRPOConfig keyword arguments of a composed config: the trainer group as it is (without the
     TrainerExtras keys), the model group's batch and memory settings, the seed and the reward weights.
@@ -316,6 +347,7 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
         if k not in ("paths", "logger")
     }  # paths may point at Hydra's runtime
     check_ranges(plain)
+    check_judges(plain)
     check_trainer(plain["trainer"])
     try:
         aggregator_from_config(cfg.aggregator)

@@ -10,6 +10,12 @@ a live bar would fill the file with carriage returns, so the bar prints whole li
 most one per 10% of the work (11 lines for any total: 0%, 10%, ..., 100%), each with count and ETA.
 Only the main process of a distributed job shows bars. A bar opened while another is showing
 (judge calls inside a training step) is drawn under it on a terminal and stays silent in a log.
+
+The suite's bars are the only bars: the libraries' own (transformers' "Writing model shards" and
+"Loading weights", datasets' "Generating train split", huggingface_hub's downloads) are turned off
+when this module is imported (`quiet_library_bars`). While a bar shows on a terminal, whatever
+else writes to stderr (W&B's warnings, Python warnings) prints whole lines above the bars instead
+of being glued to the end of the bar's line.
 """
 
 from __future__ import annotations
@@ -24,6 +30,20 @@ from tqdm.auto import tqdm
 LOG_STEPS = 10  # lines per bar in a non-terminal log (plus the 0% line)
 
 _open: list[Any] = []  # bars showing now, outermost first
+_stderr: list[Any] = []  # the real sys.stderr while _AboveBars stands in for it
+
+
+def quiet_library_bars() -> None:
+    """Turn off the progress bars of transformers, datasets and huggingface_hub (module docstring)."""
+    import importlib
+
+    for module, name in (("huggingface_hub.utils", "disable_progress_bars"),
+                         ("transformers.utils.logging", "disable_progress_bar"),
+                         ("datasets.utils.logging", "disable_progress_bar")):  # fmt: skip
+        try:
+            getattr(importlib.import_module(module), name)()
+        except (ImportError, AttributeError):  # a library not installed (or renamed): nothing to quiet
+            pass
 
 
 def is_terminal(file: Any = None) -> bool:
@@ -46,6 +66,39 @@ class _Lines:
 
     def flush(self) -> None:
         self.stream.flush()
+
+
+class _AboveBars:
+    """sys.stderr while a bar shows on a terminal: each whole line others write is printed above
+    the bars (tqdm.write), so `wandb: WARNING ...` no longer lands after `risk=1]` on the bar's line."""
+
+    def __init__(self, stream: Any):
+        self.stream, self._partial = stream, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            tqdm.write(line, file=self.stream)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            tqdm.write(self._partial, file=self.stream)
+            self._partial = ""
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _route_stderr(on: bool) -> None:
+    if on and not _stderr:
+        _stderr.append(sys.stderr)
+        sys.stderr = _AboveBars(sys.stderr)
+    elif not on and _stderr:
+        if isinstance(sys.stderr, _AboveBars):
+            sys.stderr.flush()
+        sys.stderr = _stderr.pop()
 
 
 class LineBar(plain_tqdm):
@@ -96,6 +149,8 @@ class _Tracked:
         if self.inner in _open:
             _open.remove(self.inner)
         self.inner.close()
+        if not _open:
+            _route_stderr(False)
 
 
 def bar(
@@ -104,7 +159,7 @@ def bar(
     """A progress bar over `total` units (a tqdm; use it as a context manager or call close())."""
     from rvpo_repro.tracking import is_main_process
 
-    file = file if file is not None else sys.stderr
+    file = file if file is not None else (_stderr[0] if _stderr else sys.stderr)
     terminal = is_terminal(file)
     _open[:] = [b for b in _open if not b.disable]  # tqdm sets disable when a bar closes
     nested = bool(_open)
@@ -114,6 +169,8 @@ def bar(
     inner = cls(total=total, desc=desc, unit=unit, file=file, disable=off, **{**options, **kwargs})
     if not off:
         _open.append(inner)
+        if terminal and file is (_stderr[0] if _stderr else sys.stderr):
+            _route_stderr(True)
     return _Tracked(inner)
 
 
@@ -122,13 +179,17 @@ def close_all() -> None:
     callback never saw the end) must not silence the bars of the next job in this process."""
     while _open:
         _open.pop().close()
+    _route_stderr(False)
 
 
 def write(line: str, file: Any = None) -> None:
     """Print a line without breaking a live bar on a terminal."""
-    file = file if file is not None else sys.stderr
+    file = file if file is not None else (_stderr[0] if _stderr else sys.stderr)
     if is_terminal(file):
         tqdm.write(line, file=file)
     else:
         file.write(line + "\n")
         file.flush()
+
+
+quiet_library_bars()

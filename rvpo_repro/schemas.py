@@ -137,6 +137,7 @@ class LoggerConfig:
     dir: str = "${paths.root_dir}"  # W&B writes <dir>/wandb/{offline-run,run}-<time>-<id>/
     tags: list[str] = field(default_factory=list)
     run_id: str | None = None  # W&B run id; None: derived from the run id, so a resume continues it
+    profiling: bool = False  # keep TRL's per-call `profiling/...` timings in the run summary
 
 
 @dataclass

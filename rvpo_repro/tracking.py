@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from omegaconf import OmegaConf
+
 # Rank variables, global ranks first: torchrun / accelerate launch / the slurm_ddp launcher set
 # RANK; MPI launchers (which accelerate also reads) set PMI_RANK, OMPI_COMM_WORLD_RANK or
 # MV2_COMM_WORLD_RANK; srun sets SLURM_PROCID. LOCAL_RANK, last, is only the rank within a node.
@@ -102,10 +104,27 @@ def wandb_run(cfg: Any, run_id: str, config: dict) -> Iterator[Any]:
     try:
         yield run
     except BaseException:
+        drop_profiling_summary(run, cfg)
         run.finish(exit_code=1)
         raise
     else:
+        drop_profiling_summary(run, cfg)
         run.finish()
+
+
+PROFILING_PREFIX = "profiling/"  # TRL's per-call timings (trl.extras.profiling), logged to W&B directly
+
+
+def drop_profiling_summary(run: Any, cfg: Any) -> list[str]:
+    """Remove TRL's `profiling/...` keys from the run summary (their history stays) unless
+    `logger.profiling` asks for them: a summary shows what the run learnt, not how long one call took.
+    Returns the keys removed."""
+    if bool(OmegaConf.select(cfg, "logger.profiling", default=False)):
+        return []
+    keys = [k for k in list(run.summary.keys()) if str(k).startswith(PROFILING_PREFIX)]
+    for k in keys:
+        del run.summary[k]
+    return keys
 
 
 def wandb_info(run: Any) -> dict | None:

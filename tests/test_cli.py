@@ -117,6 +117,7 @@ def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, o
         shipped = {n.removeprefix(prefix) for n in names if n.startswith(prefix)}
         assert shipped == _config_files(REPO / folder), folder
     assert "rvpo_repro/sweeps/tool_calling.yaml" in names
+    assert "rvpo_repro/py.typed" in names  # PEP 561: the package's annotations are for type checkers
 
     site = tmp_path / "site"
     proc = run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],

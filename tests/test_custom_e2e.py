@@ -73,3 +73,52 @@ def test_own_task_trains_sweeps_and_reports_from_outside_the_repo(tmp_path, cach
     assert report.returncode == 0, report.stderr[-3000:]
     table = (tmp_path / "results" / "tables" / "my_task.md").read_text()
     assert "rewards/all_constraints" in table and "grpo" in table and "rvpo" in table
+
+
+def _bash_lines(readme: Path) -> list[str]:
+    import re
+
+    blocks = re.findall(r"```bash\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    return [
+        ln.strip()
+        for b in blocks
+        for ln in b.replace("\\\n", " ").splitlines()
+        if ln.strip() and not ln.strip().startswith("#")
+    ]
+
+
+def test_the_readme_example_is_the_one_examples_runs_and_shows_the_conflict(tmp_path, cache_dir):
+    """The README's own-task commands are examples/README.md's; run as written (from the repository
+    root, results elsewhere), training meets the digit constraint in some rollouts and not in others
+    (so averaging can trade it away), and a digit costs the letters-share reward."""
+    import shlex
+
+    ours = [ln.removeprefix(".venv/bin/") for ln in _bash_lines(REPO / "README.md") if "my_task" in ln]
+    examples = [ln for ln in _bash_lines(REPO / "examples" / "README.md") if ln.startswith("rvpo-")]
+    assert [" ".join(shlex.split(x)) for x in ours] == [" ".join(shlex.split(x)) for x in examples]
+    words = shlex.split(examples[0])
+    extra = [f"paths.root_dir={tmp_path}", f"paths.cache_dir={cache_dir}", "logger=disabled"]
+    train = _run([str(BIN / words[0]), *words[1:], *extra], REPO)
+    assert train.returncode == 0, train.stderr[-3000:]
+    (run_dir,) = (tmp_path / "results" / "runs" / "my_task").iterdir()
+    from rvpo_repro.run.record import load_log_history
+
+    steps = [h for h in load_log_history(run_dir) if "rewards/mentions_number/mean" in h]
+    digit = [h["rewards/mentions_number/mean"] for h in steps]
+    letters = [h["rewards/only_letters/mean"] for h in steps]
+    assert len(steps) == 20 and all(0 < d < 1 for d in digit), digit  # the constraint is in play throughout
+    assert max(letters) < 1
+    rows = load_examples(run_dir)
+    assert 0 < load_record(run_dir).metrics["rewards/all_constraints"]["value"] < 1
+    with_digit = [r for r in rows if any(ch.isdigit() for ch in r["completion"])]
+    assert with_digit and len(with_digit) < len(rows)
+    sys.path.insert(0, str(REPO))
+    try:
+        from examples import rewards as ex
+    finally:
+        sys.path.remove(str(REPO))
+    for r in with_digit:  # every digit costs letters-share: without it the same answer scores higher
+        text = r["completion"]
+        plain = "".join(ch for ch in text if not ch.isdigit())
+        chat = [[{"role": "assistant", "content": t}] for t in (text, plain)]
+        assert ex.only_letters(None, chat)[0] < ex.only_letters(None, chat)[1] or not plain

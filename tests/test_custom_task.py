@@ -58,6 +58,9 @@ REWARDS = """
     def too_short(prompts, completions, **kwargs):
         return [1.0] * (len(completions) - 1)
 
+    def too_long(prompts, completions, **kwargs):
+        return [1.0] * (len(completions) + 1)
+
     def says_yes(prompts, completions, **kwargs):
         return [1.0] + ["yes"] * (len(completions) - 1)
 
@@ -155,6 +158,7 @@ def test_only_accepted_keywords_are_passed(cwd):
     "func, expected",
     [
         ("too_short", "reward 'x': returned 2 values for 3 completions; expected one per completion"),
+        ("too_long", "reward 'x': returned 4 values for 3 completions; expected one per completion"),
         ("says_yes", "reward 'x': returned 'yes' (str) for row 1 (id 'b'); expected a number or None"),
         ("scalar", "reward 'x': returned float '1.0'; expected a list of one number per completion"),
     ],
@@ -433,3 +437,35 @@ def test_example_experiment_file_composes_and_resolves(monkeypatch):
     assert set(cfg.task.code_hashes) == {
         "examples.rewards:mentions_number", "examples.rewards:only_letters", "examples.rewards:answer_length"
     }  # fmt: skip
+
+
+def test_empty_files_and_columns_of_mixed_kinds_are_one_line_naming_source_row_and_column(cwd, custom_task):
+    from rvpo_repro.tasks.custom_data import check_columns_agree, to_dataset
+
+    mod = module(cwd, REWARDS)
+    reward = f"task.rewards=[{mod}:has_digit]"
+    (cwd / "empty.jsonl").write_text("\n")
+    with pytest.raises(TaskInputError) as e:
+        custom_task(reward, data=cwd / "empty.jsonl").build(None, seed=0)
+    assert str(e.value) == (
+        f"task.train_source='{cwd / 'empty.jsonl'}': the file is empty; expected JSON rows (one object a line, "
+        "or a list of objects)"
+    )
+    mixed = cwd / "mixed.jsonl"
+    mixed.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "prompt": "p", "tags": ["a"] if i == 3 else "b"}) + "\n"
+            for i in range(6)
+        )
+    )
+    with pytest.raises(TaskInputError) as e:
+        custom_task(reward, data=mixed).build(None, seed=0)
+    assert str(e.value) == (
+        f"task.train_source='{mixed}': column 'tags' is list in row 3 (id 'r3') but text in row 0; one kind per "
+        "column (write every value of it the same way)"
+    )
+    rows = [{"id": "a", "prompt": [], "n": 1}, {"id": "b", "prompt": [], "n": 2.5}, {"id": "c", "prompt": []}]
+    check_columns_agree(rows[:2], "src")  # ints and floats are one kind
+    with pytest.raises(TaskInputError, match=r"^src: row 2 \(id 'c'\) has no column 'n', which row 0 has$"):
+        to_dataset(rows, "src")
+    assert to_dataset([{"id": "a", "n": None}, {"id": "b", "n": 3}], "src").num_rows == 2  # nulls are fine

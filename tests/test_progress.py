@@ -151,3 +151,50 @@ def test_a_bar_left_open_by_a_failed_loop_does_not_silence_later_jobs():
     with progress.bar(total=10, desc="next", file=log) as b:
         b.update(10)
     assert "next" in log.getvalue()
+
+
+class _Tty:
+    """A terminal-like stream that records what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+        return len(s)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_other_stderr_lines_print_above_a_live_bar_not_glued_to_it(monkeypatch):
+    import sys
+
+    from rvpo_repro import progress
+
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    with progress.bar(total=4, desc="train", unit="step") as b:
+        b.update(1)
+        assert sys.stderr is not tty
+        print("wandb: WARNING URL not available in offline run", file=sys.stderr)
+        b.update(1)
+    assert sys.stderr is tty  # restored when the last bar closes
+    lines = tty.text.replace("\r", "\n").split("\n")
+    assert "wandb: WARNING URL not available in offline run" in lines  # a line of its own
+    assert not any(ln.endswith("]wandb: WARNING URL not available in offline run") for ln in lines)
+
+
+def test_the_libraries_own_bars_are_off():
+    import datasets
+    import huggingface_hub.utils
+    import transformers
+
+    from rvpo_repro import progress  # noqa: F401  (importing it turns them off)
+
+    assert not transformers.utils.logging.is_progress_bar_enabled()
+    assert huggingface_hub.utils.are_progress_bars_disabled()
+    assert not datasets.utils.logging.is_progress_bar_enabled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -20,7 +21,7 @@ from rvpo_repro.analysis.seed_stats import hierarchical_mean_ci
 from rvpo_repro.analysis.wandb_report import log_table
 from rvpo_repro.evals.base import metric
 from rvpo_repro.io import write_jsonl
-from rvpo_repro.run.record import LOG_HISTORY_FILE, new_record, run_dir, write_record
+from rvpo_repro.run.record import LOG_HISTORY_FILE, load_record, new_record, run_dir, write_record
 
 ENV = {
     "python": "3.11.7",
@@ -138,7 +139,7 @@ def is_png(path: Path) -> bool:
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = write_runs(tmp_path_factory.mktemp("results"), wandb_url="https://wandb.ai/me/rvpo-repro/runs")
-    return root, build_report("toy", root, root, snapshot=None)
+    return root, build_report("toy", root, root, baseline="gdpo", snapshot=None)
 
 
 def test_tables_written_in_three_formats_with_values_from_the_records(toy):
@@ -187,7 +188,7 @@ def test_bottleneck_row_takes_the_test_of_the_channel_it_equals(toy):
 
 def test_five_seeds_make_the_hierarchical_bootstrap_the_headline(tmp_path):
     write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=range(5), n_examples=30, with_history=False)
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     rv = rep.table[rep.table.method == "rvpo"].set_index("metric")
     assert rv.loc["rewards/digit", "test"] == "hier. bootstrap" and rv.loc["rewards/digit", "p_welch"] >= 0
     assert rv.loc["rewards/digit", "ci_method"] == "hier. bootstrap"
@@ -304,13 +305,25 @@ def test_html_links_resolve_and_page_states_provenance(toy):
 
 def test_page_without_wandb_links_has_none(tmp_path):
     write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False)
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     assert "wandb.ai" not in rep.page.read_text()
+
+
+def test_an_offline_run_links_its_local_wandb_folder(tmp_path):
+    write_runs(tmp_path, "toy", ["gdpo"], seeds=(0, 1), with_history=False)
+    folder = tmp_path / "wandb" / "offline-run-20260101_000000-abc"
+    for f in sorted((tmp_path / "runs" / "toy").glob("*/result.json"))[:1]:
+        data = json.loads(f.read_text())
+        data["extra"] = {"wandb": {"mode": "offline", "url": None, "dir": str(folder)}}
+        f.write_text(json.dumps(data))
+    page = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).page.read_text()
+    assert f'<a href="{folder.as_uri()}" title="{folder}">offline: {folder.name}</a>' in page
+    assert page.count("offline: ") == 1 and "wandb.ai" not in page  # the other run recorded none: "—"
 
 
 def test_one_seed_explains_missing_p_value(tmp_path):
     write_runs(tmp_path, "toy", seeds=(0,))
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     rows = rep.table[rep.table.method != "gdpo"]
     assert rows.p.isna().all() and rows.p_holm.isna().all()
     assert rows.note.str.contains("at least 2 seeds").all()
@@ -322,12 +335,34 @@ def test_one_seed_explains_missing_p_value(tmp_path):
 
 def test_no_baseline_runs_gives_a_clear_message(tmp_path, capsys):
     write_runs(tmp_path, "toy", ["grpo", "rvpo"], seeds=(0, 1), with_history=False)
-    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
+    args = [
+        "--experiment",
+        "toy",
+        "--baseline",
+        "gdpo",
+        "--results-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+    ]
+    assert report.main(args) == 0
     err = capsys.readouterr().err
     assert "no runs of the baseline 'gdpo' in experiment 'toy'" in err and "--baseline" in err
     md = (tmp_path / "tables" / "toy.md").read_text()
     assert "no runs of baseline 'gdpo' here" in md
     assert "no runs of the baseline" in (tmp_path / "report" / "toy" / "index.html").read_text()
+
+
+def test_one_default_baseline_per_experiment(tmp_path):
+    """toy's table tests every method against rvpo (as the Makefile and the notebook do); other
+    experiments against gdpo."""
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    assert set(rep.table.method[rep.table.test == "baseline"]) == {"rvpo"}
+    assert (tmp_path / "tables" / "toy.md").read_text().startswith("# toy: results against rvpo")
+    from rvpo_repro.analysis.report import default_baseline
+
+    assert default_baseline("toy") == "rvpo" and default_baseline("rubric_toy") == "gdpo"
 
 
 def test_no_runs_at_all_fails_clearly(tmp_path, capsys):
@@ -345,7 +380,7 @@ def test_no_experiment_and_no_runs_is_one_line_naming_what_to_run(tmp_path, caps
 
 def test_without_per_example_scores_falls_back_to_seeds(tmp_path):
     write_runs(tmp_path, "toy", seeds=(0, 1, 2), with_examples=False, with_history=False)
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     rows = rep.table[rep.table.method != "gdpo"]
     assert set(rows.test) == {"Welch (seeds)"} and rows.p.notna().all() and rows.p_examples.isna().all()
     assert all(m.startswith("t over seeds") for m in rep.table.ci_method) and rep.table.examples.isna().all()
@@ -412,3 +447,39 @@ def test_wandb_table_logged_when_online(tmp_path, monkeypatch):
     assert calls["init"]["project"] == "rvpo-repro" and calls["init"]["job_type"] == "report"
     logged = calls["log"]["report/toy"].dataframe
     assert logged.p.tolist() == [None] and calls["finished"]
+
+
+def test_a_seed_key_fixed_in_some_runs_is_a_setting_not_a_seed(tmp_path):
+    """`task.data_seed: 0` in every run equals the seed only in seed 0's: it is a setting, and runs
+    that differ in it are never pooled under one label."""
+    from rvpo_repro.analysis.runs import ConfigConflictError, load_runs, seed_followers
+
+    for data_seed, seeds in ((0, (0, 1)), (7, (2, 3))):
+        task = {"name": "toy_constraints", "data_seed": data_seed}
+        write_runs(tmp_path, "toy", ["rvpo"], seeds=seeds, with_history=False, extra_config={"task": task})
+    recs = [load_record(d) for d in sorted((tmp_path / "runs" / "toy").iterdir())]
+    assert seed_followers(recs) == set()
+    assert seed_followers(recs[:1]) == {("task", "data_seed")}  # one run: it equals its seed
+    with pytest.raises(ConfigConflictError, match="task.data_seed: 0 -> 7"):
+        load_runs(tmp_path, "toy")
+
+
+def test_every_panel_has_a_y_label_and_every_figure_the_same_font_sizes(tmp_path, monkeypatch):
+    from rvpo_repro.analysis import figures as figs
+
+    seen = []
+    monkeypatch.setattr(figs, "save_figure", lambda fig, path, **kw: seen.append((Path(path).name, fig)))
+    write_runs(tmp_path, "toy", seeds=(0, 1))
+    build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
+    assert {"final_scores.png", "curves_channels.png"} <= {name for name, _ in seen}
+    for name, fig in seen:
+        assert fig._suptitle.get_fontsize() == figs.FONT["suptitle"], name
+        for ax in (a for a in fig.axes if a.get_visible()):
+            assert ax.get_ylabel(), (name, ax.get_title())
+            assert (
+                ax.title.get_fontsize() == figs.FONT["title"]
+                and ax.yaxis.label.get_fontsize() == figs.FONT["label"]
+            )
+            assert {t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()} <= {
+                figs.FONT["tick"]
+            }

@@ -208,6 +208,7 @@ def test_environment_info_versions_and_git(tmp_path, monkeypatch):
     (tmp_path / "a.txt").write_text("1")
     _git(tmp_path, "add", "a.txt")
     _git(tmp_path, "commit", "-q", "-m", "init")
+    (tmp_path / "train.log").write_text("an untracked output is not a change to the code")
     git = environment_info(repo_dir=tmp_path)["git"]
     assert re.fullmatch(r"[0-9a-f]{40}", git["commit"]) and git == {**git, "dirty": False, "branch": "main"}
     (tmp_path / "a.txt").write_text("2")

@@ -113,6 +113,21 @@ def test_logger_run_id_overrides_the_derived_id(tmp_path, compose_cfg):
         assert run.id == "fresh-1"
 
 
+@pytest.mark.parametrize("asked", [False, True])
+def test_trl_profiling_timings_stay_out_of_the_summary_unless_asked(tmp_path, asked, compose_cfg):
+    import wandb
+
+    cfg = compose_cfg(f"logger.profiling={str(asked).lower()}")
+    at_finish = {}
+    with wandb_run(cfg, f"run-prof-{asked}", {}) as run:
+        run.log({"train/global_step": 1, "train/loss": 0.5})
+        wandb.log({"profiling/Time taken: Trainer.compute_loss": 0.25})  # as trl.extras.profiling logs
+        finish = run.finish
+        run.finish = lambda **kw: (at_finish.update(dict(run.summary)), finish(**kw))
+    assert at_finish["train/loss"] == 0.5
+    assert ("profiling/Time taken: Trainer.compute_loss" in at_finish) is asked
+
+
 # ----------------------------------------------------------------------------------- eval table
 def test_eval_table_has_prompt_completion_score_and_sub_scores():
     result = EvalResult(

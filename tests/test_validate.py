@@ -27,6 +27,8 @@ REFUSED = [
     (["task.eval_samples=0"], r"task\.eval_samples=0: must be >= 1"),
     (["+trainer.seed=3"], r"trainer\.seed: set by the run from seed"),
     (["aggregator=grpo", "aggregator.risk=2"], r"aggregator: .*risk"),
+    (["judge.backend=foo"], r"judge\.backend='foo': not a judge back end \(expected one of hf, none, openai"),
+    (["eval_judge.backend=opnai"], r"eval_judge\.backend='opnai': .*did you mean openai\?"),
 ]
 
 

@@ -30,7 +30,10 @@ def check_spec(spec: dict, logged: set[str], run_records: list) -> None:
         "SoftMin",
     }
     for p in lines:
-        assert p["x"] == "Step" and set(p["y"]) <= train_keys, (p["title"], set(p["y"]) - train_keys)
+        assert p["x"] == "train/global_step" and set(p["y"]) <= train_keys, (
+            p["title"],
+            set(p["y"]) - train_keys,
+        )
         if p.get("metric_regex"):
             assert any(re.fullmatch(p["metric_regex"], k) for k in train_keys), p["metric_regex"]
         assert p["y"] or p.get("metric_regex")
@@ -57,7 +60,7 @@ def check_spec(spec: dict, logged: set[str], run_records: list) -> None:
 )
 def test_dry_run_spec_matches_keys_the_trainer_logged(tmp_path):
     shutil.copytree(SNAPSHOT, tmp_path / "runs" / "toy")
-    rep = build_report("toy", tmp_path, tmp_path, wandb=True, dry_run=True, snapshot=None)
+    rep = build_report("toy", tmp_path, tmp_path, wandb=True, dry_run=True, baseline="gdpo", snapshot=None)
     assert rep.wandb_spec == tmp_path / "report" / "toy" / "wandb_report.json" and rep.wandb_url is None
     spec = json.loads(rep.wandb_spec.read_text())
     dirs = sorted(p.parent for p in (tmp_path / "runs" / "toy").glob("*/result.json"))

@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from rvpo_repro.analysis.output import save_figure  # noqa: E402
 from rvpo_repro.run.record import load_log_history  # noqa: E402
 
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), one per aggregator.
@@ -33,6 +34,9 @@ BASE_COLORS = {
 }
 SPARE_COLORS = ["#56B4E9", "#000000", "#8C564B", "#BCBD22", "#17BECF", "#9467BD"]
 DPI = 130
+# One set of font sizes for every figure (points), applied in `_finish`, so panels of different
+# figures read alike side by side on the page.
+FONT = {"suptitle": 11, "title": 10, "label": 9, "tick": 8, "legend": 9}
 log = logging.getLogger(__name__)
 
 
@@ -66,10 +70,16 @@ def _finish(fig: Figure, path: Path, title: str, styles: dict, methods, extra: l
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], lw=2.5, label=m, **styles[m]) for m in methods] + (extra or [])
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
-    fig.suptitle(title, fontsize=10)
+    for ax in fig.axes:
+        ax.title.set_fontsize(FONT["title"])
+        ax.xaxis.label.set_fontsize(FONT["label"])
+        ax.yaxis.label.set_fontsize(FONT["label"])
+        ax.tick_params(labelsize=FONT["tick"])
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False,
+               fontsize=FONT["legend"])  # fmt: skip
+    fig.suptitle(title, fontsize=FONT["suptitle"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    save_figure(fig, path, dpi=DPI)
     return path
 
 
@@ -200,8 +210,8 @@ def final_scores(runs, table: pd.DataFrame, styles: dict, path: Path) -> Path:
         ax.set_xticks(
             range(len(methods)), methods, rotation=30 if rotate else 0, ha="right" if rotate else "center"
         )
-        ax.tick_params(axis="x", labelsize=8)
         ax.set_title(metric)
+        ax.set_ylabel("held-out score (mean over prompts)")
         ax.grid(axis="y", alpha=0.3)
     title = "Final held-out scores: ◆ mean over seeds with its 95% CI (CI method: see the table), dots: seeds"
     return _finish(fig, path, title, styles, methods)

@@ -3,7 +3,7 @@
 Findings are plain sentences on every comparison of the primary metric, every Holm-significant
 difference elsewhere, and every metric where an RVPO variant scores below the baseline (results
 against RVPO are listed, not filtered). Each run links to its W&B run when its record stores one
-(`extra.wandb.url`).
+(`extra.wandb.url`), else to its local offline run folder (`extra.wandb.dir`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rvpo_repro.analysis.output import write_if_changed
 from rvpo_repro.analysis.table import fmt_p
-from rvpo_repro.run.record import utc_now
 
 
 def _p(p) -> str:
@@ -58,7 +58,7 @@ def findings(table: pd.DataFrame, baseline: str, primary: str, alpha: float = 0.
 # ------------------------------------------------------------------------------------- page
 CSS = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}
-th{background:#f0f0f0;position:sticky;top:0}.wide{overflow-x:auto;max-height:640px}img{max-width:100%;border:1px solid #ddd}
+th{background:#f0f0f0;position:sticky;top:0}.wide{overflow:auto;max-width:100%;max-height:640px;border:1px solid #ddd}img{max-width:100%;border:1px solid #ddd}
 code,pre{background:#f6f6f6;padding:2px 4px}pre{white-space:pre-wrap;padding:8px}.warn{color:#a33}.summary td,.full td{white-space:nowrap}.full td:last-child{white-space:normal;min-width:20em}figure{margin:1.5em 0}"""
 
 
@@ -84,7 +84,7 @@ def _provenance(runs) -> str:
     runs_html = _runs_table(runs)
     return (f"<h3>Git commits</h3><ul>{items}</ul><h3>Environment</h3><ul>{env}</ul>"
             f"<h3>Package versions</h3><table>{rows}</table>"
-            f"<details><summary>All {len(recs)} runs</summary>{runs_html}</details>")  # fmt: skip
+            f"<details><summary>All {len(recs)} runs</summary><div class=\"wide\">{runs_html}</div></details>")  # fmt: skip
 
 
 def _runs_table(runs) -> str:
@@ -93,7 +93,14 @@ def _runs_table(runs) -> str:
     rows = []
     for r in runs.df.sort_values(["method", "seed"]).itertuples():
         url = r.wandb_url if isinstance(r.wandb_url, str) and r.wandb_url.startswith("https://") else None
-        link = f'<a href="{esc(url)}">W&amp;B run</a>' if url else "—"
+        local = getattr(r, "wandb_dir", None)
+        if url:
+            link = f'<a href="{esc(url)}">W&amp;B run</a>'
+        elif isinstance(local, str) and local:  # an offline run: its folder, which `make wandb-sync` uploads
+            folder = Path(local)
+            link = f'<a href="{esc(folder.as_uri() if folder.is_absolute() else local)}" title="{esc(local)}">offline: {esc(folder.name)}</a>'
+        else:
+            link = "—"
         cells = (r.run_id, r.method, r.seed, r.config_hash, r.git_commit or "unknown")
         rows.append(
             "<tr>"
@@ -160,11 +167,11 @@ examples shared by all runs. With one seed per method no across-seed test can ru
 <h2>Notes</h2><ul>{"".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>None.</li>"}</ul>
 <h2>Summary</h2><p>Mean over seeds [95% CI]; ▲/▼: higher/lower than the baseline with Holm-adjusted p &lt; 0.05.</p>
 <div class="wide">{summary_html(table)}</div>
-<h2>Full results table</h2><p>Files: {links}</p><div class="wide">{shown.to_html(index=False, border=0, na_rep="—", classes="full")}</div>
+<h2>Full results table</h2><p>Files: {links}. Wider than the page: it scrolls sideways inside its box.</p><div class="wide">{shown.to_html(index=False, border=0, na_rep="—", classes="full")}</div>
 <h2>Figures</h2><p>One colour per method in every figure.</p>{fig_html}
 <h2>Provenance</h2>{_provenance(runs)}
-<h3>Command</h3><p>Generated {utc_now()} by:</p><pre>{esc(command)}</pre>
+<h3>Command</h3><p>Rebuilt from the records above by:</p><pre>{esc(command)}</pre>
 </body></html>"""
     page = outdir / "index.html"
-    page.write_text(body, encoding="utf-8")
+    write_if_changed(page, body)
     return page

@@ -28,10 +28,16 @@ from rvpo_repro.analysis.paper import DEFAULT_REFERENCE, load_reference
 from rvpo_repro.analysis.runs import MissingMetricError, load_runs
 from rvpo_repro.analysis.table import display_table, results_table, table_preamble, write_tables
 from rvpo_repro.run.record import load_log_history
+from rvpo_repro.version import version_text
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = REPO / "results" / "snapshot"
+# The method every other one is tested against, per experiment (the rest: DEFAULT_BASELINE). The toy
+# table tests each method against RVPO, so one table shows RVPO against each baseline; the Makefile,
+# the notebook and `rvpo-report` all take it from here.
+BASELINES = {"toy": "rvpo"}
+DEFAULT_BASELINE = "gdpo"
 NO_RUNS = "no runs under {}: run `make reproduce` (or `make smoke`) first; `rvpo-report --experiment toy` shows the committed snapshot"
 
 
@@ -46,6 +52,31 @@ class Report:
     source: Path
     wandb_spec: Path | None = None
     wandb_url: str | None = None
+
+
+def default_baseline(experiment: str) -> str:
+    """The baseline of `experiment` when none is given (BASELINES, else DEFAULT_BASELINE)."""
+    return BASELINES.get(experiment, DEFAULT_BASELINE)
+
+
+def _shown_path(path: str | Path) -> str:
+    """A results directory as a rebuild command names it: relative to the repository when inside it,
+    so the page reads the same on every checkout."""
+    p = Path(path).resolve()
+    return p.relative_to(REPO).as_posix() if p.is_relative_to(REPO) else str(path)
+
+
+def rebuild_command(experiment: str, source: str | Path, baseline: str, metric: str | None, seed: int,
+                    split_configs: bool) -> str:  # fmt: skip
+    """The `rvpo-report` command that rebuilds a page from `source`: the options that decide its
+    numbers only, not those that say where files go, so one page has one command."""
+    words = ["rvpo-report", "--experiment", experiment, "--baseline", baseline]
+    if _shown_path(source) != "results":
+        words += ["--results-dir", _shown_path(source)]
+    words += ["--metric", metric] if metric else []
+    words += ["--seed", str(seed)] if seed else []
+    words += ["--split-configs"] if split_configs else []
+    return shlex.join(words)
 
 
 def _primary(runs, metric: str | None) -> str:
@@ -84,26 +115,37 @@ def _paper_md(table: pd.DataFrame) -> str:
 
 
 def build_report(experiment: str, results_dir: str | Path = "results", out: str | Path = "results",
-                 baseline: str = "gdpo", metric: str | None = None, seed: int = 0,
+                 baseline: str | None = None, metric: str | None = None, seed: int = 0,
                  reference: str | Path | None = DEFAULT_REFERENCE, command: str | None = None,
                  split_configs: bool = False, wandb: bool = False, dry_run: bool = False,
                  snapshot: Path | None = SNAPSHOT) -> Report:  # fmt: skip
     """Tables, figures and page of one experiment (module docstring). FileNotFoundError when it has
-    no finished runs, neither under results_dir nor in the snapshot."""
-    runs, notes, from_snapshot = load_runs(results_dir, experiment, split_configs), [], False
+    no finished runs, neither under results_dir nor in the snapshot. `baseline` None: the
+    experiment's default (`default_baseline`)."""
+    baseline = baseline or default_baseline(experiment)
+    runs, notes, console = load_runs(results_dir, experiment, split_configs), [], []
     if runs.df.empty and snapshot is not None and (Path(snapshot) / "runs" / experiment).is_dir():
-        runs, out, from_snapshot = load_runs(snapshot, experiment, split_configs), Path(snapshot), True
-        notes.append(
+        runs, out = load_runs(snapshot, experiment, split_configs), Path(snapshot)
+        console.append(
             f"No finished runs under {Path(results_dir) / 'runs' / experiment}: this report shows the committed "
             f"snapshot {snapshot} ({len(runs.df)} runs), written by `make snapshot`; run `make reproduce` for your own."
         )
-        log.warning(notes[-1])
+        log.warning(console[-1])
+    # The snapshot's files read the same however they were rebuilt (`make snapshot`, or a fresh
+    # clone's `rvpo-report` falling back to it): what the page says depends on the records only.
+    is_snapshot = snapshot is not None and Path(runs.source).resolve() == Path(snapshot).resolve()
+    about = (
+        f"These are the committed snapshot's records ({_shown_path(snapshot)}, refreshed by `make snapshot` "
+        "when a result changes); `make reproduce` trains your own."
+        if is_snapshot
+        else ""
+    )
     if runs.df.empty:
         raise FileNotFoundError(
             f"no finished runs (result.json) under {Path(results_dir) / 'runs' / experiment}"
         )
     ref = load_reference(reference)
-    metric = _primary(runs, metric)
+    given_metric, metric = metric, _primary(runs, metric)
     if not ((runs.df.aggregator == baseline) | (runs.df.method == baseline)).any():
         notes.append(
             f"Warning: no runs of the baseline {baseline!r} in experiment {experiment!r} (methods: "
@@ -111,7 +153,7 @@ def build_report(experiment: str, results_dir: str | Path = "results", out: str 
         )
         log.warning(notes[-1])
     table = results_table(runs, baseline, seed, ref)
-    pre = table_preamble(runs, table, baseline, ref, notes[0] if from_snapshot else "")
+    pre = table_preamble(runs, table, baseline, ref, about)
     tables = write_tables(runs, table, out, baseline, pre)
     figs, fig_notes = figures.make_figures(runs, table, Path(out) / "figures" / runs.experiment, metric)
     notes += fig_notes
@@ -119,9 +161,9 @@ def build_report(experiment: str, results_dir: str | Path = "results", out: str 
         runs, table, display_table(table, baseline), tables, figs, Path(out) / "report" / runs.experiment,
         title=f"RVPO reproduction: experiment {runs.experiment}", preamble=pre,
         findings=page.findings(table, baseline, metric), notes=notes,
-        command=command or f"rvpo-report --experiment {shlex.quote(experiment)} --baseline {shlex.quote(baseline)}",
+        command=command or rebuild_command(experiment, runs.source, baseline, given_metric, seed, split_configs),
     )  # fmt: skip
-    rep = Report(runs.experiment, table, tables, figs, page_path, notes, runs.source)
+    rep = Report(runs.experiment, table, tables, figs, page_path, console + notes, runs.source)
     if wandb:
         keys = {k for d in runs.df.run_dir for h in load_log_history(d) for k in h}
         spec = wandb_report.report_spec(
@@ -149,10 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="experiment names (default: every one under --results-dir)",
     )
+    p.add_argument("--version", action="version", version=version_text("rvpo-report"))
     p.add_argument("--results-dir", default="results", help="holds runs/<experiment>/<run>/")
     p.add_argument("--out", default="results", help="tables/, figures/ and report/ go here")
     p.add_argument(
-        "--baseline", default="gdpo", help="method label or aggregator tested against (its default variant)"
+        "--baseline",
+        default=None,
+        help="method label or aggregator tested against (its default variant); default: the "
+        f"experiment's ({', '.join(f'{e}: {b}' for e, b in BASELINES.items())}; others: {DEFAULT_BASELINE})",
     )
     p.add_argument(
         "--metric", default=None, help="primary metric (default: the one the runs' evaluation declares)"
@@ -172,12 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     if not exps:
         print(f"error: {NO_RUNS.format(Path(args.results_dir) / 'runs')}", file=sys.stderr)
         return 1
-    raw = shlex.join(sys.argv[1:] if argv is None else argv)
     status = 0
     for exp in exps:
         try:
             rep = build_report(exp, args.results_dir, args.out, args.baseline, args.metric, args.seed,
-                               args.paper_reference, command=f"rvpo-report {raw}", split_configs=args.split_configs,
+                               args.paper_reference, split_configs=args.split_configs,
                                wandb=args.wandb_report, dry_run=args.dry_run)  # fmt: skip
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)

@@ -19,17 +19,25 @@ error naming the file and the metric.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from rvpo_repro.analysis.labels import method_label, risk_of
-from rvpo_repro.run.record import RESULT_FILE, RunRecord, config_hash, load_examples, load_record
+from rvpo_repro.run.record import (
+    EXAMPLES_FILE,
+    RESULT_FILE,
+    RunRecord,
+    config_hash,
+    load_examples,
+    load_record,
+)
 
 KEY_COLUMNS = {
     "experiment", "run_id", "run_dir", "model", "task", "aggregator", "seed", "config_hash", "git_commit",
-    "method", "risk", "schedule", "config_key", "wandb_url",
+    "method", "risk", "schedule", "config_key", "wandb_url", "wandb_dir",
 }  # fmt: skip
 FAILED_FILE = "FAILED"
 STATUS_FILE = "status.json"
@@ -41,6 +49,10 @@ class ConfigConflictError(ValueError):
 
 class MissingMetricError(ValueError):
     """A finished record lacks a metric that the report needs."""
+
+
+class RecordMismatchError(ValueError):
+    """A record's metric is not what its own per-example scores give."""
 
 
 @dataclass
@@ -160,6 +172,39 @@ def _check_metrics(df: pd.DataFrame, records: dict[str, RunRecord]) -> None:
                 )
 
 
+def _agrees(value: float, mean: float, bounds: tuple) -> bool:
+    """`value` is the examples' mean, or that mean clipped to the metric's bounds (HealthBench
+    clips its score to [0, 1], as simple-evals does)."""
+    candidates = [mean, min(max(mean, 0.0), 1.0)]
+    if None not in bounds:
+        candidates.append(min(max(mean, bounds[0]), bounds[1]))
+    return any(abs(value - c) <= 1e-6 * max(1.0, abs(c)) for c in candidates)
+
+
+def check_examples(run_dir: Path, rec: RunRecord) -> None:
+    """Each metric with a declared example column equals that column's mean (rows without a value
+    left out, as the evaluation computes it); RecordMismatchError naming the file otherwise. Checked
+    when loading, so a report stops before it writes anything."""
+    if not rec.example_columns or not (Path(run_dir) / EXAMPLES_FILE).is_file():
+        return
+    rows = load_examples(run_dir)
+    for name, column in rec.example_columns.items():
+        m = rec.metrics.get(name) or {}
+        values = [
+            r[column] for r in rows if isinstance(r.get(column), int | float) and r[column] == r[column]
+        ]
+        value = m.get("value")
+        if not values or not isinstance(value, int | float) or value != value:
+            continue
+        mean = math.fsum(values) / len(values)
+        if not _agrees(float(value), mean, (m.get("low"), m.get("high"))):
+            raise RecordMismatchError(
+                f"{Path(run_dir) / RESULT_FILE}: metric {name!r} = {value:.6g} but its examples "
+                f"({EXAMPLES_FILE}, column {column!r}, {len(values)} rows) average {mean:.6g}: the record "
+                "disagrees with itself; rerun the evaluation (rvpo-eval) or remove the run"
+            )
+
+
 def _split_or_refuse(df: pd.DataFrame, records: dict[str, RunRecord], split_configs: bool) -> None:
     followers = seed_followers(list(records.values()))
     for (model, task, method), g in df.groupby(["model", "task", "method"]):
@@ -209,6 +254,7 @@ def _row(d: Path, rec: RunRecord) -> dict:
         "config_hash": rec.config_hash,
         "git_commit": (rec.environment.get("git") or {}).get("commit"),
         "wandb_url": ((rec.extra or {}).get("wandb") or {}).get("url"),
+        "wandb_dir": ((rec.extra or {}).get("wandb") or {}).get("dir"),  # the local (offline) run folder
     }  # fmt: skip
     for name, m in rec.metrics.items():
         row[name] = m["value"]
@@ -227,6 +273,7 @@ def load_runs(results_dir: str | Path, experiment: str, split_configs: bool = Fa
             status.append({"run_id": d.name, "seed": _id_seed(d.name), "state": state, "reason": reason})
             continue
         rec = load_record(d)
+        check_examples(d, rec)
         records[str(d)] = rec
         rows.append(_row(d, rec))
     df = pd.DataFrame(rows)

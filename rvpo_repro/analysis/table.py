@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rvpo_repro.analysis.compare import RULE, bottleneck_source, bounds, compare, example_matrix, mean_ci
+from rvpo_repro.analysis.output import write_if_changed
 from rvpo_repro.analysis.paper import DASH, has_counterpart, paper_numbers, paper_text
 from rvpo_repro.analysis.runs import Runs, missing_seeds
 from rvpo_repro.analysis.stats import holm
@@ -118,7 +119,19 @@ def results_table(
         for method, a in g.groupby("method", sort=True):
             for metric in runs.metrics:
                 vals = a[metric].dropna().to_numpy(dtype=float)
+                # A run whose record holds no value (null/NaN) for the metric is named in the row,
+                # never dropped in silence: the row says over how many runs it stands.
+                lacking = list(a.run_id[a[metric].isna()])
+                lacking_note = (
+                    f"no value in {len(lacking)} of {len(a)} runs ({', '.join(lacking[:3])}"
+                    + (", ..." if len(lacking) > 3 else "")
+                    + (f"): over the other {vals.size}" if vals.size else ")")
+                )
                 if vals.size == 0:
+                    rows.append({"model": model, "task": task, "method": method, "metric": metric,
+                                 "mean": np.nan, "seeds": 0, "ci_low": np.nan, "ci_high": np.nan, "ci_method": DASH,
+                                 "examples": np.nan} | EMPTY | {"note": lacking_note, "test": "none",
+                                 "paper_best": DASH, "paper_final": DASH, "paper_source": DASH})  # fmt: skip
                     continue
                 row = {
                     "model": model,
@@ -134,6 +147,8 @@ def results_table(
                     row |= {"test": "baseline"}
                 elif base is None:
                     row["note"] = f"no runs of baseline {baseline!r} here: nothing to test against"
+                if lacking:
+                    row["note"] = "; ".join(n for n in (lacking_note, row["note"]) if n)
                 paper = paper_numbers(reference, runs.experiment, model, method, metric)
                 row["paper_best"], row["paper_final"] = (paper_text(paper.get(k)) for k in ("best", "final"))
                 row["paper_source"] = (
@@ -250,11 +265,12 @@ def write_tables(
     d = Path(out) / "tables"
     d.mkdir(parents=True, exist_ok=True)
     paths = {k: d / f"{runs.experiment}.{k}" for k in ("md", "csv", "tex")}
-    table.to_csv(paths["csv"], index=False)
+    # 12 significant digits: the last bits of a float sum differ between CPUs, not the result
+    write_if_changed(paths["csv"], table.to_csv(index=False, float_format="%.12g"))
     shown = display_table(table, baseline)
     md = [f"# {runs.experiment}: results against {baseline}", "", *(f"- {s}" for s in preamble), "", ""]
-    paths["md"].write_text("\n".join(md) + shown.to_markdown(index=False) + "\n", encoding="utf-8")
+    write_if_changed(paths["md"], "\n".join(md) + shown.to_markdown(index=False) + "\n")
     styled = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     tex = styled.to_latex(caption=_latex(f"{runs.experiment}: " + " ".join(preamble)), hrules=True)
-    paths["tex"].write_text(_unicode_to_latex(tex), encoding="utf-8")
+    write_if_changed(paths["tex"], _unicode_to_latex(tex))
     return paths

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rvpo_repro.analysis.output import write_if_changed
+
 log = logging.getLogger(__name__)
 
 TRAIN_PREFIX = "train/"  # transformers' WandbCallback rewrites a training log key k to train/k
@@ -51,7 +53,7 @@ def report_spec(runs, table_md: str, paper_md: str, history_keys: set[str] | Non
     ]  # fmt: skip
     for p in panels:
         if p["type"] == "line":
-            p["x"] = "Step"
+            p["x"] = f"{TRAIN_PREFIX}global_step"  # W&B's Step counts every log call (TRL's timings too)
     logger = _logger(runs)
     return {
         "entity": logger.get("entity"),
@@ -104,7 +106,7 @@ def build_wandb_report(spec: dict, out: Path, dry_run: bool) -> tuple[Path, str 
     """Write the spec to `out` (always); unless dry_run, save the Report and return its URL.
     With the library installed, a dry run also builds the Report objects (no network)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_if_changed(out, json.dumps(spec, indent=2, ensure_ascii=False) + "\n")
     try:
         import wandb_workspaces.reports.v2 as wr
     except ImportError:

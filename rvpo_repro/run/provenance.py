@@ -77,7 +77,8 @@ def _git(repo_dir: Path, *args: str) -> str | None:
 def git_info(repo_dir: str | Path) -> dict:
     """{"commit", "dirty", "branch"} of the repo holding `repo_dir`; None where unavailable."""
     commit = _git(Path(repo_dir), "rev-parse", "HEAD")
-    status = _git(Path(repo_dir), "status", "--porcelain")  # honours .gitignore: outputs don't count
+    # Tracked changes only: a log file or a fresh output beside the code is not a change to it.
+    status = _git(Path(repo_dir), "status", "--porcelain", "--untracked-files=no")
     branch = _git(Path(repo_dir), "symbolic-ref", "--short", "-q", "HEAD")  # None when detached
     return {"commit": commit, "dirty": None if status is None else bool(status), "branch": branch}
 

@@ -35,6 +35,7 @@ from omegaconf import OmegaConf
 from rvpo_repro.analysis.labels import method_label
 from rvpo_repro.config import conf_dir, shipped_dir
 from rvpo_repro.sweep.cost import Estimate, estimate
+from rvpo_repro.version import version_text
 
 __all__ = ["Job", "Launch", "Sweep", "available", "expand", "load", "main", "plan"]
 
@@ -365,6 +366,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         epilog="Hydra overrides after `--` (seed=0, trainer.max_steps=300) apply to every run.",
     )
     parser.add_argument("sweep", nargs="?", help="a file name under sweeps/ without .yaml")
+    parser.add_argument("--version", action="version", version=version_text("rvpo-sweep"))
     parser.add_argument("--launcher", default="local", choices=LAUNCHERS)
     parser.add_argument("--dry-run", action="store_true", help="print the plan and commands; start nothing")
     parser.add_argument("--list", action="store_true", help="list the sweeps with their runs and GPU-hours")
@@ -382,6 +384,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
+    try:
+        return _main(args, extra)
+    except Exception as exc:  # a config mistake in the overrides after `--`: one line, exit 2
+        from rvpo_repro.config_errors import EXIT_CONFIG, describe
+
+        if (line := describe(exc, "train", extra)) is None:
+            raise
+        print(f"rvpo-sweep: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _main(args: argparse.Namespace, extra: list[str]) -> int:
     if args.list:
         for name in available():
             sweep = load(name)

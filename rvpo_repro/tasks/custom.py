@@ -276,15 +276,13 @@ class CustomTask(Task):
                 ) from exc
 
     def build(self, tokenizer: Any, seed: int) -> TaskData:
-        from datasets import Dataset
-
         train, eval_ = self.load_rows()
         self._check_columns(train, "task.train_source")
         self._check_columns(eval_, "the eval data")
         self._probe(train)
         return TaskData(
-            train_dataset=Dataset.from_list(train),
-            eval_dataset=Dataset.from_list(eval_),
+            train_dataset=custom_data.to_dataset(train, "task.train_source"),
+            eval_dataset=custom_data.to_dataset(eval_, "the eval data"),
             reward_funcs=[r.reward for r in self.rewards],
             channels=[c for r in self.rewards for c in r.channels],
         )

@@ -45,6 +45,8 @@ def load(source: str, split: str, subset: str | None, cache_dir: str | None, key
                 raise TaskInputError(
                     f"{key}={source!r}: unknown file type {path.suffix!r}; expected one of {sorted(FORMATS)}"
                 )
+            if not path.read_bytes().strip():  # datasets says only "StopIteration" of an empty file
+                raise TaskInputError(f"{key}={source!r}: the file is empty; expected {_EXPECTED[fmt]}")
             return load_dataset(fmt, data_files=str(path), split="train", cache_dir=cache_dir)
         target = str(path) if path is not None else source
         return load_dataset(target, subset, split=split, cache_dir=cache_dir)
@@ -56,6 +58,59 @@ def load(source: str, split: str, subset: str | None, cache_dir: str | None, key
         text = str(exc).strip().splitlines()
         raise TaskInputError(
             f"{key}={source!r} (split {split!r}): could not be read: {type(exc).__name__}: {text[0] if text else ''}"
+        ) from exc
+
+
+_EXPECTED = {"json": "JSON rows (one object a line, or a list of objects)", "parquet": "a Parquet table",
+             "csv": "a header line and rows"}  # fmt: skip
+
+
+def _kind(value: Any) -> str | None:
+    """The JSON kind of a value (ints and floats are one kind, numbers); None for a null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "text", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def check_columns_agree(rows: list[dict], where: str) -> None:
+    """Every row has the same columns and each column one JSON kind (nulls aside): TaskInputError
+    naming the source, the row and the column otherwise. Arrow, which holds the data for TRL,
+    would refuse it with a long error naming none of them."""
+    first: dict[str, tuple[int, str]] = {}
+    columns = set(rows[0]) if rows else set()
+    for i, row in enumerate(rows):
+        name = f"row {i} (id {row.get('id')!r})"
+        if missing := sorted(columns - row.keys()):
+            raise TaskInputError(f"{where}: {name} has no column {missing[0]!r}, which row 0 has")
+        if extra := sorted(row.keys() - columns):
+            raise TaskInputError(f"{where}: {name} has a column {extra[0]!r} that row 0 lacks")
+        for col, value in row.items():
+            kind = _kind(value)
+            if kind is None or col == "prompt":
+                continue
+            seen = first.setdefault(col, (i, kind))
+            if seen[1] != kind:
+                raise TaskInputError(
+                    f"{where}: column {col!r} is {kind} in {name} but {seen[1]} in row {seen[0]}; "
+                    "one kind per column (write every value of it the same way)"
+                )
+
+
+def to_dataset(rows: list[dict], where: str) -> Any:
+    """`datasets.Dataset` of `rows`, after `check_columns_agree`; any other refusal in one line."""
+    from datasets import Dataset
+
+    check_columns_agree(rows, where)
+    try:
+        return Dataset.from_list(rows)
+    except Exception as exc:  # pyarrow's ArrowTypeError / ArrowInvalid: a value Arrow cannot hold
+        text = str(exc).strip().splitlines()
+        raise TaskInputError(
+            f"{where}: cannot be stored as a table: {type(exc).__name__}: {text[0] if text else ''}"
         ) from exc
 
 
@@ -124,4 +179,5 @@ def rows(dataset: Any, prompt_column: str, id_column: str | None, system_prompt:
         out.append(row)
     if not out:
         raise TaskInputError(f"{where}: no rows")
+    check_columns_agree(out, where)  # here, with the rows numbered as in the source
     return out

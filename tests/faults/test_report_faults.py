@@ -40,7 +40,7 @@ def test_record_missing_a_metric_names_the_file_and_the_metric(tmp_path, capsys)
 def test_metric_asked_for_but_not_recorded_is_named(tmp_path):
     write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False)
     with pytest.raises(MissingMetricError, match="metric 'rewards/nope' missing from .*result.json"):
-        build_report("toy", tmp_path, tmp_path, metric="rewards/nope", snapshot=None)
+        report.build_report("toy", tmp_path, tmp_path, metric="rewards/nope", baseline="gdpo", snapshot=None)
 
 
 def test_two_configs_under_one_label_are_refused_naming_both_runs(tmp_path):
@@ -87,7 +87,7 @@ def test_unfinished_failed_and_missing_seeds_are_listed(tmp_path):
     (root / "tiny-toy_constraints-rvpo-s1-0000aaaa" / "checkpoints").mkdir(parents=True)  # killed mid-run
     (root / "tiny-toy_constraints-rvpo-s2-0000bbbb").mkdir()
     (root / "tiny-toy_constraints-rvpo-s2-0000bbbb" / "FAILED").write_text("CUDA out of memory")
-    rep = build_report("toy", tmp_path, tmp_path, snapshot=None)
+    rep = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None)
     md = rep.tables["md"].read_text()
     assert "unfinished: tiny-toy_constraints-rvpo-s1-0000aaaa (no result.json)" in md
     assert "failed: tiny-toy_constraints-rvpo-s2-0000bbbb (CUDA out of memory)" in md
@@ -107,7 +107,7 @@ def test_ci_of_a_bounded_metric_stays_in_bounds(tmp_path):
         data = json.loads(f.read_text())
         data["metrics"]["rewards/digit"] |= {"low": 0.0, "high": 1.0}
         f.write_text(json.dumps(data))
-    t = build_report("toy", tmp_path, tmp_path, snapshot=None).table
+    t = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).table
     rates = t[t.metric.isin(["rewards/all_constraints", "rewards/digit", "rewards/bottleneck"])]
     assert (rates.ci_low >= 0).all() and (rates.ci_high <= 1).all()
     assert rates.ci_method.str.contains("clipped").any()  # 2 seeds: wide t-intervals were clipped, and say so
@@ -116,7 +116,8 @@ def test_ci_of_a_bounded_metric_stays_in_bounds(tmp_path):
 
 
 def test_a_bottleneck_row_clipped_like_its_channel_says_so_once(tmp_path):
-    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    # no per-example scores: the values set below would disagree with them (a refused record)
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False, with_examples=False)
     # digit is every run's bottleneck, near 0: its t-interval over 2 seeds dips below 0
     for i, f in enumerate(sorted((tmp_path / "runs" / "toy").glob("*/result.json"))):
         data = json.loads(f.read_text())
@@ -124,7 +125,9 @@ def test_a_bottleneck_row_clipped_like_its_channel_says_so_once(tmp_path):
         data["metrics"]["rewards/digit"] |= {"value": value, "low": 0.0, "high": 1.0}
         data["metrics"]["rewards/bottleneck"] |= {"value": value, "channel": "digit", "low": 0.0, "high": 1.0}
         f.write_text(json.dumps(data))
-    t = build_report("toy", tmp_path, tmp_path, snapshot=None).table.set_index(["method", "metric"])
+    t = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).table.set_index(
+        ["method", "metric"]
+    )
     digit, neck = t.loc[("rvpo", "rewards/digit")], t.loc[("rvpo", "rewards/bottleneck")]
     assert "same test as rewards/digit" in neck.note
     assert digit.ci_method == "t over seeds, clipped to [0, 1]" and digit.ci_low == 0.0
@@ -165,7 +168,7 @@ def test_permutation_p_value_keeps_its_add_one():
 
 def test_snapshot_fallback_says_so(tmp_path):
     snap = write_runs(tmp_path / "snapshot", "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
-    rep = build_report("toy", tmp_path / "empty", tmp_path / "out", snapshot=snap)
+    rep = report.build_report("toy", tmp_path / "empty", tmp_path / "out", baseline="gdpo", snapshot=snap)
     assert rep.source == snap and rep.tables["md"].is_relative_to(snap)
     assert (
         "committed snapshot" in rep.tables["md"].read_text() and "committed snapshot" in rep.page.read_text()
@@ -181,3 +184,34 @@ def test_record_writer_and_reader_agree_on_the_failed_marker(tmp_path):
 
     assert run_state(d) == ("failed", "TypeError in reward")
     assert RESULT_FILE == "result.json"
+
+
+def _set_metric(run_dir: Path, metric: str, value) -> Path:
+    f = run_dir / "result.json"
+    data = json.loads(f.read_text())
+    data["metrics"][metric]["value"] = value
+    f.write_text(json.dumps(data))
+    return f
+
+
+@pytest.mark.parametrize("how_many", [1, 3])
+def test_a_null_metric_keeps_its_row_and_names_the_run(tmp_path, how_many):
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1, 2), with_history=False)
+    victims = sorted((tmp_path / "runs" / "toy").glob("*gdpo-s*"))[:how_many]
+    for v in victims:
+        _set_metric(v, "rewards/digit", None)
+    rep = report.build_report("toy", tmp_path, tmp_path, baseline="rvpo", snapshot=None)
+    row = rep.table.set_index(["method", "metric"]).loc[("gdpo", "rewards/digit")]
+    assert row.seeds == 3 - how_many and f"no value in {how_many} of 3 runs ({victims[0].name}" in row.note
+    md = rep.tables["md"].read_text()
+    assert f"no value in {how_many} of 3 runs" in md and victims[0].name in rep.page.read_text()
+
+
+def test_a_record_disagreeing_with_its_examples_stops_before_writing_and_names_the_file(tmp_path, capsys):
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
+    victim = _set_metric(sorted((tmp_path / "runs" / "toy").glob("*rvpo-s1*"))[0], "rewards/digit", 0.01)
+    out = tmp_path / "out"
+    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{victim}: metric 'rewards/digit' = 0.01 but its examples" in err and "column 'digit'" in err
+    assert err.count("\n") == 1 and not out.exists()  # one line, and no table, figure or page written

@@ -1,0 +1,226 @@
+"""Config mistakes on the command line as one line, exit status 2, closest valid names first.
+
+Hydra reports a misspelt group option, an unknown key or a value of the wrong type in several
+lines of its own (exit 1). `one_line_compose_errors` turns each into the suite's line:
+
+    rvpo-train: aggregator=rvpp: no option 'rvpp' in config group 'aggregator'; did you mean rvpo, rvpo_k5, ...?
+    rvpo-train: trainer.max_step=5: no key 'max_step' in 'trainer'; did you mean max_steps?
+    rvpo-train: aggregator.risk=high: expected a float, got 'high'
+
+`--cfg job --resolve` resolves `${hydra:runtime.output_dir}` as the run would (`print_resolved`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rvpo_repro.config import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def closest(word: str, options: Sequence[str], n: int = 5) -> list[str]:
+    """Up to `n` of `options` most like `word`, closest first (difflib's ratio; a shared prefix
+    breaks ties, so `rvpp` puts `rvpo` before `grpo`)."""
+
+    def score(opt: str) -> tuple[float, int]:
+        prefix = len(next((p for p in (opt[:i] for i in range(len(opt), 0, -1)) if word.startswith(p)), ""))
+        return difflib.SequenceMatcher(None, word, opt).ratio(), prefix
+
+    ranked = sorted(dict.fromkeys(options), key=score, reverse=True)
+    return [o for o in ranked if score(o)[0] >= 0.4][:n]
+
+
+def overrides_in(args: Sequence[str]) -> list[str]:
+    """The Hydra overrides among command-line words (`key=value`, `+key=value`, `~key`), not the
+    flags nor their values (`--cfg job`)."""
+    return [a for a in args if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+
+
+def _did_you_mean(word: str, options: Sequence[str]) -> str:
+    near = closest(word, options)
+    return f"; did you mean {', '.join(near)}?" if near else ""
+
+
+def _override_of(key: str, overrides: Sequence[str]) -> str:
+    """The command-line override that set `key` (as typed), else `key`."""
+    for o in overrides:
+        if re.sub(r"^[+~]+", "", o.split("=", 1)[0]) == key:
+            return o
+    return key
+
+
+def _keys_at(config_name: str, parent: str, overrides: Sequence[str]) -> list[str]:
+    """Keys of the node `parent` ("" for the root) of the config composed without the bad override,
+    plus, for the root, the config groups and, for `trainer`, TRL's GRPOConfig fields."""
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from rvpo_repro.config import compose
+
+    keys: list[str] = []
+    app = GlobalHydra.instance().hydra  # inside a Hydra app: set aside while composing
+    GlobalHydra.instance().clear()
+    try:
+        cfg = compose(list(overrides), config_name=config_name)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if isinstance(node, DictConfig):
+            keys = [str(k) for k in node.keys()]
+    except Exception:  # noqa: BLE001, S110 (the candidates are a courtesy: never a second error)
+        pass
+    finally:
+        if app is not None:
+            GlobalHydra.instance().initialize(app)
+    if not parent:
+        from rvpo_repro.config import conf_dir, group_options
+
+        keys += [*group_options(conf_dir())]
+    if parent == "trainer":
+        import dataclasses
+
+        from trl import GRPOConfig
+
+        keys += [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
+    return keys
+
+
+def describe(exc: BaseException, config_name: str, overrides: Sequence[str]) -> str | None:
+    """The one line for a Hydra composition error, or None when it is not a config mistake."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    text = str(exc)
+    if isinstance(exc, ConfigError):
+        return text
+    if isinstance(exc, MissingConfigException):
+        found = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", text)
+        if found:
+            group, option = found.groups()
+            group = group.strip("/")
+            options = list(exc.options or [])
+            return (
+                f"{_override_of(group, overrides)}: no option {option!r} in config group {group!r}"
+                + _did_you_mean(option, options)
+                + (f" (options: {', '.join(sorted(options))})" if options else "")
+            )
+        return text.splitlines()[0]
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse the override: {text.splitlines()[0]}"
+    if not isinstance(exc, ConfigCompositionException):
+        return None
+    cause = exc.__cause__
+    key = getattr(cause, "full_key", None) or ""
+    if isinstance(cause, ConfigKeyError | ConfigAttributeError) or "Could not override" in text:
+        key = (
+            key
+            or (
+                re.search(r"Could not override '([^']+)'", text) or re.search(r"'(\S+)'", text) or [None, ""]
+            )[1]
+        )
+        parent, _, name = key.rpartition(".")
+        others = [o for o in overrides if o != _override_of(key, overrides)]
+        where = f"in {parent!r}" if parent else "at the top level of the config"
+        hint = _did_you_mean(name, _keys_at(config_name, parent, others))
+        return f"{_override_of(key, overrides)}: no key {name!r} {where}" + (
+            hint or f" (to add one: +{key}=...)"
+        )
+    if isinstance(cause, ValidationError):
+        msg = (getattr(cause, "msg", None) or str(cause)).splitlines()[0]
+        typed = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", msg)
+        if typed:
+            msg = f"expected {'an' if typed[2][0] in 'AEIOU' else 'a'} {typed[2].lower()}, got {typed[1]!r}"
+        enum = re.search(r"Invalid value '(.*)', expected one of \[(.*)\]", msg)
+        if enum:
+            choices = [c.strip() for c in enum[2].split(",")]
+            msg = f"expected one of {', '.join(choices)}, got {enum[1]!r}" + _did_you_mean(enum[1], choices)
+        return f"{_override_of(key, overrides) if key else 'config'}: {msg}"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"{first} {str(cause).splitlines()[0] if cause else ''}".strip()
+
+
+@contextlib.contextmanager
+def one_line_compose_errors(prog: str, config_name: str, overrides: Sequence[str]) -> Iterator[None]:
+    """Within: Hydra's report of a failed composition is replaced by one line and exit status 2.
+
+    Hydra catches every exception of composing (and of the run) in `run_and_report` and prints its
+    own text; this wraps that one function, so errors of the task itself keep their handling
+    (rvpo_repro.cli.one_line_errors)."""
+    from unittest import mock
+
+    import hydra._internal.utils as hydra_utils
+
+    original = hydra_utils.run_and_report
+
+    def run_and_report(func: Any) -> Any:
+        try:
+            return func()
+        except Exception as exc:  # noqa: BLE001 (Hydra's own handler takes whatever is not ours)
+            line = describe(exc, config_name, overrides)
+            if line is None:  # not a config mistake: Hydra reports it as it always has
+                error = exc
+
+                def again() -> None:
+                    raise error
+
+                return original(again)
+            print(f"{prog}: {line}", file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_CONFIG) from None
+
+    with mock.patch.object(hydra_utils, "run_and_report", run_and_report):
+        yield
+
+
+# ------------------------------------------------------------------------ --cfg ... --resolve
+def wants_resolved(args: Sequence[str]) -> bool:
+    """`--cfg job|hydra|all --resolve` (without --package, which Hydra's own printer handles)."""
+    return "--resolve" in args and ("--cfg" in args or "-c" in args) and not {"--package", "-p"} & set(args)
+
+
+def print_resolved(prog: str, config_name: str, args: Sequence[str]) -> None:
+    """Print the config resolved as the run would see it: Hydra's `--cfg --resolve` fails on
+    `${hydra:runtime.output_dir}`, which Hydra sets only when a job starts (to the absolute
+    `hydra.run.dir`); here it is set the same way first. A config mistake: one line, exit 2."""
+    try:
+        text = _resolved_yaml(config_name, args)
+    except ConfigError as exc:
+        line = str(exc)
+    except Exception as exc:  # noqa: BLE001 (composition errors of every kind Hydra raises)
+        overrides = overrides_in(args)
+        line = describe(exc, config_name, overrides) or f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    else:
+        sys.stdout.write(text)
+        return
+    print(f"{prog}: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG)
+
+
+def _resolved_yaml(config_name: str, args: Sequence[str]) -> str:
+    import os
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    from rvpo_repro.config import compose
+
+    flag = "--cfg" if "--cfg" in args else "-c"
+    i = list(args).index(flag)
+    kind = args[i + 1] if i + 1 < len(args) else "job"
+    if kind not in ("job", "hydra", "all"):
+        raise ConfigError(f"{flag} {kind}: expected job, hydra or all")
+    overrides = overrides_in(args)
+    cfg = compose(overrides, config_name=config_name, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = os.path.abspath(OmegaConf.select(cfg, "hydra.run.dir"))
+    HydraConfig.instance().set_config(cfg)
+    if kind == "job":
+        with open_dict(cfg):
+            del cfg["hydra"]
+    elif kind == "hydra":
+        cfg = OmegaConf.create({"hydra": cfg.hydra})
+    OmegaConf.resolve(cfg)
+    return OmegaConf.to_yaml(cfg)
