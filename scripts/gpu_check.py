@@ -1,4 +1,4 @@
-"""GPU check: a few RVPO training steps of a random-weight Qwen2.5-1.5B on one CUDA GPU.
+"""GPU check: a few RVPO training steps of a random-weight Qwen2.5-1.5B on CUDA GPUs.
 
 Builds the real Qwen2.5-1.5B(-Instruct) architecture from its config values (nothing is
 downloaded), takes the suite's offline tiny tokenizer (no real tokenizer is available offline),
@@ -6,8 +6,14 @@ and trains with RVPOTrainer + get_aggregator("rvpo") on toy_constraints prompts 
 generation back end. Prints tokens per second (all tokens TRL counts, and generated tokens) and
 peak GPU memory; one JSON line with the same figures closes the output (--json also writes it).
 
-    bash scripts/gpu_check.sh                       # make gpu-check: ~2 minutes on one H100
+    bash scripts/gpu_check.sh                       # make gpu-check: hf, vLLM colocate, ZeRO-2 on 2 GPUs
     python scripts/gpu_check.py --steps 4 --max-completion-length 128 --json out.json
+    python scripts/gpu_check.py --generation vllm   # TRL's colocated vLLM engine generates
+    accelerate launch --config_file conf/accelerate/zero2.yaml --num_processes 2 scripts/gpu_check.py
+
+`--generation vllm` saves the random model to a temporary directory (vLLM loads from disk) and
+shrinks the vocabulary to the tokenizer's, so that every id vLLM samples can be detokenized.
+Under `accelerate launch` each rank builds the model on its own GPU and rank 0 prints.
 
 The vocabulary stays Qwen2.5's 151936 by default, so memory and speed are those of the real model
 (embedding and LM head hold 233M of its 1.54B parameters); the tokenizer's ids (< 512) are a subset
@@ -87,6 +93,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=420.0,
         help="stop training after this many seconds (the check must end within 8 minutes)",
     )
+    p.add_argument(
+        "--generation", choices=("hf", "vllm"), default="hf", help="hf generate, or TRL's colocated vLLM"
+    )
+    p.add_argument("--vllm-memory", type=float, default=0.3, help="vllm_gpu_memory_utilization (colocate)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the summary to this file")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help=argparse.SUPPRESS)
@@ -97,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.steps < 2:
         p.error("--steps must be at least 2 (the first step is warm-up)")
+    if args.generation == "vllm":
+        args.vocab = "tokenizer"
     for item in args.overrides:
         if "=" not in item or item.split("=", 1)[0] not in QWEN25_1_5B:
             p.error(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(QWEN25_1_5B)}")
@@ -215,12 +227,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = build_tiny_tokenizer(cfg.model.tiny.vocab_size)
     config = build_model_config(args, tokenizer)
     on_gpu = args.device == "cuda"
-    dtype = torch.bfloat16 if on_gpu else torch.float32
-    with torch.device(args.device):
+    # fp32 master weights, bf16 compute (TRL's bf16=True), as the suite trains the paper's models
+    dtype = torch.float32
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if on_gpu else "cpu"
+    with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=args.attn)
     model.generation_config = GenerationConfig(
         eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, do_sample=True
     )
+    scratch = tempfile.TemporaryDirectory(prefix="rvpo-gpu-check-model-")
+    if args.generation == "vllm":  # TRL's colocated engine loads model.name_or_path from disk
+        model.save_pretrained(scratch.name)
+        tokenizer.save_pretrained(scratch.name)
+        model = AutoModelForCausalLM.from_pretrained(scratch.name, dtype=dtype, attn_implementation=args.attn)
+        model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     _, data = build_task(cfg, tokenizer)
     if on_gpu:
@@ -239,9 +259,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 num_generations=args.num_generations,
                 max_completion_length=args.max_completion_length,
                 gradient_checkpointing=args.gradient_checkpointing,
-                bf16=on_gpu,
+                bf16=on_gpu,  # autocast under DDP; DeepSpeed's bf16 mode under accelerate's ZeRO configs
                 use_cpu=not on_gpu,
-                use_vllm=False,
+                use_vllm=args.generation == "vllm",
+                vllm_mode="colocate",
+                vllm_gpu_memory_utilization=args.vllm_memory,
                 beta=0.0,
                 logging_steps=1,
                 save_strategy="no",
@@ -259,13 +281,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trainer.remove_callback(PrinterCallback)  # the summary below replaces per-step log dicts
         meter.start = time.perf_counter()
         trainer.train()
+        acc = trainer.accelerator
+        plugin = acc.state.deepspeed_plugin
+        placement = {
+            "world_size": acc.num_processes,
+            "distributed_type": str(acc.state.distributed_type).rsplit(".", 1)[-1],
+            "zero_stage": plugin.zero_stage if plugin is not None else None,
+            "mixed_precision": str(acc.state.mixed_precision),
+            "is_main_process": acc.is_main_process,
+        }
+    scratch.cleanup()
     summary = {
         "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
         "torch": torch.__version__,
         "model": "qwen2.5-1.5b architecture, random weights",
         "params": n_params,
         "vocab_size": config.vocab_size,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": "bfloat16 compute over float32 weights" if on_gpu else "float32",
+        "generation": f"vllm:colocate ({args.vllm_memory} of the GPU)" if args.generation == "vllm" else "hf",
+        **placement,
         "completions_per_step": args.batch_size,
         "num_generations": args.num_generations,
         "max_completion_length": args.max_completion_length,
@@ -287,13 +321,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda":
         require_cuda()  # before any model work: fail in seconds, not minutes
     s = run(args)
+    if not s["is_main_process"]:
+        return 0
     print(
         f"gpu_check on {s['device']}: {s['params'] / 1e6:,.1f}M params ({s['dtype']}), "
         f"{s['timed_steps']} timed steps of {s['completions_per_step']} completions (G={s['num_generations']}, "
         f"up to {s['max_completion_length']} new tokens, mean {_fmt(s['mean_completion_length'], '.0f')})\n"
         f"  seconds per step:        {_fmt(s['seconds_per_step'], '.2f')}\n"
         f"  tokens per second:       {_fmt(s['tokens_per_s'], '.0f')} (prompt + completion, as TRL counts them)\n"
-        f"  generated tokens / s:    {_fmt(s['generated_tokens_per_s'], '.0f')} (hf generate)\n"
+        f"  generated tokens / s:    {_fmt(s['generated_tokens_per_s'], '.0f')} ({s['generation']})\n"
+        f"  processes:               {s['world_size']} ({s['distributed_type']}"
+        + (f" ZeRO-{s['zero_stage']}" if s["zero_stage"] else "")
+        + f", mixed precision {s['mixed_precision']})\n"
         f"  peak GPU memory:         {_fmt(s['peak_memory_allocated_gib'], '.1f')} GiB allocated, "
         f"{_fmt(s['peak_memory_reserved_gib'], '.1f')} GiB reserved\n"
         f"  total time:              {s['total_seconds']} s"

@@ -27,7 +27,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
+
 import pytest  # noqa: E402
+
+ENGINES_DIR = Path(__file__).parent / "engines"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/engines/ (real vLLM and DeepSpeed processes; `make test-engines`, in their own venv) is
+    collected only when the marker expression names it (`-m engines`), never by `make test`."""
+    if collection_path == ENGINES_DIR and "engines" not in (config.getoption("markexpr") or ""):
+        return True
+    return None
 
 
 def _has_cuda() -> bool:

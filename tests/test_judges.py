@@ -382,7 +382,7 @@ def test_judge_configs_compose_and_build(option, monkeypatch, cache_dir, compose
         assert (judge.model, judge.temperature, judge.base_url) == ("gpt-4.1-2025-04-14", 0.5, None)
         assert str(judge.cache.path).startswith(str(cache_dir))
     if option == "vllm_local":
-        assert judge.base_url == "http://localhost:8000/v1" and judge._key.reveal() == "EMPTY"
+        assert judge.base_url == "http://127.0.0.1:8001/v1" and judge._key.reveal() == "EMPTY"
     if option == "hf_tiny":
         assert Path(judge.model_path).parent.parent == Path(cache_dir) and judge.cache is None
 

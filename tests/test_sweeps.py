@@ -255,7 +255,7 @@ def test_launch_commands_compose_with_each_launcher(plans, name):
     assert launcher.gpus_per_node == launcher.tasks_per_node == x.gpus
     assert launcher.timeout_min == 24 * 60  # 30 h x 1.25, capped at the 24 h maximum
     env = cfg.hydra.job.env_set
-    assert env.ACCELERATE_MIXED_PRECISION == "bf16"
+    assert env.ACCELERATE_MIXED_PRECISION == "no"  # model.dtype sets the precision (TrainingArguments.bf16)
     if x.accelerate == "ddp":
         assert "ACCELERATE_USE_DEEPSPEED" not in env
     else:
@@ -269,13 +269,13 @@ def test_launch_commands_compose_with_each_launcher(plans, name):
 
 def test_accelerate_env_of_the_configs(monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # the caller's environment does not leak in
-    assert plan.accelerate_env("ddp") == {"ACCELERATE_MIXED_PRECISION": "bf16"}
+    assert plan.accelerate_env("ddp") == {"ACCELERATE_MIXED_PRECISION": "no"}
     zero3 = plan.accelerate_env("zero3")
     assert (
         zero3["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3" and zero3["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "true"
     )
     assert zero3["ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"] == "true"
-    assert zero3["ACCELERATE_USE_DEEPSPEED"] == "true" and zero3["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert zero3["ACCELERATE_USE_DEEPSPEED"] == "true" and zero3["ACCELERATE_MIXED_PRECISION"] == "no"
     with pytest.raises(ValueError, match="no accelerate config"):
         plan.accelerate_env("zero9")
 

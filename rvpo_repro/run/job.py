@@ -113,15 +113,6 @@ def save_result(run_dir: Path, record: Any, result: EvalResult, wb: Any) -> dict
     return {k: round(v["value"], 4) for k, v in result.metrics.items()}
 
 
-def param_checksum(model: Any) -> float:
-    """Sum of this rank's parameters in float64: equal on every rank when weights are replicated
-    (DDP, ZeRO-1/2); under ZeRO-3 each rank holds its own shard, so the values differ."""
-    import torch
-
-    with torch.no_grad():
-        return float(sum(p.detach().double().sum() for p in model.parameters()))
-
-
 def generation_label(cfg: DictConfig) -> str:
     """How training generated its rollouts: `hf`, or `vllm:<mode>` (colocate, server)."""
     return f"vllm:{cfg.trainer.get('vllm_mode', 'colocate')}" if cfg.trainer.get("use_vllm") else "hf"
@@ -197,10 +188,10 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData, 
         "resumed_from": run.resume,
         "channels": [c.name for c in data.channels],
         "world_size": ranks.world_size,
-        "distributed_type": str(trainer.accelerator.distributed_type.value),
+        "distributed_type": trainer.rank_facts[0]["distributed_type"],
         "generation": generation_label(cfg),
         "judge": verdict_usage(getattr(task, "judge", None), ranks),
-        "rank_checksums": ranks.gather(param_checksum(trainer.model)),
+        "ranks": trainer.rank_facts,  # what each rank ran under, and a digest of its weights
     }
     if run.resume:
         summary["resumed"] = "not bit-identical: " + "; ".join(reasons) if reasons else "bit-identical"
@@ -231,7 +222,7 @@ def _evaluate_and_seal(
     with open_dict(cfg):  # the policy as published, loaded as a user would load it
         policy_cfg = cfg.model.copy()
         policy_cfg.source, policy_cfg.path = "pretrained", str(final)
-    model = load_model(policy_cfg, cfg.paths.cache_dir)
+    model = load_model(policy_cfg, cfg.paths.cache_dir, training=False)
     result = evaluate_policy(cfg, task, data, model, str(final), tokenizer)
     record = record_mod.new_record(
         cfg,
@@ -279,7 +270,7 @@ def _evaluate_checkpoint(run: OpenRun, checkpoint: Path, wb: Any) -> dict[str, f
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
     task, data = build_task(cfg, tokenizer)
-    model = load_model(cfg.model, cfg.paths.cache_dir)
+    model = load_model(cfg.model, cfg.paths.cache_dir, training=False)
     result = evaluate_policy(cfg, task, data, model, str(checkpoint), tokenizer)
     record = record_mod.new_record(
         cfg, result.metrics, started_at=run.started_at, extra={"checkpoint": str(checkpoint)}

@@ -91,7 +91,7 @@ def test_kill_at_any_phase_then_rerun_ends_as_the_uninterrupted_run(phase, clean
     assert (again / "model" / "model.safetensors").read_bytes() == (
         clean / "model" / "model.safetensors"
     ).read_bytes()
-    assert b.extra["train"]["rank_checksums"] == a.extra["train"]["rank_checksums"]
+    assert b.extra["train"]["ranks"] == a.extra["train"]["ranks"]
 
 
 def test_a_truncated_weight_file_in_the_last_checkpoint_is_skipped_and_named(

@@ -85,8 +85,9 @@ def assert_two_rank_record(run_dir: Path) -> record.RunRecord:
     train = rec.extra["train"]
     assert train["world_size"] == 2 and train["distributed_type"] == "MULTI_CPU"
     assert train["generation"] == "hf"
-    a, b = train["rank_checksums"]
-    assert a == b  # DDP: both ranks hold the same weights after the last step
+    a, b = train["ranks"]
+    assert (a["rank"], b["rank"], a["backend"]) == (0, 1, "gloo")
+    assert a["params_sha256"] == b["params_sha256"]  # DDP: both ranks hold the same weights
     return rec
 
 
@@ -122,7 +123,7 @@ def test_accelerate_launch_with_the_shipped_ddp_config_matches_torchrun(torchrun
     ref = record.load_record(reference)
     assert rec.config_hash == ref.config_hash
     assert rec.metrics == ref.metrics  # the same two-rank job, bit for bit, whichever launcher
-    assert rec.extra["train"]["rank_checksums"] == ref.extra["train"]["rank_checksums"]
+    assert rec.extra["train"]["ranks"] == ref.extra["train"]["ranks"]
 
 
 SWEEP = """# @package _global_
