@@ -97,7 +97,7 @@ reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/f
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0,0.5,1,2,5 seed=$(RUBRIC_SEEDS)
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=hard_min,rvpo_annealed,variance_penalty seed=$(RUBRIC_SEEDS)
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0,1 aggregator.saturated=drop seed=$(RUBRIC_SEEDS)
-	$(PY) -m rvpo_repro.ablation --experiment rubric_toy
+	$(PY) -m rvpo_repro.analysis.ablation --experiment rubric_toy
 
 # Every registered aggregator at its defaults, plus the paper's RVPO variants, on the CPU tasks, one
 # seed at a time across tasks and methods (an interrupted run leaves whole seeds; finished runs are
@@ -193,14 +193,14 @@ SWEEP_ARGS ?=
 .PHONY: sweeps gpu-check $(addprefix reproduce-,$(SWEEPS))
 
 sweeps: $(STAMP) ## list the paper sweeps with their runs and expected GPU-hours
-	$(PY) -m rvpo_repro.plan --list
+	$(PY) -m rvpo_repro.sweep --list
 
 reproduce-healthbench_scaling: ## HealthBench: 3B/7B/14B x grpo/gdpo/rvpo x seeds on RaR-Medicine (LAUNCHER=, DRY_RUN=1)
 reproduce-gpqa: ## GPQA-Diamond: 3B/7B/14B x grpo/gdpo/rvpo x seeds on RaR-Science
 reproduce-tool_calling: ## BFCL tool calling: 1.5B/3B x grpo/gdpo/rvpo (three RVPO risks) x seeds
 reproduce-risk_ablation: ## risk ablation at 7B: k=5, k 0.5->2, k=0 (gdpo), hard min, variance penalty
 $(addprefix reproduce-,$(SWEEPS)): reproduce-%: $(STAMP)
-	$(PY) -m rvpo_repro.plan $* --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
+	$(PY) -m rvpo_repro.sweep $* --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
 
 gpu-check: ## Qwen2.5-1.5B-sized RVPO steps on CUDA: hf, vLLM colocate, ZeRO-2 on 2 GPUs: s/step, tokens/s, memory (<10 min)
 	PY=$(PY) bash scripts/gpu_check.sh

@@ -1,4 +1,4 @@
-"""Judge throughput against the scripted OpenAI-compatible server (tests/judge_server.py).
+"""Judge throughput against the scripted OpenAI-compatible server (tests/helpers/judge_server.py).
 
 The server runs in a subprocess on loopback with 50 ms latency per request. Measured:
   1. 2,000 distinct requests at max_concurrency 16 (ideal 2000 * 0.05 / 16 = 6.25 s; target
@@ -28,7 +28,7 @@ from pathlib import Path
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from judge_server import spawn_server  # noqa: E402
+from helpers.judge_server import spawn_server  # noqa: E402
 
 from rvpo_repro.judges import JudgeCache, JudgeRequest  # noqa: E402
 from rvpo_repro.judges.openai_judge import OpenAIJudge  # noqa: E402
@@ -111,7 +111,9 @@ def main() -> None:
     print(
         f"python {platform.python_version()}, openai {openai.__version__}, {os.cpu_count()} CPUs, load {load:.1f}"
     )
-    print(f"server: tests/judge_server.py subprocess, {LATENCY * 1000:.0f} ms latency, {N} requests a pass")
+    print(
+        f"server: tests/helpers/judge_server.py subprocess, {LATENCY * 1000:.0f} ms latency, {N} requests a pass"
+    )
     with spawn_server(LATENCY) as (url, server_stats, reset), tempfile.TemporaryDirectory() as tmp:
         judge(url, 4).grade(requests("warmup")[:8])  # imports and first connections
 

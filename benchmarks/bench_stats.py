@@ -1,4 +1,4 @@
-"""Time the resampling tests of rvpo_repro.stats on seeded data.
+"""Time the resampling tests of rvpo_repro.analysis (stats, seed_stats) on seeded data.
 
 Paired bootstrap and paired permutation with 10,000 resamples over 5,000 examples (target:
 under 2 s each on 2 cores), the hierarchical bootstrap on 5 seeds x 5,000 examples per
@@ -16,7 +16,8 @@ import numpy as np
 import scipy
 from scipy import stats as sps
 
-from rvpo_repro import stats
+from rvpo_repro.analysis.seed_stats import hierarchical_bootstrap
+from rvpo_repro.analysis.stats import _CHUNK_ELEMS, paired_bootstrap, paired_permutation
 
 N_EXAMPLES, N_RESAMPLES, N_SEEDS, REPEATS = 5000, 10_000, 5, 3
 
@@ -41,7 +42,7 @@ def main() -> None:
     b = np.where(rng.random(N_EXAMPLES) < 0.9, a, 1 - a)  # a second run agreeing on 90% of examples
     runs_a = [rng.binomial(1, 0.62, N_EXAMPLES).astype(float) for _ in range(N_SEEDS)]
     runs_b = [rng.binomial(1, 0.60, N_EXAMPLES).astype(float) for _ in range(N_SEEDS)]
-    chunk = stats._CHUNK_ELEMS // N_EXAMPLES
+    chunk = _CHUNK_ELEMS // N_EXAMPLES
 
     print(f"numpy {np.__version__}, scipy {scipy.__version__}, python {platform.python_version()}")
     print(f"data: {N_EXAMPLES} examples, {N_RESAMPLES} resamples, median of {REPEATS}")
@@ -53,13 +54,13 @@ def main() -> None:
         f"  permutation peak chunk memory ~{9 * mb:.0f} MiB (uint8 sign bits + float64 copy for the mat-vec)"
     )
 
-    t, res = timed(lambda: stats.paired_bootstrap(a, b, N_RESAMPLES, seed=0))
+    t, res = timed(lambda: paired_bootstrap(a, b, N_RESAMPLES, seed=0))
     print(
         f"paired_bootstrap       {t:6.3f} s   diff={res.statistic:+.4f} ci={fmt_ci(res.ci)} p={res.p_value:.4g}"
     )
-    t, res = timed(lambda: stats.paired_permutation(a, b, N_RESAMPLES, seed=0))
+    t, res = timed(lambda: paired_permutation(a, b, N_RESAMPLES, seed=0))
     print(f"paired_permutation     {t:6.3f} s   p={res.p_value:.4g}")
-    t, res = timed(lambda: stats.hierarchical_bootstrap(runs_a, runs_b, N_RESAMPLES, seed=0))
+    t, res = timed(lambda: hierarchical_bootstrap(runs_a, runs_b, N_RESAMPLES, seed=0))
     print(
         f"hierarchical_bootstrap {t:6.3f} s   ({N_SEEDS}+{N_SEEDS} seeds)   ci={fmt_ci(res.ci)} p={res.p_value:.4g}"
     )

@@ -1,7 +1,8 @@
 """rvpo-repro: reference suite for RVPO (Reward-Variance Policy Optimization).
 
 Data flows one way: config -> task -> trainer -> aggregator -> evaluation -> record -> analysis.
-Modules and subpackages, one idea each:
+Modules and subpackages, one idea each and one import path per name (no module re-exports
+another's; tests/test_layout.py checks it):
 
     aggregators    rewards (N, K) -> advantages (N,): the registry of methods (GRPO ... RVPO)
     advantage_ops  the pure tensor functions behind them (z-scores, SoftMin, whitening)
@@ -11,24 +12,22 @@ Modules and subpackages, one idea each:
     config         composition, the config tree, validation before any work
     models         model configs -> weights (hub id, local path, or the offline tiny model)
     generation     sampling from a policy for evaluation (hf, vllm; vLLM on CPU included)
-    cli            what the console scripts share: the config tree, --help, one-line errors
-    train          `rvpo-train` (thin Hydra main)
-    evaluate       `rvpo-eval` (thin Hydra main)
+    cli            what the entry points share: the config tree, --help, one-line errors (run_hydra)
+    train          `rvpo-train` = `python -m rvpo_repro.train` (thin Hydra main)
+    evaluate       `rvpo-eval` = `python -m rvpo_repro.evaluate` (thin Hydra main)
     run/           one run's life: job (build, train, evaluate, seal), record, provenance, lock, resume
     io             atomic writes, JSON Lines, download-once
     tasks/         data sets and reward channels: toy_constraints, rubric (RaR), toolrl, custom, ...
     evals/         held-out evaluations (rewards, HealthBench, GPQA, BFCL), one EvalResult type
     judges/        LLM and rule judges behind one grade() interface, with a verdict cache
-    analysis/      the report: load runs -> statistics -> table -> figures, page, W&B Report
-    plan, cost     sweep planning (`rvpo-sweep`): runs, status, GPU-hour estimates
+    analysis/      the report: load runs -> statistics -> table -> figures, page, W&B Report;
+                   the risk ablation
+    sweep/         the sweep tool (`rvpo-sweep`): plan (runs, status, launches), cost (GPU-hours)
     progress       progress bars that stay quiet in log files
     callbacks      training callbacks: progress and compact step lines
     rank_report    what a training job ran under on every rank (distributed type, precision, digests)
     tracking       the W&B run of a job
     envcheck       checks the installed torch build
-
-Old paths kept for users' code: records, pipeline, provenance (-> run/), report, figures, results,
-stats (-> analysis/).
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,6 @@
-"""What the Hydra entry points share: the config tree found from anywhere, and the suite's `--help`.
+"""What the Hydra entry points (`rvpo_repro.train`, `rvpo_repro.evaluate`) share: the config tree
+found from anywhere, the suite's `--help` and one-line errors. It imports neither entry point: each
+hands its task function to `run_hydra`.
 
 `hydra.main(config_path="../conf")` resolves relative to the module and only worked from a source
 checkout; `run_hydra` hands Hydra the absolute config tree of this installation instead
@@ -11,12 +13,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-# Listed first in `--help`; every other folder of the config tree follows, except these two:
-# hydra/ (Hydra's own settings) and accelerate/ (files for `accelerate launch`, not a group).
-FIRST_GROUPS = ("experiment", "model", "task", "aggregator")
-NOT_GROUPS = ("hydra", "accelerate")
 ADDED_GROUPS = ("launcher",)  # not in the defaults list: chosen with `+launcher=...`
 
 HELP = {
@@ -39,16 +36,8 @@ HELP = {
 }
 
 
-def group_options(conf: Path) -> dict[str, list[str]]:
-    """{group: sorted option names} of the user-facing config groups under `conf`."""
-    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
-    ordered = [g for g in FIRST_GROUPS if g in groups] + [g for g in groups if g not in FIRST_GROUPS]
-    found = {g: sorted(p.stem for p in (conf / g).glob("*.yaml")) for g in ordered}
-    return {g: options for g, options in found.items() if options}
-
-
 def help_text(config_name: str) -> str:
-    from rvpo_repro.config import conf_dir
+    from rvpo_repro.config import conf_dir, group_options
 
     what, examples = HELP[config_name]
     conf = conf_dir()
@@ -144,27 +133,3 @@ def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | N
     main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
     with config_errors.one_line_compose_errors(prog, config_name, config_errors.overrides_in(args)):
         main(one_line_errors(task_function, prog))()
-
-
-# Console scripts (pyproject [project.scripts]). The job modules import torch, TRL and the models;
-# importing them only inside the Hydra task keeps `--help`, `--cfg job` and tab completion fast.
-def _train_job(cfg) -> None:
-    from rvpo_repro.train import job
-
-    job(cfg)
-
-
-def _evaluate_job(cfg) -> None:
-    from rvpo_repro.evaluate import job
-
-    job(cfg)
-
-
-def train() -> None:
-    """`rvpo-train`."""
-    run_hydra(_train_job, "train")
-
-
-def evaluate() -> None:
-    """`rvpo-eval`."""
-    run_hydra(_evaluate_job, "evaluate")

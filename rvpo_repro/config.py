@@ -1,8 +1,8 @@
 """Config composition and validation: schemas registered with Hydra, the config tree, and the
 checks every entry point runs before any work (`validate`).
 
-The schemas themselves live in rvpo_repro.schemas (re-exported here). `register_configs()` is
-called by every entry point before composing.
+The schemas themselves live in rvpo_repro.schemas. `register_configs()` is called by every entry
+point before composing. Paths are found when asked for (`conf_dir()`), never at import.
 """
 
 from __future__ import annotations
@@ -14,21 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from rvpo_repro.schemas import (  # noqa: F401  (re-exported: the schemas' public home was here)
-    GROUP_SCHEMAS,
-    AggregatorConfig,
-    EvalConfig,
-    EvaluateConfig,
-    JudgeConfig,
-    LoggerConfig,
-    ModelConfig,
-    ModelSource,
-    PathsConfig,
-    TinyModelConfig,
-    TrainConfig,
-    TrainerExtras,
-    WandbMode,
-)
+from rvpo_repro.schemas import GROUP_SCHEMAS, EvaluateConfig, TrainConfig, TrainerExtras
 
 
 def register_configs() -> None:
@@ -59,6 +45,20 @@ def shipped_dir(name: str) -> Path:
     return installed if installed.is_dir() else package.parent / name
 
 
+# The user-facing config groups (`--help`, close-match hints): these first, then every other folder
+# of the config tree except hydra/ (Hydra's own settings) and accelerate/ (`accelerate launch` files).
+FIRST_GROUPS = ("experiment", "model", "task", "aggregator")
+NOT_GROUPS = ("hydra", "accelerate")
+
+
+def group_options(conf: Path) -> dict[str, list[str]]:
+    """{group: sorted option names} of the user-facing config groups under `conf`."""
+    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
+    ordered = [g for g in FIRST_GROUPS if g in groups] + [g for g in groups if g not in FIRST_GROUPS]
+    found = {g: sorted(p.stem for p in (conf / g).glob("*.yaml")) for g in ordered}
+    return {g: options for g, options in found.items() if options}
+
+
 def conf_dir() -> Path:
     """The config tree (shipped_dir("conf")), checked to hold train.yaml."""
     conf = shipped_dir("conf")
@@ -66,8 +66,6 @@ def conf_dir() -> Path:
         raise FileNotFoundError(f"no config tree at {conf}: train.yaml missing")
     return conf
 
-
-CONF_DIR = conf_dir()
 
 # conf/train.yaml's search path names the folder holding the shipped sweeps/ as ${rvpo.shipped_root:}:
 # after the project root, so a project's own sweeps/<name>.yaml comes first and the paper sweeps are
@@ -86,7 +84,7 @@ def compose(
     from hydra import initialize_config_dir
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(
             config_name=config_name, overrides=list(overrides or []), return_hydra_config=return_hydra_config
         )

@@ -77,8 +77,7 @@ def _keys_at(config_name: str, parent: str, overrides: Sequence[str]) -> list[st
         if app is not None:
             GlobalHydra.instance().initialize(app)
     if not parent:
-        from rvpo_repro.cli import group_options
-        from rvpo_repro.config import conf_dir
+        from rvpo_repro.config import conf_dir, group_options
 
         keys += [*group_options(conf_dir())]
     if parent == "trainer":

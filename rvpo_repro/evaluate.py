@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
 from rvpo_repro.cli import run_hydra
-from rvpo_repro.run.job import evaluate_checkpoint
-
-__all__ = ["evaluate_checkpoint", "main"]
 
 
 def job(cfg: DictConfig) -> None:
-    """The Hydra task of `rvpo-eval` (rvpo_repro.cli.evaluate)."""
+    """The Hydra task of `rvpo-eval`."""
+    from rvpo_repro.run.job import evaluate_checkpoint  # heavy imports only once a job runs
+
     evaluate_checkpoint(cfg, command=shlex.join(["rvpo-eval", *sys.argv[1:]]))
 
 
-def main() -> None:
-    run_hydra(job, "evaluate")
+def main(argv: Sequence[str] | None = None) -> None:
+    """`rvpo-eval` and `python -m rvpo_repro.evaluate` alike."""
+    run_hydra(job, "evaluate", argv)
 
 
 if __name__ == "__main__":

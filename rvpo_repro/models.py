@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rvpo_repro.config import ModelConfig, ModelSource, TinyModelConfig
+from rvpo_repro.schemas import ModelConfig, ModelSource, TinyModelConfig
 
 # Bump when the tiny builder changes, so cached builds of an older recipe are not reused.
 TINY_BUILDER_VERSION = 1

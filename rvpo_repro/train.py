@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
 from rvpo_repro.cli import run_hydra
-from rvpo_repro.run.job import train_and_evaluate
 
 
 def _command() -> str:
@@ -25,12 +25,16 @@ def _command() -> str:
 
 
 def job(cfg: DictConfig) -> None:
-    """The Hydra task of `rvpo-train` (rvpo_repro.cli.train)."""
+    """The Hydra task of `rvpo-train`."""
+    # torch, TRL and the models load only here, so `--help`, `--cfg job` and tab completion stay fast
+    from rvpo_repro.run.job import train_and_evaluate
+
     train_and_evaluate(cfg, command=_command())
 
 
-def main() -> None:
-    run_hydra(job, "train")
+def main(argv: Sequence[str] | None = None) -> None:
+    """`rvpo-train` and `python -m rvpo_repro.train` (the Makefile's targets) alike."""
+    run_hydra(job, "train", argv)
 
 
 if __name__ == "__main__":

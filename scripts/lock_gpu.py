@@ -7,7 +7,7 @@ only a source archive that builds against the installed torch, so its version st
 
 The CPU lock (requirements/cpu-lock.txt) must pin every package both resolutions share to the
 version this one gives, so that CPU tests run the stack GPU users install
-(tests/test_locks.py checks it).
+(tests/test_dependency_locks.py checks it).
 """
 
 from __future__ import annotations

@@ -1,8 +1,16 @@
-"""Shared fixtures. Tests never touch the network: hub, datasets and W&B are forced offline."""
+"""Shared fixtures. Tests never touch the network: hub, datasets and W&B are forced offline.
+
+A test's run lives under its tmp_path: `compose_cfg` composes a config whose paths (root, results,
+outputs, W&B files) point there, `train_cmd` builds the command line of a training (or evaluation)
+process kept there; both use the session's cache, so the tiny model is built once. Tests that
+check the config files themselves call `rvpo_repro.config.compose` directly.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 for _var, _val in {
     "HF_HUB_OFFLINE": "1",
@@ -19,7 +27,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -61,7 +68,57 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(cache_dir):
     """Path to the saved offline tiny Qwen2 model and its tokenizer (seed 0)."""
-    from rvpo_repro.config import TinyModelConfig
     from rvpo_repro.models import ensure_tiny_model
+    from rvpo_repro.schemas import TinyModelConfig
 
     return ensure_tiny_model(TinyModelConfig(seed=0), cache_dir)
+
+
+@pytest.fixture
+def compose_cfg(tmp_path, cache_dir):
+    """compose(overrides) for a run kept under `root` (default tmp_path) with the session cache.
+    Later overrides win, so a test can still move any of these paths."""
+    from rvpo_repro.config import compose
+
+    def make(*overrides: str, root: Path | None = None, **kwargs):
+        root = Path(tmp_path if root is None else root)
+        where = [f"paths.root_dir={root}", f"paths.cache_dir={cache_dir}", f"paths.output_dir={root / 'out'}"]
+        return compose([*where, *overrides], **kwargs)
+
+    return make
+
+
+# The two entry points; their console scripts (rvpo-train, rvpo-eval) run the same `main`.
+ENTRY_MODULES = {"rvpo-train": "rvpo_repro.train", "rvpo-eval": "rvpo_repro.evaluate"}
+
+
+@pytest.fixture
+def train_cmd(tmp_path, cache_dir):
+    """The command line of a run kept under tmp_path (results/, Hydra's hydra/ and multirun/, W&B
+    files) with the session cache: `python -m rvpo_repro.train` as the Makefile runs it, or the
+    installed console script (`console_script=True`); `program="rvpo-eval"` evaluates instead.
+    `isolated=False` leaves every path to the environment and the working directory."""
+
+    def build(
+        *overrides: str,
+        experiment: str = "toy_smoke",
+        multirun: bool = False,
+        program: str = "rvpo-train",
+        console_script: bool = False,
+        isolated: bool = True,
+    ) -> list[str]:
+        if console_script:
+            head = [str(Path(sys.executable).parent / program)]
+        else:
+            head = [sys.executable, "-m", ENTRY_MODULES[program]]
+        where = [
+            f"paths.results_dir={tmp_path / 'results'}",
+            f"paths.cache_dir={cache_dir}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            f"logger.dir={tmp_path}",
+        ]
+        return [*head, *(["--multirun"] if multirun else []), f"experiment={experiment}",
+                *(where if isolated else []), *overrides]  # fmt: skip
+
+    return build

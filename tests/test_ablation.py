@@ -6,8 +6,10 @@ import math
 
 import pytest
 
-from rvpo_repro import ablation
-from rvpo_repro.records import RunRecord, write_record
+from rvpo_repro.aggregators import get_aggregator
+from rvpo_repro.analysis import ablation
+from rvpo_repro.analysis.labels import setting_label
+from rvpo_repro.run.record import RunRecord, write_record
 
 
 def _record(tmp_path, name, agg, seed, final, ckpts):
@@ -49,6 +51,20 @@ def test_variants(agg, label, k):
 
 def test_other_methods_are_not_ablation_settings():
     assert ablation.variant({"name": "gdpo"}) is None and ablation.variant({"name": "grpo"}) is None
+    with pytest.raises(ValueError, match="not a setting of the risk ablation"):
+        setting_label({"name": "gdpo"})
+
+
+def test_unset_options_take_the_aggregators_own_defaults():
+    """A record that leaves risk or beta unset (None) is the setting the aggregator trained with."""
+    k = get_aggregator("rvpo").risk
+    assert ablation.variant({"name": "rvpo", "risk": None, "schedule": "constant"}) == (
+        f"rvpo (k={k:g})",
+        k,
+        0,
+    )
+    beta = get_aggregator("variance_penalty").beta
+    assert ablation.variant({"name": "variance_penalty", "beta": None})[0] == f"variance penalty (β={beta:g})"
 
 
 def test_best_and_final_per_setting_and_files(tmp_path):

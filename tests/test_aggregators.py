@@ -22,7 +22,7 @@ from rvpo_repro.advantage_ops import (
     zscore_bound,
 )
 from rvpo_repro.aggregators import AGGREGATORS, Aggregator, aggregator_from_config, get_aggregator, register
-from rvpo_repro.config import AggregatorConfig
+from rvpo_repro.schemas import AggregatorConfig
 
 NAMES = ["grpo", "dr_grpo", "gdpo", "rvpo", "variance_penalty", "hard_min"]  # with a loop reference here
 NEW = ["mo_grpo", "saw", "gd2po", "mgda", "gapo", "constrained_grpo"]  # tests/test_aggregators_methods.py

@@ -1,6 +1,6 @@
 """rvpo_repro.evals.bfcl: loading, parsing, BFCL's AST checker semantics, scoring.
 
-Always run on fixture files written in the real schema (tests/fixtures_bfcl.py). With the
+Always run on fixture files written in the real schema (tests/helpers/fixtures_bfcl.py). With the
 bfcl-eval wheel's data installed (`pip install --no-deps bfcl-eval==2026.3.23`), also on a seeded
 sample of the real questions. The `slow` agreement test compares verdicts with the package's own
 checker, run in a separate venv named by BFCL_REF_PYTHON (scripts/bfcl_reference_check.py).
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures_bfcl import (
+from helpers.fixtures_bfcl import (
     FIXTURE,
     answer_calls,
     bfcl_unpassable,
@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from rvpo_repro.evals import bfcl
 from rvpo_repro.evals.base import column_mean
-from rvpo_repro.evals.bfcl import ast_check
+from rvpo_repro.evals.bfcl_checker import ast_check
 from rvpo_repro.evals.bfcl_parsing import parse_python_calls, parse_tool_calls_strict, parse_tool_calls_toolrl
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ import pytest
 from datasets import Dataset
 from omegaconf import OmegaConf
 
-from rvpo_repro.records import load_record
 from rvpo_repro.rewards import RewardChannel
 from rvpo_repro.run import checkpoint_eval as ce
+from rvpo_repro.run.record import load_record
 from rvpo_repro.tasks.base import TaskData
 
 
@@ -105,7 +105,7 @@ def test_best_checkpoint_prefers_validation_and_labels_test_selection_optimistic
 @pytest.mark.slow
 def test_a_run_scores_its_validation_split_at_every_save(tmp_path, cache_dir):
     from rvpo_repro.config import compose
-    from rvpo_repro.train import train_and_evaluate
+    from rvpo_repro.run.job import train_and_evaluate
 
     cfg = compose(
         [

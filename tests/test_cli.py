@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro.config import CONF_DIR
+from rvpo_repro.config import conf_dir
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -68,7 +68,7 @@ def test_help_lists_every_option_of_each_group(outside):
     for group in ("experiment", "model", "aggregator", "task"):
         line = next(x for x in out.splitlines() if x.strip().startswith(f"{group}="))
         listed = set(line.split("=", 1)[1].replace(",", " ").split())
-        assert listed == {p.stem for p in (CONF_DIR / group).glob("*.yaml")}, group
+        assert listed == {p.stem for p in (conf_dir() / group).glob("*.yaml")}, group
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, o
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0] == str(site / "rvpo_repro" / "conf")
     assert "experiment_name: toy_smoke" in proc.stdout
-    code = "import rvpo_repro.plan as p; print(p.sweep_file('tool_calling')); p.main(['--list'])"
+    code = "import rvpo_repro.sweep.plan as p; print(p.sweep_file('tool_calling')); p.main(['--list'])"
     proc = run([sys.executable, "-c", code], cwd=outside, env={"PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0] == str(site / "rvpo_repro" / "sweeps" / "tool_calling.yaml")

@@ -10,15 +10,16 @@ from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from rvpo_repro.config import CONF_DIR, GROUP_SCHEMAS, compose, validate
+from rvpo_repro.config import compose, conf_dir, validate
+from rvpo_repro.schemas import GROUP_SCHEMAS
 
 # hydra, launcher: Hydra's own nodes (tests/test_launchers.py); accelerate: accelerate's files, not a group
 NOT_SCHEMA = {"hydra", "experiment", "launcher", "accelerate"}
-SCHEMA_GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in NOT_SCHEMA)
+SCHEMA_GROUPS = sorted(p.name for p in conf_dir().iterdir() if p.is_dir() and p.name not in NOT_SCHEMA)
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
 CASES = [(g, o) for g in SCHEMA_GROUPS for o in _options(g)]
@@ -44,7 +45,7 @@ def test_hydra_group_composes():
     assert "${now:" in OmegaConf.to_container(cfg.hydra, resolve=False)["run"]["dir"]
 
 
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
 
 
 def test_experiments_are_families():
@@ -98,7 +99,7 @@ def test_family_composes_with_every_model_and_aggregator(family, size, aggregato
         assert list(cfg.task.evals) == evals
     m = cfg.model  # the paper's 512 completions per optimizer step, from the model group
     assert m.per_device_train_batch_size * m.gradient_accumulation_steps * m.num_gpus == 512
-    assert (CONF_DIR / "accelerate" / f"{m.accelerate}.yaml").exists()
+    assert (conf_dir() / "accelerate" / f"{m.accelerate}.yaml").exists()
 
 
 def test_tool_calling_is_verl_gdpos_recipe():
@@ -161,10 +162,10 @@ def test_typo_inside_a_yaml_file_is_an_error(tmp_path, monkeypatch):
     import rvpo_repro.config as config
 
     conf = tmp_path / "conf"
-    shutil.copytree(CONF_DIR, conf)
+    shutil.copytree(conf_dir(), conf)
     bad = conf / "model" / "tiny.yaml"
     bad.write_text(bad.read_text() + "per_device_batch: 4\n")
-    monkeypatch.setattr(config, "CONF_DIR", Path(conf))
+    monkeypatch.setattr(config, "conf_dir", lambda: Path(conf))
     with pytest.raises((ConfigCompositionException, ConfigKeyError), match="per_device_batch"):
         config.compose(["model=tiny"])
 
@@ -172,7 +173,7 @@ def test_typo_inside_a_yaml_file_is_an_error(tmp_path, monkeypatch):
 def test_evaluate_config_shares_the_groups_and_needs_a_checkpoint():
     from omegaconf.errors import MissingMandatoryValue
 
-    from rvpo_repro.config import EvaluateConfig
+    from rvpo_repro.schemas import EvaluateConfig
 
     cfg = compose(["experiment=toy", "checkpoint=/some/model"], config_name="evaluate")
     assert OmegaConf.get_type(cfg) is EvaluateConfig

@@ -81,7 +81,7 @@ def test_closest_first():
 
 
 def test_a_sweep_override_mistake_is_one_line(capsys):
-    from rvpo_repro.plan import main
+    from rvpo_repro.sweep.plan import main
 
     assert main(["tool_calling", "--dry-run", "--", "trainer.max_step=3"]) == 2
     err = capsys.readouterr().err
@@ -102,7 +102,7 @@ def _commit() -> str:
 
 def test_every_console_script_prints_its_version_and_commit(capsys):
     from rvpo_repro.analysis.report import main as report_main
-    from rvpo_repro.plan import main as sweep_main
+    from rvpo_repro.sweep.plan import main as sweep_main
 
     for prog, call in [
         ("rvpo-train", lambda: run_hydra(_never, "train", ["--version"])),

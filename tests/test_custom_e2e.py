@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro.records import load_examples, load_record
+from rvpo_repro.run.record import load_examples, load_record
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro import records
 from rvpo_repro.config import compose
 from rvpo_repro.rewards import RewardChannel
+from rvpo_repro.run.record import new_record, run_dir
 from rvpo_repro.tasks import TaskInputError, get_task, prepare_config
 from rvpo_repro.tasks.custom import RewardSpec, _specs, load_rewards
 from rvpo_repro.tasks.user_code import CheckedReward, build_reward, check_signature, missing_columns, resolve
@@ -216,62 +216,67 @@ def test_spec_entries_bare_or_structured_and_typos_named():
 
 
 # ------------------------------------------------------------------------- config and hashing
-def _cfg(cwd: Path, *overrides: str, data: Path = EXAMPLE_DATA):
-    cfg = compose(
-        ["task=custom", f"task.train_source={data}", f"paths.results_dir={cwd / 'results'}", *overrides]
-    )
-    prepare_config(cfg)
-    return cfg
+@pytest.fixture
+def custom_cfg(compose_cfg, cwd):
+    """A prepared `custom` task config of a run under the working directory."""
+
+    def make(*overrides: str, data: Path = EXAMPLE_DATA):
+        cfg = compose_cfg("task=custom", f"task.train_source={data}", *overrides, root=cwd)
+        prepare_config(cfg)
+        return cfg
+
+    return make
 
 
-def test_prepare_pins_code_and_data_hashes_into_the_run_id(cwd):
+def test_prepare_pins_code_and_data_hashes_into_the_run_id(cwd, custom_cfg):
     mod = module(cwd, REWARDS)
     rewards = f"task.rewards=[{mod}:has_digit,{mod}.length]"
-    first = _cfg(cwd, rewards)
+    first = custom_cfg(rewards)
     digest = first.task.code_hashes[f"{mod}:has_digit"]
     assert len(digest) == 64 and first.task.data_hashes["train_source"]
-    assert records.run_dir(_cfg(cwd, rewards)) == records.run_dir(first)  # stable
+    assert run_dir(custom_cfg(rewards)) == run_dir(first)  # stable
 
     path = cwd / f"{mod}.py"
     path.write_text(path.read_text() + "\nTHRESHOLD = 2  # a constant beside the rewards changes them\n")
-    edited = _cfg(cwd, rewards)
+    edited = custom_cfg(rewards)
     assert edited.task.code_hashes[f"{mod}:has_digit"] != digest
-    assert records.run_dir(edited) != records.run_dir(first)
-    rec = records.new_record(edited, {}, started_at="t")
+    assert run_dir(edited) != run_dir(first)
+    rec = new_record(edited, {}, started_at="t")
     assert rec.config["task"]["code_hashes"] == dict(edited.task.code_hashes)
 
     data = cwd / "data.jsonl"
     data.write_text(EXAMPLE_DATA.read_text())
-    before = records.run_dir(_cfg(cwd, rewards, data=data))
+    before = run_dir(custom_cfg(rewards, data=data))
     data.write_text(EXAMPLE_DATA.read_text().replace("moon", "sun"))
-    assert records.run_dir(_cfg(cwd, rewards, data=data)) != before
+    assert run_dir(custom_cfg(rewards, data=data)) != before
 
 
-def test_weights_reach_the_aggregator_in_one_place(cwd):
+def test_weights_reach_the_aggregator_in_one_place(cwd, custom_cfg):
     mod = module(cwd, REWARDS)
-    cfg = _cfg(cwd, f"task.rewards=[{{path:{mod}.has_digit,weight:3}},{mod}:Pair]")
+    cfg = custom_cfg(f"task.rewards=[{{path:{mod}.has_digit,weight:3}},{mod}:Pair]")
     assert list(cfg.aggregator.weights) == [3.0, 1.0, 1.0]
     prepare_config(cfg)  # idempotent
     with pytest.raises(TaskInputError, match=r"set them in one place"):
-        _cfg(cwd, f"task.rewards=[{{path:{mod}.has_digit,weight:3}}]", "aggregator.weights=[1.0]")
+        custom_cfg(f"task.rewards=[{{path:{mod}.has_digit,weight:3}}]", "aggregator.weights=[1.0]")
 
 
-def test_prepare_requires_source_and_rewards(cwd):
+def test_prepare_requires_source_and_rewards(cwd, custom_cfg):
     with pytest.raises(TaskInputError, match="task.train_source: required"):
         prepare_config(compose(["task=custom", "task.rewards=[m:f]"]))
     with pytest.raises(TaskInputError, match="task.rewards: give at least one"):
-        _cfg(cwd)
+        custom_cfg()
 
 
 # ------------------------------------------------------------------------------------------ data
-def _task(cwd, *overrides, data=EXAMPLE_DATA):
-    cfg = _cfg(cwd, *overrides, data=data)
-    return get_task(cfg.task)
+@pytest.fixture
+def custom_task(custom_cfg):
+    """The `custom` task of `custom_cfg(*overrides, data=...)`."""
+    return lambda *overrides, data=EXAMPLE_DATA: get_task(custom_cfg(*overrides, data=data).task)
 
 
-def test_text_prompts_become_chat_and_eval_is_held_out(cwd):
+def test_text_prompts_become_chat_and_eval_is_held_out(cwd, custom_task):
     mod = module(cwd, REWARDS)
-    task = _task(cwd, f"task.rewards=[{mod}:has_digit]", "task.system_prompt=Be brief.")
+    task = custom_task(f"task.rewards=[{mod}:has_digit]", "task.system_prompt=Be brief.")
     data = task.build(None, seed=0)
     assert len(data.train_dataset) == 32 and len(data.eval_dataset) == 8
     assert not set(data.train_dataset["id"]) & set(data.eval_dataset["id"])
@@ -281,7 +286,7 @@ def test_text_prompts_become_chat_and_eval_is_held_out(cwd):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "dir"])
-def test_csv_parquet_and_directory_sources(cwd, fmt):
+def test_csv_parquet_and_directory_sources(cwd, fmt, custom_task):
     import pandas as pd
 
     mod = module(cwd, REWARDS)
@@ -296,7 +301,7 @@ def test_csv_parquet_and_directory_sources(cwd, fmt):
         path = cwd / f"data.{fmt}"
         df.to_csv(path, index=False) if fmt == "csv" else df.to_parquet(path)
         extra = []
-    task = _task(cwd, f"task.rewards=[{mod}:needs_answer]", "task.prompt_column=question", *extra, data=path)
+    task = custom_task(f"task.rewards=[{mod}:needs_answer]", "task.prompt_column=question", *extra, data=path)
     data = task.build(None, seed=0)
     assert len(data.train_dataset) + len(data.eval_dataset) == (6 if fmt != "dir" else 6)
     assert (
@@ -305,38 +310,38 @@ def test_csv_parquet_and_directory_sources(cwd, fmt):
     )
 
 
-def test_data_errors_name_source_column_and_row(cwd):
+def test_data_errors_name_source_column_and_row(cwd, custom_cfg, custom_task):
     mod = module(cwd, REWARDS)
     reward = f"task.rewards=[{mod}:has_digit]"
     with pytest.raises(TaskInputError, match=r"data source 'nope.jsonl': no such file"):
-        _cfg(cwd, reward, "task.eval_source=nope.jsonl")
+        custom_cfg(reward, "task.eval_source=nope.jsonl")
     with pytest.raises(
         TaskInputError,
         match=r"no prompt column 'question' \(task.prompt_column\); columns: \['id', 'prompt', 'topic'\]",
     ):
-        _task(cwd, reward, "task.prompt_column=question").build(None, seed=0)
+        custom_task(reward, "task.prompt_column=question").build(None, seed=0)
     bad = cwd / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": 3}) + "\n")
     with pytest.raises(
         TaskInputError, match=r"row 1: the prompt is int 3; expected text or a non-empty list"
     ):
-        _task(cwd, reward, data=bad).build(None, seed=0)
+        custom_task(reward, data=bad).build(None, seed=0)
     with pytest.raises(
         TaskInputError, match=r"task.eval_source='someorg/no-such-set' \(split 'test'\): could not be read"
     ):
-        _task(cwd, reward, "task.eval_source=someorg/no-such-set").build(None, seed=0)  # offline in tests
+        custom_task(reward, "task.eval_source=someorg/no-such-set").build(None, seed=0)  # offline in tests
     (cwd / "notes.md").write_text("x")
     with pytest.raises(TaskInputError, match=r"unknown file type '.md'; expected one of \['.csv', '.json'"):
-        _task(cwd, reward, data=cwd / "notes.md").build(None, seed=0)
+        custom_task(reward, data=cwd / "notes.md").build(None, seed=0)
     dup = cwd / "dup.jsonl"
     dup.write_text("".join(json.dumps({"id": "a", "prompt": p}) + "\n" for p in "xyz"))
     with pytest.raises(TaskInputError, match=r"rows 0 and 1 share the id 'a'"):
-        _task(cwd, reward, data=dup).build(None, seed=0)
+        custom_task(reward, data=dup).build(None, seed=0)
 
 
-def test_missing_column_names_function_and_column(cwd):
+def test_missing_column_names_function_and_column(cwd, custom_task):
     mod = module(cwd, REWARDS)
-    task = _task(cwd, f"task.rewards=[{mod}:needs_answer]")
+    task = custom_task(f"task.rewards=[{mod}:needs_answer]")
     with pytest.raises(TaskInputError) as e:
         task.build(None, seed=0)
     assert str(e.value) == (
@@ -345,14 +350,14 @@ def test_missing_column_names_function_and_column(cwd):
     )
 
 
-def test_probe_catches_a_wrong_return_before_training(cwd):
+def test_probe_catches_a_wrong_return_before_training(cwd, custom_task):
     mod = module(cwd, REWARDS)
     with pytest.raises(TaskInputError, match=r"returned 1 values for 2 completions"):
-        _task(cwd, f"task.rewards=[{mod}:too_short]").build(None, seed=0)
-    _task(cwd, f"task.rewards=[{mod}:too_short]", "task.probe_rows=0").build(None, seed=0)  # off
+        custom_task(f"task.rewards=[{mod}:too_short]").build(None, seed=0)
+    custom_task(f"task.rewards=[{mod}:too_short]", "task.probe_rows=0").build(None, seed=0)  # off
 
 
-def test_chat_prompts_and_chat_messages_pass_through(cwd):
+def test_chat_prompts_and_chat_messages_pass_through(cwd, custom_task):
     mod = module(cwd, REWARDS)
     data = cwd / "chat.jsonl"
     rows = [
@@ -360,15 +365,14 @@ def test_chat_prompts_and_chat_messages_pass_through(cwd):
         for i in range(5)
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    built = _task(cwd, f"task.rewards=[{mod}:has_digit]", data=data).build(None, seed=0)
+    built = custom_task(f"task.rewards=[{mod}:has_digit]", data=data).build(None, seed=0)
     assert built.train_dataset[0]["prompt"][0] == {"role": "system", "content": "s"}
 
 
 # ------------------------------------------------------------------------------------ evaluation
-def test_evaluate_through_the_generic_rewards_eval_plus_custom_functions(cwd):
+def test_evaluate_through_the_generic_rewards_eval_plus_custom_functions(cwd, custom_task):
     mod = module(cwd, REWARDS)
-    task = _task(
-        cwd,
+    task = custom_task(
         f"task.rewards=[{{path:{mod}.has_digit,binary:true}},{{path:{mod}.length,high:10}}]",
         f"task.eval_functions=[{{path:{mod}.length,name:chars}}]",
     )
@@ -398,13 +402,13 @@ def test_evaluate_through_the_generic_rewards_eval_plus_custom_functions(cwd):
         ("[{mod}:needs_answer]", "rvpo-train: reward '{mod}:needs_answer': needs column(s) ['answer']"),
     ],
 )
-def test_rvpo_train_prints_one_line(cwd, cache_dir, rewards, expected, capsys):
+def test_rvpo_train_prints_one_line(cwd, compose_cfg, rewards, expected, capsys):
     from rvpo_repro.cli import one_line_errors
-    from rvpo_repro.train import train_and_evaluate
+    from rvpo_repro.run.job import train_and_evaluate
 
     mod = module(cwd, REWARDS)
-    cfg = compose(["task=custom", f"task.train_source={EXAMPLE_DATA}", f"task.rewards={rewards.format(mod=mod)}",
-                   f"paths.results_dir={cwd / 'results'}", f"paths.cache_dir={cache_dir}", "logger=disabled"])  # fmt: skip
+    cfg = compose_cfg("task=custom", f"task.train_source={EXAMPLE_DATA}", f"task.rewards={rewards.format(mod=mod)}",
+                      "logger=disabled", root=cwd)  # fmt: skip
     with pytest.raises(SystemExit) as e:
         one_line_errors(train_and_evaluate, "rvpo-train")(cfg)
     ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rvpo-train:")]
@@ -435,14 +439,14 @@ def test_example_experiment_file_composes_and_resolves(monkeypatch):
     }  # fmt: skip
 
 
-def test_empty_files_and_columns_of_mixed_kinds_are_one_line_naming_source_row_and_column(cwd):
+def test_empty_files_and_columns_of_mixed_kinds_are_one_line_naming_source_row_and_column(cwd, custom_task):
     from rvpo_repro.tasks.custom_data import check_columns_agree, to_dataset
 
     mod = module(cwd, REWARDS)
     reward = f"task.rewards=[{mod}:has_digit]"
     (cwd / "empty.jsonl").write_text("\n")
     with pytest.raises(TaskInputError) as e:
-        _task(cwd, reward, data=cwd / "empty.jsonl").build(None, seed=0)
+        custom_task(reward, data=cwd / "empty.jsonl").build(None, seed=0)
     assert str(e.value) == (
         f"task.train_source='{cwd / 'empty.jsonl'}': the file is empty; expected JSON rows (one object a line, "
         "or a list of objects)"
@@ -455,7 +459,7 @@ def test_empty_files_and_columns_of_mixed_kinds_are_one_line_naming_source_row_a
         )
     )
     with pytest.raises(TaskInputError) as e:
-        _task(cwd, reward, data=mixed).build(None, seed=0)
+        custom_task(reward, data=mixed).build(None, seed=0)
     assert str(e.value) == (
         f"task.train_source='{mixed}': column 'tags' is list in row 3 (id 'r3') but text in row 0; one kind per "
         "column (write every value of it the same way)"

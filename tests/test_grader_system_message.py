@@ -13,7 +13,7 @@ except ImportError:
     from judge_server import ScriptedChatServer, request_key
 
 from rvpo_repro.config import compose
-from rvpo_repro.evals import healthbench
+from rvpo_repro.evals import healthbench, healthbench_grader
 from rvpo_repro.judges import make_judge
 from rvpo_repro.judges.scripted import ScriptedJudge
 from rvpo_repro.run.job import eval_judge
@@ -51,7 +51,7 @@ def test_configured_system_message_is_sent_and_recorded(tmp_path, monkeypatch, s
         result = task.evaluate(data.eval_dataset, [[r] for r in replies], tokenizer=None)
         received = set(srv.logic.attempts)
     examples = [json.loads(s) for s in data.eval_dataset["example_json"]]
-    template = healthbench.load_grader_template("builtin", str(tmp_path))
+    template = healthbench_grader.load_grader_template("builtin", str(tmp_path))
     expected = {
         request_key(req.to_messages())
         for ex, reply in zip(examples, replies, strict=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rvpo_repro.evals import healthbench as hb
+from rvpo_repro.evals import healthbench_grader
 from rvpo_repro.evals.base import column_mean
 from rvpo_repro.evals.fixtures import HEALTHBENCH_RECORD0, write_healthbench_fixture, write_rar_fixture
 from rvpo_repro.judges.base import JudgeRequest, JudgeResult
@@ -207,9 +208,12 @@ def test_loader_sources(tmp_path, monkeypatch):
 
 def test_rendering_matches_simple_evals_form():
     convo = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    assert hb.render_conversation(convo) == "user: Hi\n\nassistant: Hello"
-    assert hb.render_rubric_item(RUBRICS[3]) == "[-6] Recommends an opioid painkiller for a mild headache."
-    assert hb.render_rubric_item({"criterion": "x", "points": 2.5, "tags": []}) == "[2.5] x"
+    assert healthbench_grader.render_conversation(convo) == "user: Hi\n\nassistant: Hello"
+    assert (
+        healthbench_grader.render_rubric_item(RUBRICS[3])
+        == "[-6] Recommends an opioid painkiller for a mild headache."
+    )
+    assert healthbench_grader.render_rubric_item({"criterion": "x", "points": 2.5, "tags": []}) == "[2.5] x"
     prompt = hb.grader_prompt("user: hi", "[1] y")
     assert "user: hi" in prompt and "[1] y" in prompt and "<<" not in prompt
     for phrase in [

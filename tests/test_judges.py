@@ -1,4 +1,4 @@
-"""Judges against a real OpenAI-compatible HTTP server on loopback (tests/judge_server.py).
+"""Judges against a real OpenAI-compatible HTTP server on loopback (tests/helpers/judge_server.py).
 
 The server scripts each request's fate from its content (see judge_server's docstring): verdicts,
 429/5xx, timeouts, malformed replies. Every grade call runs under `bounded`, so a hang fails the
@@ -22,9 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from judge_server import ScriptedChatServer, directive
+from helpers.judge_server import ScriptedChatServer, directive
 
-from rvpo_repro.config import JudgeConfig, compose, validate
+from rvpo_repro.config import validate
 from rvpo_repro.judges import (
     JUDGES,
     JudgeCache,
@@ -37,6 +37,7 @@ from rvpo_repro.judges import (
 from rvpo_repro.judges.base import Judge, option
 from rvpo_repro.judges.hf_judge import HFJudge
 from rvpo_repro.judges.openai_judge import OpenAIJudge
+from rvpo_repro.schemas import JudgeConfig
 
 LIMIT_S = 20.0  # no single grade call in this file may take longer
 SECRET = "sk-test-LEAKCHECK-8f3a9c2e71d04b56"
@@ -370,10 +371,10 @@ def test_make_judge_registry_and_errors():
 
 
 @pytest.mark.parametrize("option", ["openai", "vllm_local", "hf_tiny"])
-def test_judge_configs_compose_and_build(option, monkeypatch, cache_dir):
+def test_judge_configs_compose_and_build(option, monkeypatch, cache_dir, compose_cfg):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    cfg = compose([f"judge={option}", f"paths.cache_dir={cache_dir}"])
+    cfg = compose_cfg(f"judge={option}")
     validate(cfg)
     judge = make_judge(cfg.judge, cache_dir=cache_dir)
     assert judge.backend == cfg.judge.backend and SECRET not in repr(judge)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro import records
 from rvpo_repro.config import compose
+from rvpo_repro.run.record import config_hash, load_record, run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,8 +143,8 @@ def test_choosing_a_launcher_leaves_the_run_record_unchanged(launcher):
             f"+launcher={launcher}",
         ]
     )
-    assert records.config_hash(base) == records.config_hash(other)
-    assert records.run_dir(base) == records.run_dir(other)
+    assert config_hash(base) == config_hash(other)
+    assert run_dir(base) == run_dir(other)
 
 
 # ----------------------------------------------------------------------------- a sweep through submitit
@@ -158,23 +158,8 @@ def _env() -> dict:
     }
 
 
-def _sweep_cmd(tmp_path: Path, cache_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "rvpo_repro.train",
-        "--multirun",
-        "experiment=toy_smoke",
-        "aggregator=grpo,rvpo",
-        "trainer.max_steps=1",
-        "task.num_eval_prompts=4",
-        "task.eval_samples=1",
-        "logger=disabled",
-        "+launcher=submitit_local",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.sweep.dir={tmp_path / 'multirun'}",
-    ]
+SWEEP = ["aggregator=grpo,rvpo", "trainer.max_steps=1", "task.num_eval_prompts=4", "task.eval_samples=1",
+         "logger=disabled", "+launcher=submitit_local"]  # fmt: skip
 
 
 def _records(tmp_path: Path) -> dict[str, Path]:
@@ -198,9 +183,9 @@ def _skip_lines(tmp_path: Path) -> set[str]:
 @pytest.mark.slow
 @needs_submitit
 def test_submitit_sweep_runs_both_jobs_then_a_rerun_runs_only_the_missing_one(
-    tmp_path, cache_dir, tiny_model_dir
+    tmp_path, train_cmd, tiny_model_dir
 ):
-    cmd = _sweep_cmd(tmp_path, cache_dir)
+    cmd = train_cmd(*SWEEP, multirun=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=_env(), cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Submitit 'local' sweep output dir" in proc.stdout + proc.stderr
@@ -220,7 +205,7 @@ def test_submitit_sweep_runs_both_jobs_then_a_rerun_runs_only_the_missing_one(
     assert second["grpo"].stat().st_mtime_ns == kept_mtime  # not rerun
     skipped = _skip_lines(tmp_path)
     assert len(skipped) == 1 and first["grpo"].parent.name in skipped.pop(), skipped
-    assert records.load_record(second["rvpo"]).seed == 0
+    assert load_record(second["rvpo"]).seed == 0
 
 
 # ----------------------------------------------------------------------------- GPU check script

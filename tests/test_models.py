@@ -7,7 +7,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rvpo_repro.config import ModelConfig, TinyModelConfig
 from rvpo_repro.models import (
     build_tiny_model,
     ensure_tiny_model,
@@ -16,6 +15,7 @@ from rvpo_repro.models import (
     resolve_model_path,
     tiny_model_id,
 )
+from rvpo_repro.schemas import ModelConfig, TinyModelConfig
 
 
 def _digests(path):

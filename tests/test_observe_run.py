@@ -5,33 +5,24 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.wandb_file import run_config
 
-from rvpo_repro.records import load_record
-
-sys.path.insert(0, str(Path(__file__).parent))
-from wandb_file import run_config  # noqa: E402
+from rvpo_repro.run.record import load_record
 
 pytestmark = pytest.mark.slow
 
 
-def test_short_run_shows_progress_and_logs_a_browsable_wandb_run(tmp_path, cache_dir):
-    cmd = [
-        sys.executable,
-        "-m",
-        "rvpo_repro.train",
-        "experiment=toy_smoke",
+def test_short_run_shows_progress_and_logs_a_browsable_wandb_run(tmp_path, train_cmd):
+    cmd = train_cmd(
         "trainer.max_steps=4",
         "trainer.save_steps=4",
         "trainer.log_completions=true",
         "trainer.num_completions_to_print=1",
         f"paths.root_dir={tmp_path}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-    ]
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK")}
     env.update(WANDB_MODE="offline", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)  # stderr: not a TTY

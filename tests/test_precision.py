@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from rvpo_repro.config import CONF_DIR, ConfigError, compose, grpo_kwargs, validate
+from rvpo_repro.config import ConfigError, compose, conf_dir, grpo_kwargs, validate
 from rvpo_repro.models import load_model, precision_args
 
 PAPER_MODELS = ["qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b", "qwen2.5-14b"]
@@ -24,7 +24,7 @@ def test_paper_models_train_in_bf16_mode_from_model_dtype_alone(model):
     assert cfg.trainer.bf16 is True  # follows model.dtype; no experiment sets it
     kwargs = grpo_kwargs(cfg)
     assert (kwargs["bf16"], kwargs["fp16"]) == (True, False)
-    accelerate = yaml.safe_load((CONF_DIR / "accelerate" / f"{cfg.model.accelerate}.yaml").read_text())
+    accelerate = yaml.safe_load((conf_dir() / "accelerate" / f"{cfg.model.accelerate}.yaml").read_text())
     assert accelerate["mixed_precision"] == "no"  # the accelerate file does not set it a second time
 
 

@@ -12,8 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rvpo_repro import figures, records, report, stats
-from rvpo_repro.report import DASH, build_report, load_reference, paper_numbers
+from rvpo_repro.analysis import report
+from rvpo_repro.analysis.labels import method_label
+from rvpo_repro.analysis.paper import DASH, load_reference, paper_numbers
+from rvpo_repro.analysis.report import build_report
+from rvpo_repro.analysis.runs import load_runs
+from rvpo_repro.analysis.seed_stats import hierarchical_mean_ci
+from rvpo_repro.analysis.wandb_report import log_table
+from rvpo_repro.evals.base import metric
+from rvpo_repro.io import write_jsonl
+from rvpo_repro.run.record import LOG_HISTORY_FILE, load_record, new_record, run_dir, write_record
 
 ENV = {
     "python": "3.11.7",
@@ -68,10 +76,10 @@ def write_runs(results_dir, experiment="toy", aggregators=("grpo", "gdpo", "rvpo
                 )
             ex = pd.DataFrame(rows)
             columns = {f"rewards/{c}": c for c in ("all_constraints", "fluency", "upper", "digit")}
-            metrics = {m: records.metric(ex[c].mean(), ex[c].sem(), n_examples) for m, c in columns.items()}
+            metrics = {m: metric(ex[c].mean(), ex[c].sem(), n_examples) for m, c in columns.items()}
             norm = {"fluency": ex.fluency.mean() / 3, "upper": ex.upper.mean(), "digit": ex.digit.mean()}
             worst = min(norm, key=norm.get)
-            metrics["rewards/bottleneck"] = records.metric(norm[worst], None, n_examples) | {"channel": worst}
+            metrics["rewards/bottleneck"] = metric(norm[worst], None, n_examples) | {"channel": worst}
             primary = "rewards/all_constraints"
             if metric_names:  # rename metrics (and their example columns) for paper-mapped experiments
                 metrics = {metric_names.get(k, k): v for k, v in metrics.items()}
@@ -91,14 +99,14 @@ def write_runs(results_dir, experiment="toy", aggregators=("grpo", "gdpo", "rvpo
                 if wandb_url
                 else None
             )
-            rec = records.new_record(
+            rec = new_record(
                 cfg, metrics, started_at="2026-01-01T00:00:00+00:00", environment=ENV, extra=extra
             )
             rec.primary_metric, rec.example_columns = primary, columns
-            d = records.run_dir(cfg)
-            records.write_record(d, rec, rows if with_examples else [])
+            d = run_dir(cfg)
+            write_record(d, rec, rows if with_examples else [])
             if with_history:
-                records.write_jsonl(d / records.LOG_HISTORY_FILE, history(rng, agg, p_seed, fluency))
+                write_jsonl(d / LOG_HISTORY_FILE, history(rng, agg, p_seed, fluency))
     return results_dir
 
 
@@ -138,9 +146,9 @@ def test_tables_written_in_three_formats_with_values_from_the_records(toy):
     root, rep = toy
     assert {k: p.name for k, p in rep.tables.items()} == {"md": "toy.md", "csv": "toy.csv", "tex": "toy.tex"}
     csv = pd.read_csv(rep.tables["csv"])
-    runs = report.load_runs(root, "toy")
-    for (method, metric), row in csv.set_index(["method", "metric"]).iterrows():
-        values = runs.df.loc[runs.df.method == method, metric]
+    runs = load_runs(root, "toy")
+    for (method, metric_name), row in csv.set_index(["method", "metric"]).iterrows():
+        values = runs.df.loc[runs.df.method == method, metric_name]
         assert row["mean"] == pytest.approx(values.mean()) and row["seeds"] == 3
         assert row.ci_low <= row["mean"] <= row.ci_high
     md = rep.tables["md"].read_text()
@@ -254,7 +262,7 @@ def test_reference_file_is_valid_and_keyed_on_track_model_variant():
     variants = {
         v for e in ref["entries"] for v in e["variants"]
     }  # every variant is a label method_label renders
-    rendered = {report.method_label(a) for a in ({"name": "gdpo"}, {"name": "gdpo", "reduce": "mean"}, {"name": "hard_min"},
+    rendered = {method_label(a) for a in ({"name": "gdpo"}, {"name": "gdpo", "reduce": "mean"}, {"name": "hard_min"},
                 aggregator_cfg("rvpo", 5.0), aggregator_cfg("rvpo", 1.0), aggregator_cfg("rvpo", 2.0, "linear"))}  # fmt: skip
     assert variants <= rendered
 
@@ -379,44 +387,40 @@ def test_without_per_example_scores_falls_back_to_seeds(tmp_path):
 
 
 def test_method_label_is_absolute_and_names_every_set_option():
-    assert report.method_label(aggregator_cfg("gdpo")) == "gdpo"
-    assert report.method_label({"name": "gdpo", "reduce": "mean"}) == "gdpo (mean)"
-    assert report.method_label({"name": "gdpo", "reduce": "sum", "use_item_weights": False}) == "gdpo"
-    assert report.method_label(aggregator_cfg("rvpo", 1.0)) == "rvpo (k=1)"
-    assert report.method_label(aggregator_cfg("rvpo", 2.0, "linear")) == "rvpo (k 0.5→2)"
+    assert method_label(aggregator_cfg("gdpo")) == "gdpo"
+    assert method_label({"name": "gdpo", "reduce": "mean"}) == "gdpo (mean)"
+    assert method_label({"name": "gdpo", "reduce": "sum", "use_item_weights": False}) == "gdpo"
+    assert method_label(aggregator_cfg("rvpo", 1.0)) == "rvpo (k=1)"
+    assert method_label(aggregator_cfg("rvpo", 2.0, "linear")) == "rvpo (k 0.5→2)"
+    assert method_label({"name": "rvpo", "risk": 1.0, "use_item_weights": True}) == "rvpo (k=1, item weights)"
     assert (
-        report.method_label({"name": "rvpo", "risk": 1.0, "use_item_weights": True})
-        == "rvpo (k=1, item weights)"
+        method_label({"name": "variance_penalty", "beta": 0.1, "eps": None}) == "variance_penalty (beta=0.1)"
     )
-    assert (
-        report.method_label({"name": "variance_penalty", "beta": 0.1, "eps": None})
-        == "variance_penalty (beta=0.1)"
-    )
-    assert report.method_label({"name": "hard_min"}) == "hard_min"
-    assert report.method_label({"name": "grpo", "scale": "group"}) == "grpo"  # conf/aggregator/grpo.yaml
-    assert report.method_label({"name": "grpo", "scale": "batch"}) == "grpo (scale=batch)"
+    assert method_label({"name": "hard_min"}) == "hard_min"
+    assert method_label({"name": "grpo", "scale": "group"}) == "grpo"  # conf/aggregator/grpo.yaml
+    assert method_label({"name": "grpo", "scale": "batch"}) == "grpo (scale=batch)"
 
 
 def test_hierarchical_mean_ci_covers_the_mean_and_widens_with_seed_spread():
     rng = np.random.default_rng(0)
     tight = rng.normal(0.5, 0.1, (3, 200))
     spread = tight + np.array([[-0.2], [0.0], [0.2]])
-    lo, hi = stats.hierarchical_mean_ci(tight, n_resamples=2000, seed=0)
-    lo2, hi2 = stats.hierarchical_mean_ci(spread, n_resamples=2000, seed=0)
+    lo, hi = hierarchical_mean_ci(tight, n_resamples=2000, seed=0)
+    lo2, hi2 = hierarchical_mean_ci(spread, n_resamples=2000, seed=0)
     assert lo < tight.mean() < hi and (hi2 - lo2) > 3 * (hi - lo)
     assert not math.isnan(lo)
 
 
 def test_wandb_is_skipped_unless_online(tmp_path, monkeypatch):
     write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False, logger_mode="online")
-    runs = report.load_runs(tmp_path, "toy")
+    runs = load_runs(tmp_path, "toy")
     monkeypatch.setenv("WANDB_MODE", "offline")
-    assert figures.log_wandb(runs, pd.DataFrame()) is False
+    assert log_table(runs, pd.DataFrame()) is False
 
 
 def test_wandb_table_logged_when_online(tmp_path, monkeypatch):
     write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False, logger_mode="online")
-    runs = report.load_runs(tmp_path, "toy")
+    runs = load_runs(tmp_path, "toy")
     calls = {}
 
     class FakeRun:
@@ -439,7 +443,7 @@ def test_wandb_table_logged_when_online(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", FakeWandb)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     table = pd.DataFrame({"method": ["gdpo"], "p": [np.nan]})
-    assert figures.log_wandb(runs, table) is True
+    assert log_table(runs, table) is True
     assert calls["init"]["project"] == "rvpo-repro" and calls["init"]["job_type"] == "report"
     logged = calls["log"]["report/toy"].dataframe
     assert logged.p.tolist() == [None] and calls["finished"]
@@ -453,7 +457,7 @@ def test_a_seed_key_fixed_in_some_runs_is_a_setting_not_a_seed(tmp_path):
     for data_seed, seeds in ((0, (0, 1)), (7, (2, 3))):
         task = {"name": "toy_constraints", "data_seed": data_seed}
         write_runs(tmp_path, "toy", ["rvpo"], seeds=seeds, with_history=False, extra_config={"task": task})
-    recs = [records.load_record(d) for d in sorted((tmp_path / "runs" / "toy").iterdir())]
+    recs = [load_record(d) for d in sorted((tmp_path / "runs" / "toy").iterdir())]
     assert seed_followers(recs) == set()
     assert seed_followers(recs[:1]) == {("task", "data_seed")}  # one run: it equals its seed
     with pytest.raises(ConfigConflictError, match="task.data_seed: 0 -> 7"):

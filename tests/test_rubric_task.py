@@ -158,23 +158,13 @@ def test_build_and_evaluate_on_fixtures(tmp_path):
 
 
 @pytest.mark.slow
-def test_rubric_tiny_trains_with_per_item_channels_and_writes_record(tmp_path, cache_dir):
+def test_rubric_tiny_trains_with_per_item_channels_and_writes_record(tmp_path, train_cmd):
     import os
     import subprocess
-    import sys
 
-    from rvpo_repro.records import load_examples, load_log_history, load_record
+    from rvpo_repro.run.record import load_examples, load_log_history, load_record
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "rvpo_repro.train",
-        "experiment=rubric_tiny",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-        "logger=disabled",
-    ]
+    cmd = train_cmd("logger=disabled", experiment="rubric_tiny")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]

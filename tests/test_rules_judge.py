@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rvpo_repro.config import JudgeConfig
 from rvpo_repro.evals import healthbench
 from rvpo_repro.judges import make_judge
 from rvpo_repro.judges.rules import RulesJudge, check, split_request
+from rvpo_repro.schemas import JudgeConfig
 from rvpo_repro.tasks.rubric import item_request
 
 

@@ -1,4 +1,4 @@
-"""Tests for rvpo_repro.stats: agreement with scipy, textbook Holm, degenerate inputs, example ids."""
+"""Tests for rvpo_repro.analysis.stats and .seed_stats: agreement with scipy, textbook Holm, degenerate inputs, example ids."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from rvpo_repro import stats
+from rvpo_repro.analysis.seed_stats import hierarchical_bootstrap, mann_whitney, welch
+from rvpo_repro.analysis.stats import (
+    cohens_d,
+    cohens_dz,
+    hedges_g,
+    holm,
+    paired_bootstrap,
+    paired_permutation,
+    paired_t,
+    wilcoxon,
+)
 
 B = 10_000  # resamples for the Monte-Carlo comparisons with scipy
 
@@ -38,7 +48,7 @@ def pair():
 # ------------------------------------------------------------------ against scipy
 def test_bootstrap_ci_and_p_match_scipy(pair):
     a, b = pair
-    ours = stats.paired_bootstrap(a, b, n_resamples=B, seed=1)
+    ours = paired_bootstrap(a, b, n_resamples=B, seed=1)
     ref = sps.bootstrap((a, b), mean_diff, paired=True, method="percentile", n_resamples=B, rng=2)
     se = np.std(a - b, ddof=1) / math.sqrt(a.size)
     assert ours.ci[0] == pytest.approx(ref.confidence_interval.low, abs=0.15 * se)
@@ -56,7 +66,7 @@ def test_bootstrap_p_agrees_with_its_ci():
     rng = np.random.default_rng(3)
     for shift in (0.0, 0.1, 0.25, 0.5):
         a = rng.normal(size=120)
-        r = stats.paired_bootstrap(a, a - rng.normal(shift, 1, 120), n_resamples=4000, seed=0)
+        r = paired_bootstrap(a, a - rng.normal(shift, 1, 120), n_resamples=4000, seed=0)
         if r.p_value < 0.04:
             assert not r.ci[0] <= 0 <= r.ci[1]
         if r.p_value > 0.06:
@@ -65,7 +75,7 @@ def test_bootstrap_p_agrees_with_its_ci():
 
 def test_permutation_p_matches_scipy_randomised(pair):
     a, b = pair
-    ours = stats.paired_permutation(a, b, n_resamples=B, seed=1)
+    ours = paired_permutation(a, b, n_resamples=B, seed=1)
     ref = sps.permutation_test((a, b), mean_diff, permutation_type="samples", n_resamples=B, rng=2)
     assert ours.p_value == pytest.approx(ref.pvalue, abs=mc_tol(ref.pvalue))
     assert 0.001 < ours.p_value < 0.5
@@ -79,7 +89,7 @@ def test_permutation_exact_equals_scipy(kind):
         a, b = rng.normal(size=11), rng.normal(0.5, 1, 11)
     else:  # 0/1 correctness: many tied |T*|, where a rounding slip would change the count
         a, b = rng.binomial(1, 0.7, 12).astype(float), rng.binomial(1, 0.4, 12).astype(float)
-    ours = stats.paired_permutation(a, b, n_resamples=B)
+    ours = paired_permutation(a, b, n_resamples=B)
     ref = sps.permutation_test((a, b), mean_diff, permutation_type="samples", n_resamples=B)
     assert ours.note.startswith("exact") and ours.n_resamples == 2**a.size
     assert ours.p_value == pytest.approx(ref.pvalue, rel=1e-12)
@@ -87,7 +97,7 @@ def test_permutation_exact_equals_scipy(kind):
 
 def test_permutation_exact_by_hand():
     # d = (1, 2, 3): the 8 signed sums are +-6, +-4, +-2, 0, 0; |T*| >= |T_obs| = 2 for +-6 only
-    r = stats.paired_permutation([1.0, 2.0, 3.0], [0.0, 0.0, 0.0], n_resamples=8)
+    r = paired_permutation([1.0, 2.0, 3.0], [0.0, 0.0, 0.0], n_resamples=8)
     assert r.p_value == pytest.approx(2 / 8)
     assert r.statistic == pytest.approx(2.0)
 
@@ -98,17 +108,17 @@ def test_wilcoxon_equals_scipy():
     b = np.round(a + rng.normal(0.3, 1, 40), 1)
     b[:4] = a[:4]  # zero differences
     for method in ("auto", "approx"):
-        ours, ref = stats.wilcoxon(a, b, method=method), sps.wilcoxon(a, b, method=method)
+        ours, ref = wilcoxon(a, b, method=method), sps.wilcoxon(a, b, method=method)
         assert (ours.p_value, ours.test_statistic) == (ref.pvalue, ref.statistic)
-    ours, zeros = stats.wilcoxon(a, b), int(np.sum(a == b))
+    ours, zeros = wilcoxon(a, b), int(np.sum(a == b))
     assert zeros >= 4 and f"{zeros} zero differences" in ours.note and ours.n == 40
-    small = stats.wilcoxon(a[4:14], b[4:14])  # exact distribution branch
+    small = wilcoxon(a[4:14], b[4:14])  # exact distribution branch
     assert small.p_value == sps.wilcoxon(a[4:14], b[4:14]).pvalue
 
 
 def test_paired_t_equals_scipy(pair):
     a, b = pair
-    ours, ref = stats.paired_t(a, b, confidence=0.9), sps.ttest_rel(a, b)
+    ours, ref = paired_t(a, b, confidence=0.9), sps.ttest_rel(a, b)
     ci = ref.confidence_interval(0.9)
     assert (ours.p_value, ours.test_statistic, ours.df) == (ref.pvalue, ref.statistic, ref.df)
     assert ours.ci == (ci.low, ci.high) and ours.confidence == 0.9
@@ -117,7 +127,7 @@ def test_paired_t_equals_scipy(pair):
 
 def test_welch_and_mann_whitney_equal_scipy():
     a, b = np.array([0.61, 0.58, 0.66, 0.63]), np.array([0.55, 0.57, 0.52, 0.59, 0.50])
-    ours, ref = stats.welch(a, b), sps.ttest_ind(a, b, equal_var=False)
+    ours, ref = welch(a, b), sps.ttest_ind(a, b, equal_var=False)
     ci = ref.confidence_interval(0.95)
     assert (ours.p_value, ours.test_statistic, ours.df, ours.ci) == (
         ref.pvalue,
@@ -127,7 +137,7 @@ def test_welch_and_mann_whitney_equal_scipy():
     )
     assert ours.statistic == pytest.approx(a.mean() - b.mean())
     assert (ours.n, ours.n_b, ours.effect_name) == (4, 5, "hedges_g")
-    mw, ref = stats.mann_whitney(a, b), sps.mannwhitneyu(a, b, alternative="two-sided")
+    mw, ref = mann_whitney(a, b), sps.mannwhitneyu(a, b, alternative="two-sided")
     assert (mw.p_value, mw.test_statistic) == (ref.pvalue, ref.statistic)
     assert mw.effect_size == pytest.approx(2 * ref.statistic / 20 - 1)
 
@@ -136,16 +146,14 @@ def test_effect_sizes_by_formula():
     a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 3.0, 5.0])
     pooled = math.sqrt((np.var(a, ddof=1) * 3 + np.var(b, ddof=1) * 2) / 5)
     d = (a.mean() - b.mean()) / pooled
-    assert stats.cohens_d(a, b) == pytest.approx(d)
+    assert cohens_d(a, b) == pytest.approx(d)
     # exact J(df=5) = G(2.5) / (sqrt(2.5) G(2)); the usual approximation is 1 - 3 / (4 df - 1)
     j = math.gamma(2.5) / (math.sqrt(2.5) * math.gamma(2.0))
-    assert stats.hedges_g(a, b) == pytest.approx(d * j)
+    assert hedges_g(a, b) == pytest.approx(d * j)
     assert j == pytest.approx(1 - 3 / 19, abs=3e-3)
     with pytest.raises(ValueError, match="Hedges' g needs"):
-        stats.hedges_g([1.0, 2.0], [3.0])
-    assert stats.cohens_dz([1.0, 2.0, 4.0], [0.0, 0.0, 0.0]) == pytest.approx(
-        7 / 3 / np.std([1, 2, 4], ddof=1)
-    )
+        hedges_g([1.0, 2.0], [3.0])
+    assert cohens_dz([1.0, 2.0, 4.0], [0.0, 0.0, 0.0]) == pytest.approx(7 / 3 / np.std([1, 2, 4], ddof=1))
 
 
 # ------------------------------------------------------------------------- Holm
@@ -164,7 +172,7 @@ def test_effect_sizes_by_formula():
 )
 def test_holm_textbook_values(raw, expected):
     for given_as in (raw, np.array(raw, dtype=float)):
-        out = stats.holm(given_as)
+        out = holm(given_as)
         assert isinstance(out, np.ndarray) and out.shape == (len(raw),)
         np.testing.assert_allclose(out, expected, rtol=1e-12)
 
@@ -181,7 +189,7 @@ def _holm_textbook(p):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(0, 1), max_size=12))
 def test_holm_properties(raw):
-    out = stats.holm(raw)
+    out = holm(raw)
     np.testing.assert_allclose(out, _holm_textbook(raw), rtol=1e-12, atol=0)
     assert np.all(out >= np.asarray(raw)) and np.all(out <= 1)
 
@@ -189,18 +197,16 @@ def test_holm_properties(raw):
 @pytest.mark.parametrize("bad", [[0.1, None], [0.1, float("nan")], [1.5], [-0.1]])
 def test_holm_rejects_untestable(bad):
     with pytest.raises(ValueError, match="bad at positions"):
-        stats.holm(bad)
+        holm(bad)
 
 
 # -------------------------------------------------------------------- determinism
 @pytest.mark.parametrize(
     "run",
     [
-        lambda a, b, seed: stats.paired_bootstrap(a, b, n_resamples=2000, seed=seed),
-        lambda a, b, seed: stats.paired_permutation(a, b, n_resamples=2000, seed=seed),
-        lambda a, b, seed: stats.hierarchical_bootstrap(
-            [a, b, a + b], [b, a, a], n_resamples=2000, seed=seed
-        ),
+        lambda a, b, seed: paired_bootstrap(a, b, n_resamples=2000, seed=seed),
+        lambda a, b, seed: paired_permutation(a, b, n_resamples=2000, seed=seed),
+        lambda a, b, seed: hierarchical_bootstrap([a, b, a + b], [b, a, a], n_resamples=2000, seed=seed),
     ],
     ids=["bootstrap", "permutation", "hierarchical"],
 )
@@ -214,33 +220,33 @@ def test_same_seed_same_numbers_other_seed_other_draws(pair, run):
 
 def test_seed_none_is_refused(pair):
     with pytest.raises(ValueError, match="seed=None"):
-        stats.paired_bootstrap(*pair, seed=None)
+        paired_bootstrap(*pair, seed=None)
 
 
 # ---------------------------------------------------------------- degenerate inputs
 def test_identical_runs():
     a = np.array([0.2, 0.9, 0.4, 0.4, 1.0])
-    for fn in (stats.paired_bootstrap, stats.paired_t):
+    for fn in (paired_bootstrap, paired_t):
         r = fn(a, a.copy())
         assert (r.p_value, r.ci, r.statistic) == (1.0, (0.0, 0.0), 0.0)
-    assert stats.paired_permutation(a, a).p_value == 1.0
-    r = stats.wilcoxon(a, a)
+    assert paired_permutation(a, a).p_value == 1.0
+    r = wilcoxon(a, a)
     assert r.p_value == 1.0 and r.note
-    r = stats.welch([0.5, 0.5], [0.5, 0.5])
+    r = welch([0.5, 0.5], [0.5, 0.5])
     assert (r.p_value, r.ci) == (1.0, (0.0, 0.0)) and r.note
 
 
 def test_constant_nonzero_difference():
-    r = stats.paired_t([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
+    r = paired_t([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
     assert (r.p_value, r.ci, r.test_statistic) == (0.0, (1.0, 1.0), math.inf) and "zero variance" in r.note
 
 
 def test_one_seed_per_method_cannot_run():
     runs = [np.array([0.1, 0.5, 0.9])]
     for r in (
-        stats.welch([0.6], [0.5, 0.4]),
-        stats.mann_whitney([0.6], [0.5, 0.4]),
-        stats.hierarchical_bootstrap(runs, [np.array([0.2, 0.4, 0.6])] * 2),
+        welch([0.6], [0.5, 0.4]),
+        mann_whitney([0.6], [0.5, 0.4]),
+        hierarchical_bootstrap(runs, [np.array([0.2, 0.4, 0.6])] * 2),
     ):
         assert r.p_value is None and r.ci is None
         assert "at least 2 seeds" in r.note and "got 1 and 2" in r.note
@@ -248,7 +254,7 @@ def test_one_seed_per_method_cannot_run():
 
 
 def test_single_pair_cannot_run():
-    r = stats.paired_bootstrap([1.0, np.nan], [0.0, 0.0])
+    r = paired_bootstrap([1.0, np.nan], [0.0, 0.0])
     assert r.p_value is None and r.n == 1 and r.n_dropped == 1 and "at least 2" in r.note
 
 
@@ -257,32 +263,32 @@ def test_nan_pairs_dropped_and_counted(pair):
     a[[0, 5]], b[[5, 9]] = np.nan, np.nan
     keep = np.ones(a.size, bool)
     keep[[0, 5, 9]] = False
-    for fn in (stats.paired_bootstrap, stats.paired_permutation, stats.paired_t, stats.wilcoxon):
+    for fn in (paired_bootstrap, paired_permutation, paired_t, wilcoxon):
         r = fn(a, b)
         assert (r.n, r.n_dropped) == (77, 3)
         assert r == dataclasses.replace(fn(a[keep], b[keep]), n_dropped=3)
-    r = stats.welch([0.5, np.nan, 0.6, 0.7], [0.4, 0.3, np.nan])
+    r = welch([0.5, np.nan, 0.6, 0.7], [0.4, 0.3, np.nan])
     assert (r.n, r.n_b, r.n_dropped) == (3, 2, 2)
 
 
 def test_all_nan_is_an_error():
     with pytest.raises(ValueError, match="no complete pairs"):
-        stats.paired_t([np.nan, 1.0], [0.0, np.nan])
+        paired_t([np.nan, 1.0], [0.0, np.nan])
     with pytest.raises(ValueError, match="no scores left"):
-        stats.welch([np.nan, np.nan], [0.1, 0.2])
+        welch([np.nan, np.nan], [0.1, 0.2])
 
 
 def test_bad_shapes_and_parameters():
     with pytest.raises(ValueError, match=r"len\(a\)=5, len\(b\)=4"):
-        stats.paired_bootstrap(np.zeros(5), np.zeros(4))
+        paired_bootstrap(np.zeros(5), np.zeros(4))
     with pytest.raises(ValueError, match="1-D"):
-        stats.paired_t(np.zeros((2, 3)), np.zeros((2, 3)))
+        paired_t(np.zeros((2, 3)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="confidence"):
-        stats.paired_bootstrap(np.zeros(5), np.ones(5), confidence=95)
+        paired_bootstrap(np.zeros(5), np.ones(5), confidence=95)
     with pytest.raises(ValueError, match="n_resamples"):
-        stats.paired_permutation(np.zeros(5), np.ones(5), n_resamples=0)
+        paired_permutation(np.zeros(5), np.ones(5), n_resamples=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        stats.paired_t([1.0, 2.0], [0.0, 0.5]).p_value = 0.0
+        paired_t([1.0, 2.0], [0.0, 0.5]).p_value = 0.0
 
 
 # ----------------------------------------------------------------------- example ids
@@ -291,9 +297,9 @@ def test_series_are_aligned_by_example_id(pair):
     ids = [f"ex{i}" for i in range(a.size)]
     shuffled = np.random.default_rng(0).permutation(a.size)
     sa, sb = pd.Series(a, index=ids), pd.Series(b, index=ids).iloc[shuffled]
-    for fn in (stats.paired_bootstrap, stats.paired_permutation, stats.paired_t, stats.wilcoxon):
+    for fn in (paired_bootstrap, paired_permutation, paired_t, wilcoxon):
         assert fn(sa, sb) == fn(a, b)
-    assert stats.paired_t(a, b[shuffled], ids_a=ids, ids_b=[ids[i] for i in shuffled]) == stats.paired_t(a, b)
+    assert paired_t(a, b[shuffled], ids_a=ids, ids_b=[ids[i] for i in shuffled]) == paired_t(a, b)
 
 
 def test_mismatched_ids_name_the_missing_ones():
@@ -302,13 +308,13 @@ def test_mismatched_ids_name_the_missing_ones():
     with pytest.raises(
         ValueError, match=r"1 missing from b \(e\.g\. \['q3'\]\), 1 missing from a \(e\.g\. \['q9'\]\)"
     ):
-        stats.paired_t(sa, sb)
+        paired_t(sa, sb)
     with pytest.raises(ValueError, match="only one side"):
-        stats.paired_t(sa, [0.1, 0.2, 0.3])
+        paired_t(sa, [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="duplicate example ids in b"):
-        stats.paired_t(sa, [0.1, 0.2, 0.3], ids_b=["q1", "q1", "q2"])
+        paired_t(sa, [0.1, 0.2, 0.3], ids_b=["q1", "q1", "q2"])
     with pytest.raises(ValueError, match="ids_a has 2 ids for 3 scores"):
-        stats.paired_t([0.1, 0.2, 0.3], [0.1, 0.2, 0.3], ids_a=["q1", "q2"], ids_b=["q1", "q2", "q3"])
+        paired_t([0.1, 0.2, 0.3], [0.1, 0.2, 0.3], ids_a=["q1", "q2"], ids_b=["q1", "q2", "q3"])
 
 
 # -------------------------------------------------------------- hierarchical bootstrap
@@ -328,7 +334,7 @@ def test_hierarchical_bootstrap_matches_index_resampling():
     difficulty = rng.normal(size=60)  # shared by every run: the crossed design
     xa = np.array([difficulty + rng.normal(0.3 + 0.2 * s, 0.5, 60) for s in range(4)])
     xb = np.array([difficulty + rng.normal(0.1 * s, 0.5, 60) for s in range(3)])
-    ours = stats.hierarchical_bootstrap(list(xa), list(xb), n_resamples=4000, seed=0)
+    ours = hierarchical_bootstrap(list(xa), list(xb), n_resamples=4000, seed=0)
     dist = _hier_reference(xa, xb, 4000, np.random.default_rng(1))
     sd = dist.std()
     assert ours.statistic == pytest.approx(xa.mean() - xb.mean())
@@ -342,16 +348,16 @@ def test_hierarchical_bootstrap_nan_examples_and_shapes():
     runs_a, runs_b = [rng.random(30) for _ in range(3)], [rng.random(30) for _ in range(2)]
     runs_a[1][[2, 7]] = np.nan
     runs_b[0][7] = np.nan
-    r = stats.hierarchical_bootstrap(runs_a, runs_b, n_resamples=500)
+    r = hierarchical_bootstrap(runs_a, runs_b, n_resamples=500)
     assert r.n_dropped == 2 and np.isfinite(r.p_value)
     with pytest.raises(ValueError, match="lengths found: \\[29, 30\\]"):
-        stats.hierarchical_bootstrap([rng.random(30), rng.random(29)], runs_b)
+        hierarchical_bootstrap([rng.random(30), rng.random(29)], runs_b)
     with pytest.raises(ValueError, match="runs_a score 30 examples, runs_b 20"):
-        stats.hierarchical_bootstrap(runs_a, [rng.random(20)] * 2)
+        hierarchical_bootstrap(runs_a, [rng.random(20)] * 2)
 
 
 def test_hierarchical_bootstrap_identical_methods():
     rng = np.random.default_rng(6)
     runs = [rng.random(50) for _ in range(3)]
-    r = stats.hierarchical_bootstrap(runs, [x.copy() for x in runs], n_resamples=2000)
+    r = hierarchical_bootstrap(runs, [x.copy() for x in runs], n_resamples=2000)
     assert r.statistic == 0.0 and r.ci[0] < 0 < r.ci[1] and r.p_value > 0.9

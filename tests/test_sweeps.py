@@ -1,4 +1,4 @@
-"""The paper sweeps (sweeps/*.yaml, Hydra configs) and their planner (rvpo_repro.plan, `rvpo-sweep`):
+"""The paper sweeps (sweeps/*.yaml, Hydra configs) and their planner (rvpo_repro.sweep, `rvpo-sweep`):
 every run composes to the intended model, task, aggregator and seed; the expansion is Hydra's; the
 cost figures and the headers agree; dry runs and launch commands are what Hydra and accelerate take."""
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from rvpo_repro import plan, records
-from rvpo_repro.config import CONF_DIR, compose, validate
-from rvpo_repro.cost import estimate
+from rvpo_repro.config import compose, conf_dir, validate
+from rvpo_repro.run.record import config_hash, run_dir
+from rvpo_repro.sweep import plan
+from rvpo_repro.sweep.cost import estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -104,7 +105,7 @@ def test_sweep_runs_resolve_to_intended_cells(plans, name):
     assert len(got) == len(set(got)), f"{name}: a run is planned twice"
     assert set(got) == EXPECTED[name]
     assert {j.cfg.experiment_name for j in jobs} == {FAMILY[name]}  # one family per sweep
-    run_dirs = {records.run_dir(run_cfg(j.cfg)) for j in jobs}
+    run_dirs = {run_dir(run_cfg(j.cfg)) for j in jobs}
     assert len(run_dirs) == len(jobs), f"{name}: two runs would share one record"
     for job in jobs:
         validate(run_cfg(job.cfg), construct_trl=False)
@@ -140,7 +141,7 @@ def test_header_states_runs_and_gpu_hours_that_match_the_estimate(plans, name):
 def test_risk_ablation_shares_the_annealed_and_gdpo_runs_with_healthbench_scaling(plans):
     def dirs(name, aggregators=None):
         return {
-            records.run_dir(run_cfg(j.cfg))
+            run_dir(run_cfg(j.cfg))
             for x in plans[name]
             for j in x.jobs
             if aggregators is None or j.cfg.hydra.runtime.choices.aggregator in aggregators
@@ -156,7 +157,7 @@ def test_a_sweep_run_is_the_family_run_with_the_same_choices():
     by hand share one record."""
     by_sweep = compose(["+sweeps=tool_calling", "model=qwen2.5-1.5b", "aggregator=gdpo", "seed=1"])
     by_hand = compose(["experiment=tool_calling", "model=qwen2.5-1.5b", "aggregator=gdpo", "seed=1"])
-    assert records.config_hash(by_sweep) == records.config_hash(by_hand)
+    assert config_hash(by_sweep) == config_hash(by_hand)
 
 
 # ----------------------------------------------------------------------------- expansion (Hydra's grammar)
@@ -242,7 +243,7 @@ def test_launch_commands_compose_with_each_launcher(plans, name):
     assert local[1:3] == ["-m", "accelerate.commands.launch"]
     assert local[local.index("--num_processes") + 1] == str(x.gpus)
     config = Path(local[local.index("--config_file") + 1])  # absolute: the job may start anywhere
-    assert config == CONF_DIR / "accelerate" / f"{x.accelerate}.yaml" and config.is_file()
+    assert config == conf_dir() / "accelerate" / f"{x.accelerate}.yaml" and config.is_file()
     cfg = compose(_hydra_args(local), return_hydra_config=True)
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "basic" and cfg.model.name == x.model
 
@@ -282,7 +283,7 @@ def test_accelerate_env_of_the_configs(monkeypatch):
 # ----------------------------------------------------------------------------- the command line
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rvpo_repro.plan", *args],
+        [sys.executable, "-m", "rvpo_repro.sweep", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -338,6 +339,6 @@ def test_make_target_calls_the_planner():
         cwd=ROOT,
         timeout=60,
     )
-    assert "-m rvpo_repro.plan tool_calling --launcher slurm --dry-run -- seed=0" in proc.stdout, (
+    assert "-m rvpo_repro.sweep tool_calling --launcher slurm --dry-run -- seed=0" in proc.stdout, (
         proc.stdout + proc.stderr
     )

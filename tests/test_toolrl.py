@@ -23,7 +23,7 @@ from rvpo_repro.tasks.toolrl import (
     write_prepared_split,
     write_rlla_fixture,
 )
-from rvpo_repro.tasks.toolrl_rewards import correctness_reward, format_reward
+from rvpo_repro.tasks.toolrl.rewards import correctness_reward, format_reward
 
 THINK = "<think> plan </think>"
 
@@ -443,7 +443,7 @@ def test_evaluate_with_the_bfcl_module(tokenizer):
 
 def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
     pytest.importorskip("rvpo_repro.evals.bfcl")
-    from fixtures_bfcl import write_bfcl_fixture
+    from helpers.fixtures_bfcl import write_bfcl_fixture
 
     cfg = ToolRLConfig(source="fixture", fixture_examples=60, bfcl_source=str(write_bfcl_fixture(tmp_path)))
     task = get_task(cfg)
@@ -497,18 +497,14 @@ def test_tool_calling_tiny_is_offline_and_small():
 
 
 @pytest.mark.slow
-def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, cache_dir):
+def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, train_cmd):
     import os
     import subprocess
 
-    from rvpo_repro.records import load_examples, load_record
+    from rvpo_repro.run.record import load_examples, load_record
 
     bfcl = pytest.importorskip("rvpo_repro.evals.bfcl", reason="rvpo_repro.evals.bfcl is not there yet")
     overrides = [
-        "experiment=tool_calling_tiny",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
         "logger=disabled",
         "trainer.max_steps=4",  # the wiring, not learning: a few steps keep make test short
         "trainer.save_steps=4",
@@ -516,11 +512,11 @@ def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, cache_dir):
     try:
         bfcl.package_data_dir()
     except FileNotFoundError:  # no bfcl-eval wheel: the BFCL test fixture in the real file schema
-        from fixtures_bfcl import write_bfcl_fixture
+        from helpers.fixtures_bfcl import write_bfcl_fixture
 
         overrides.append(f"task.bfcl_source={write_bfcl_fixture(tmp_path / 'bfcl')}")
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "rvpo_repro.train", *overrides]
+    cmd = train_cmd(*overrides, experiment="tool_calling_tiny")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (run_dir,) = list((tmp_path / "results" / "runs" / "tool_calling_tiny").iterdir())
@@ -539,12 +535,12 @@ def test_tool_calling_tiny_trains_evaluates_and_records(tmp_path, cache_dir):
 
 
 @pytest.mark.parametrize("option", ["toolrl", "toolrl_tiny"])
-def test_task_options_compose_against_the_schema(option):
+def test_task_options_compose_against_the_schema(option, compose_cfg):
     from omegaconf import OmegaConf
 
-    from rvpo_repro.config import compose, validate
+    from rvpo_repro.config import validate
 
-    cfg = compose([f"task={option}", "paths.output_dir=/tmp/unused"])
+    cfg = compose_cfg(f"task={option}")
     validate(cfg)
     assert OmegaConf.get_type(cfg.task) is ToolRLConfig
     assert cfg.task.bfcl_categories == toolrl.BFCL_CATEGORIES and cfg.task.split_seed == 31415

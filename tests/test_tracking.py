@@ -9,25 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.wandb_file import run_config
 
 from rvpo_repro import tracking
 from rvpo_repro.evals.base import EvalResult, metric
 from rvpo_repro.tracking import RANK_ENV, wandb_id, wandb_run
-
-sys.path.insert(0, str(Path(__file__).parent))
-from wandb_file import run_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _single_process(monkeypatch):
     for name in RANK_ENV:
         monkeypatch.delenv(name, raising=False)
-
-
-def _cfg(root: Path, *overrides: str):
-    from rvpo_repro.config import compose
-
-    return compose([f"paths.root_dir={root}", "paths.output_dir=/tmp/unused", *overrides])
 
 
 # ---------------------------------------------------------------------------------- ids and ranks
@@ -56,23 +48,23 @@ def test_rank_comes_from_the_launcher_environment(monkeypatch):
         tracking.process_rank()
 
 
-def test_only_the_main_process_opens_a_run(tmp_path, monkeypatch):
+def test_only_the_main_process_opens_a_run(tmp_path, monkeypatch, compose_cfg):
     monkeypatch.setenv("RANK", "1")
-    with wandb_run(_cfg(tmp_path), "run-a", {"x": 1}) as run:
+    with wandb_run(compose_cfg(), "run-a", {"x": 1}) as run:
         assert run is None
     assert not (tmp_path / "wandb").exists()
 
 
 # ------------------------------------------------------------------------- resume, folder, sync
-def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
+def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path, compose_cfg):
     import wandb
 
-    from rvpo_repro import records
-    from rvpo_repro.pipeline import save_result
+    from rvpo_repro.run.job import save_result
+    from rvpo_repro.run.record import load_record, new_record, run_id, utc_now
 
-    cfg = _cfg(tmp_path)
+    cfg = compose_cfg()
     assert cfg.logger.dir == str(tmp_path)  # every job's W&B runs land in <root>/wandb
-    rid = records.run_id(cfg)
+    rid = run_id(cfg)
     ids = []
     for attempt in range(2):  # the first job is cut short, the second resumes it
         with wandb_run(cfg, rid, {"attempt": attempt}) as run:
@@ -85,7 +77,7 @@ def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
                     {"rewards/a": "a"},
                     primary="rewards/a",
                 )
-                record = records.new_record(cfg, result.metrics, started_at=records.utc_now())
+                record = new_record(cfg, result.metrics, started_at=utc_now())
                 save_result(tmp_path / "rec", record, result, run)
         assert wandb.run is None
     assert ids == [rid, rid]
@@ -93,7 +85,7 @@ def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
     # two starts within one second share a timestamp: W&B then suffixes the second folder (-1)
     assert len(folders) == 2 and all(re.search(rf"-{re.escape(rid)}(-\d+)?$", f.name) for f in folders)
 
-    extra = records.load_record(tmp_path / "rec").extra["wandb"]
+    extra = load_record(tmp_path / "rec").extra["wandb"]
     assert extra == {
         "id": rid,
         "path": f"{cfg.logger.project}/{rid}",
@@ -116,16 +108,16 @@ def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path):
     assert files == {(f / f"run-{rid}.wandb").resolve() for f in folders}, listed
 
 
-def test_logger_run_id_overrides_the_derived_id(tmp_path):
-    with wandb_run(_cfg(tmp_path, "logger.run_id=fresh-1"), "run-a", {}) as run:
+def test_logger_run_id_overrides_the_derived_id(tmp_path, compose_cfg):
+    with wandb_run(compose_cfg("logger.run_id=fresh-1"), "run-a", {}) as run:
         assert run.id == "fresh-1"
 
 
 @pytest.mark.parametrize("asked", [False, True])
-def test_trl_profiling_timings_stay_out_of_the_summary_unless_asked(tmp_path, asked):
+def test_trl_profiling_timings_stay_out_of_the_summary_unless_asked(tmp_path, asked, compose_cfg):
     import wandb
 
-    cfg = _cfg(tmp_path, f"logger.profiling={str(asked).lower()}")
+    cfg = compose_cfg(f"logger.profiling={str(asked).lower()}")
     at_finish = {}
     with wandb_run(cfg, f"run-prof-{asked}", {}) as run:
         run.log({"train/global_step": 1, "train/loss": 0.5})
@@ -157,7 +149,7 @@ def test_eval_table_has_prompt_completion_score_and_sub_scores():
 
 
 # ------------------------------------------------------------------------- model config nesting
-def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir):
+def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir, compose_cfg):
     from transformers import AutoModelForCausalLM, TrainerState
     from trl import GRPOConfig
 
@@ -165,7 +157,7 @@ def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir)
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     args = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="wandb", learning_rate=3e-4)
-    cfg = _cfg(tmp_path)
+    cfg = compose_cfg()
     with wandb_run(cfg, "nest-1", {"aggregator": {"name": "rvpo"}}) as run:
         NestedWandbCallback().setup(args, TrainerState(), model)
         live = run.config.as_dict()  # what the client holds and sends
@@ -179,11 +171,11 @@ def test_hf_model_config_is_nested_in_the_wandb_config(tmp_path, tiny_model_dir)
 
 
 # ------------------------------------------------------------------------------ completions table
-def test_completions_table_option_reaches_grpo_config(tmp_path):
-    from rvpo_repro.config import grpo_config as grpo_args
+def test_completions_table_option_reaches_grpo_config(tmp_path, compose_cfg):
+    from rvpo_repro.config import grpo_config
 
-    default = grpo_args(_cfg(tmp_path), str(tmp_path / "ckpt"), "none")
+    default = grpo_config(compose_cfg(), str(tmp_path / "ckpt"), "none")
     assert default.log_completions is False and default.disable_tqdm is False
-    cfg = _cfg(tmp_path, "trainer.log_completions=true", "trainer.num_completions_to_print=2")
-    args = grpo_args(cfg, str(tmp_path / "ckpt"), "wandb")
+    cfg = compose_cfg("trainer.log_completions=true", "trainer.num_completions_to_print=2")
+    args = grpo_config(cfg, str(tmp_path / "ckpt"), "wandb")
     assert args.log_completions is True and args.num_completions_to_print == 2

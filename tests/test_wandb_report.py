@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rvpo_repro import records
 from rvpo_repro.analysis.report import build_report
+from rvpo_repro.run.record import load_log_history, load_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "results" / "snapshot" / "runs" / "toy"
@@ -64,8 +64,8 @@ def test_dry_run_spec_matches_keys_the_trainer_logged(tmp_path):
     assert rep.wandb_spec == tmp_path / "report" / "toy" / "wandb_report.json" and rep.wandb_url is None
     spec = json.loads(rep.wandb_spec.read_text())
     dirs = sorted(p.parent for p in (tmp_path / "runs" / "toy").glob("*/result.json"))
-    logged = {k for d in dirs for row in records.load_log_history(d) for k in row}
-    check_spec(spec, logged, [records.load_record(d) for d in dirs])
+    logged = {k for d in dirs for row in load_log_history(d) for k in row}
+    check_spec(spec, logged, [load_record(d) for d in dirs])
 
 
 @pytest.mark.slow
@@ -75,5 +75,5 @@ def test_dry_run_spec_against_a_fresh_training_run(tmp_path):
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=900)
     rep = build_report("toy_smoke", tmp_path, tmp_path, wandb=True, dry_run=True, snapshot=None)
     dirs = sorted(p.parent for p in (tmp_path / "runs" / "toy_smoke").glob("*/result.json"))
-    logged = {k for d in dirs for row in records.load_log_history(d) for k in row}
-    check_spec(json.loads(rep.wandb_spec.read_text()), logged, [records.load_record(d) for d in dirs])
+    logged = {k for d in dirs for row in load_log_history(d) for k in row}
+    check_spec(json.loads(rep.wandb_spec.read_text()), logged, [load_record(d) for d in dirs])

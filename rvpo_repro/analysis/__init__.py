@@ -2,7 +2,7 @@
 
 - runs: load an experiment's run records (finished, failed, unfinished), group them by config
 - labels: `method_label(agg_cfg)`, the one place aggregator labels are rendered
-- stats, seed_stats: significance tests (paired; across seeds); `rvpo_repro.stats` re-exports them
+- stats, seed_stats: significance tests (paired; across seeds)
 - compare: the report's rule for which CI and test each row gets
 - paper: the paper's numbers (results/paper_reference.yaml)
 - table: the results table and its Markdown / CSV / LaTeX files
@@ -10,4 +10,5 @@
 - interval_estimates, leaderboard: the aggregator benchmark (IQM, stratified bootstrap, probability
   of improvement, performance profiles; `make benchmark`)
 - report: the `rvpo-report` driver (imported by nothing here)
+- ablation: the risk ablation's table and figures (`python -m rvpo_repro.analysis.ablation`)
 """

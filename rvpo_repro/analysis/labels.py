@@ -6,6 +6,10 @@
 defaults (None, `reduce: sum`, `use_item_weights: false`, grpo `scale: group`) are not shown; any other set option is
 shown as `key=value`, so two configs that differ in an aggregator option never share a label.
 paper_reference.yaml names its variants by these labels.
+
+`setting_label` names a setting of the risk ablation, where k is the x axis: the risk is always
+shown (the caller fills in the aggregator's default), a schedule by its ends and shape, hard_min
+as k = ∞: `rvpo (k=1)`, `rvpo (k 0.5→2, linear)`, `hard min (k=∞)`, `variance penalty (β=0.5)`.
 """
 
 from __future__ import annotations
@@ -57,3 +61,21 @@ def method_label(agg_cfg: dict) -> str:
             continue
         parts.append(f"{key}={_value(v)}")
     return f"{agg_cfg['name']} ({', '.join(parts)})" if parts else str(agg_cfg["name"])
+
+
+def setting_label(agg: dict) -> str:
+    """The label of one risk-ablation setting (see the module docstring); `risk` (rvpo at a constant
+    k) and `beta` (variance_penalty) must be set."""
+    name = agg.get("name")
+    risk, schedule = risk_of(agg)
+    if name == "rvpo" and schedule not in (None, "constant") and agg.get("risk_start") is not None:
+        return f"rvpo (k {agg['risk_start']:g}→{risk:g}, {schedule})"
+    if name == "rvpo":
+        return f"rvpo (k={risk:g})"
+    if name == "hard_min":
+        return "hard min (k=∞)"
+    if name == "variance_penalty":
+        return f"variance penalty (β={agg['beta']:g})"
+    raise ValueError(
+        f"aggregator {name!r} is not a setting of the risk ablation (rvpo, hard_min, variance_penalty)"
+    )

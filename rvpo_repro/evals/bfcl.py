@@ -24,10 +24,10 @@ from typing import Any
 from rvpo_repro.evals.base import EvalResult, mean_metric, metric
 from rvpo_repro.evals.bfcl_checker import ast_check, is_no_call, language
 from rvpo_repro.evals.bfcl_parsing import PARSERS
-from rvpo_repro.records import read_jsonl
+from rvpo_repro.io import read_jsonl
 
 __all__ = [
-    "CATEGORIES", "ast_check", "available_categories", "bfcl_messages", "load_bfcl", "package_data_dir",
+    "CATEGORIES", "available_categories", "bfcl_messages", "load_bfcl", "package_data_dir",
     "sample_entries", "score",
 ]  # fmt: skip
 

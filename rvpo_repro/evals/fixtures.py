@@ -2,7 +2,8 @@
 
 No machine of this project can download the real data, so tests and tiny experiments run the real
 loaders on these. Content is synthetic and deterministic in `seed`; the schemas (field names,
-types, nesting, tag conventions) are those of /work/shared/data-formats.md.
+types, nesting, tag conventions) are those of the published files, which the loaders in
+rvpo_repro.evals and rvpo_repro.tasks.rubric read.
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ def _rar_record(rng: random.Random, i: int, domain: str) -> dict:
 def write_rar_fixture(path: str | Path, n: int = 8, seed: int = 0, domain: str = "medicine") -> Path:
     """Parquet of `n` RaR-Medicine/Science-schema records (7-10 rubric items each, all four
     categories, both pitfall readings). `rubric_list` holds the descriptions (an assumption: the
-    data-formats notes give only its type)."""
+    published schema gives only its type)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

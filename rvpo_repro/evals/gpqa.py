@@ -1,4 +1,4 @@
-"""GPQA-Diamond as simple-evals' `gpqa_eval.py` runs it (see /work/shared/data-formats.md).
+"""GPQA-Diamond as simple-evals' `gpqa_eval.py` (openai/simple-evals) runs it, on `HUB_FILE` of `HUB_REPO`.
 
 The CSV's rows are repeated `n_repeats` times as a whole (`rows * n_repeats`, as upstream), then
 each copy, in that order, draws `rng.sample(range(4), 4)` from one `random.Random(seed)` (seed 0

@@ -1,6 +1,6 @@
 """HealthBench (simple-evals `healthbench_eval.py`): loader, grader prompt, rubric scoring, aggregation.
 
-Semantics follow simple-evals (see /work/shared/data-formats.md): one judge call per rubric item;
+Semantics follow simple-evals' healthbench_eval.py (`BASE_URL`'s data): one judge call per rubric item;
 an example scores sum(points of met items) / sum(points of items with points > 0), unclipped; per
 rubric tag (axis:, level:, cluster:) the same formula over the items carrying the tag; per example
 tag (theme:) the overall score of those examples; each metric aggregates to its mean clipped to
@@ -26,17 +26,11 @@ from typing import Any, NoReturn
 import numpy as np
 
 from rvpo_repro.evals.base import EvalResult, metric
-from rvpo_repro.evals.healthbench_grader import (  # noqa: F401  (re-exported)
+from rvpo_repro.evals.healthbench_grader import (
     BUILTIN_TEMPLATE,
-    GRADER_SYSTEM,
     GraderTemplate,
-    grader_info,
     grader_messages,
-    load_grader_template,
     parse_upstream_verdict,
-    read_grader_template,
-    render_conversation,
-    render_rubric_item,
 )
 from rvpo_repro.io import download_once
 from rvpo_repro.judges.base import JudgeRequest

@@ -66,8 +66,8 @@ class HFJudge(Judge):
         model = option(cfg, "model")
         path = None
         if model == TINY:
-            from rvpo_repro.config import TinyModelConfig
             from rvpo_repro.models import ensure_tiny_model
+            from rvpo_repro.schemas import TinyModelConfig
 
             path = str(ensure_tiny_model(TinyModelConfig(), cache_dir or ".cache"))
         names = ("temperature", "max_tokens", "batch_size", "reask_limit", "seed", "device", "dtype")

@@ -28,6 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from rvpo_repro.config import grpo_config
+from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.generation import GenerationSettings, generate
 from rvpo_repro.rewards import NoUsableRewardError
 from rvpo_repro.run import record as record_mod
@@ -36,7 +37,7 @@ from rvpo_repro.run.checkpoints import publish_model
 from rvpo_repro.run.lifecycle import OpenRun, agree, join_ranks, open_run, plan_run
 from rvpo_repro.run.verdicts import check_missing_share, no_usable_reward, verdict_usage
 from rvpo_repro.tasks import get_task
-from rvpo_repro.tasks.base import EvalResult, Task, TaskData
+from rvpo_repro.tasks.base import Task, TaskData
 from rvpo_repro.tracking import log_eval_table, wandb_info, wandb_run
 
 log = logging.getLogger(__name__)

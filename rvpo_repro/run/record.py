@@ -21,11 +21,10 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from rvpo_repro.evals.base import metric  # noqa: F401  (part of this module's API)
 from rvpo_repro.io import atomic_write as _atomic_write
 from rvpo_repro.io import dumps as _dumps
 from rvpo_repro.io import jsonable as _jsonable
-from rvpo_repro.io import read_jsonl, write_jsonl  # noqa: F401  (part of this module's API)
+from rvpo_repro.io import read_jsonl, write_jsonl  # noqa: F401  (rvpo_repro.run.job writes through it)
 from rvpo_repro.run.provenance import environment_info, redact
 
 RESULT_FILE = "result.json"

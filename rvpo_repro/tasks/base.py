@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rvpo_repro.evals.base import EvalResult  # noqa: F401  (re-exported: its old home)
+from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.rewards import RewardChannel
 
 

@@ -34,12 +34,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from rvpo_repro.evals import gpqa, healthbench
+from rvpo_repro.evals import gpqa, healthbench, healthbench_grader
+from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.evals.fixtures import write_gpqa_fixture, write_healthbench_fixture, write_rar_fixture
 from rvpo_repro.judges.base import JudgeRequest
 from rvpo_repro.judges.parsing import parse_criteria_met
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel, completion_text
-from rvpo_repro.tasks.base import EvalResult, Task, TaskData, register_task
+from rvpo_repro.tasks.base import Task, TaskData, register_task
 
 FIXTURE = "fixture"  # a source value: write a small fixture in the real schema under the cache dir
 log = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ class RubricTask(Task):
         None sends none); the grader's description, with the system message actually sent, goes
         into the `healthbench/score` metric as "grader" so the record keeps it."""
         grader = self.eval_judge if self.eval_judge is not None else self._judge()
-        template = healthbench.load_grader_template(self.cfg.grader_template, self.cache_dir)
+        template = healthbench_grader.load_grader_template(self.cfg.grader_template, self.cache_dir)
         system = grader.system_message
         result = healthbench.evaluate(
             examples, replies, grader, seed=self.cfg.seed, template=template, system=system
@@ -289,7 +290,7 @@ class RubricTask(Task):
             "system_message": system,
         }
         training = None if self.judge is None else {"backend": self.judge.backend, "model": self.judge.model}
-        info = healthbench.grader_info(described, template, training_judge=training)
+        info = healthbench_grader.grader_info(described, template, training_judge=training)
         if self.eval_judge is None:
             info["is_training_judge"] = True
             info["notes"] = sorted(

@@ -12,8 +12,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_report import aggregator_cfg, write_runs  # noqa: E402
 
-from rvpo_repro import records, report, stats  # noqa: E402
+from rvpo_repro.analysis import report  # noqa: E402
 from rvpo_repro.analysis.compare import mean_ci  # noqa: E402
+from rvpo_repro.analysis.report import build_report  # noqa: E402
+from rvpo_repro.analysis.runs import ConfigConflictError, MissingMetricError, load_runs  # noqa: E402
+from rvpo_repro.analysis.seed_stats import hierarchical_bootstrap  # noqa: E402
+from rvpo_repro.analysis.stats import paired_permutation  # noqa: E402
+from rvpo_repro.analysis.table import BaselineError  # noqa: E402
+from rvpo_repro.run.record import RESULT_FILE  # noqa: E402
 
 pytestmark = pytest.mark.faults
 
@@ -24,8 +30,8 @@ def test_record_missing_a_metric_names_the_file_and_the_metric(tmp_path, capsys)
     data = json.loads(victim.read_text())
     del data["metrics"]["rewards/digit"]
     victim.write_text(json.dumps(data))
-    with pytest.raises(report.MissingMetricError, match=r"result\.json: metric 'rewards/digit' missing"):
-        report.load_runs(tmp_path, "toy")
+    with pytest.raises(MissingMetricError, match=r"result\.json: metric 'rewards/digit' missing"):
+        load_runs(tmp_path, "toy")
     assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert str(victim) in err and "rewards/digit" in err and "KeyError" not in err
@@ -33,7 +39,7 @@ def test_record_missing_a_metric_names_the_file_and_the_metric(tmp_path, capsys)
 
 def test_metric_asked_for_but_not_recorded_is_named(tmp_path):
     write_runs(tmp_path, "toy", ["gdpo"], seeds=(0,), with_history=False)
-    with pytest.raises(report.MissingMetricError, match="metric 'rewards/nope' missing from .*result.json"):
+    with pytest.raises(MissingMetricError, match="metric 'rewards/nope' missing from .*result.json"):
         report.build_report("toy", tmp_path, tmp_path, metric="rewards/nope", baseline="gdpo", snapshot=None)
 
 
@@ -51,10 +57,10 @@ def test_two_configs_under_one_label_are_refused_naming_both_runs(tmp_path):
     )
     ids = sorted(p.name for p in (tmp_path / "runs" / "toy").glob("*rvpo*"))
     assert len(ids) == 2
-    with pytest.raises(report.ConfigConflictError) as e:
-        report.load_runs(tmp_path, "toy")
+    with pytest.raises(ConfigConflictError) as e:
+        load_runs(tmp_path, "toy")
     assert all(i in str(e.value) for i in ids) and "trainer.max_steps" in str(e.value)
-    runs = report.load_runs(tmp_path, "toy", split_configs=True)  # the flag: one row per config
+    runs = load_runs(tmp_path, "toy", split_configs=True)  # the flag: one row per config
     assert sorted(set(runs.df.method)) == ["gdpo", "rvpo", "rvpo [trainer.max_steps=5]"]
 
 
@@ -62,7 +68,7 @@ def test_seeds_of_one_config_are_one_group(tmp_path):
     write_runs(
         tmp_path, "toy", ["rvpo"], seeds=(0, 1, 2), with_history=False
     )  # task.data_seed follows the seed
-    runs = report.load_runs(tmp_path, "toy")
+    runs = load_runs(tmp_path, "toy")
     assert runs.df.config_key.nunique() == 1 and runs.df.config_hash.nunique() == 3
 
 
@@ -71,7 +77,7 @@ def test_a_seed_key_fixed_at_one_value_is_a_setting_not_the_seed(tmp_path):
     write_runs(
         tmp_path, "toy", ["rvpo"], seeds=(0, 1, 2), with_history=False, extra_config={"eval": {"seed": 0}}
     )
-    assert report.load_runs(tmp_path, "toy").df.config_key.nunique() == 1
+    assert load_runs(tmp_path, "toy").df.config_key.nunique() == 1
 
 
 def test_unfinished_failed_and_missing_seeds_are_listed(tmp_path):
@@ -132,9 +138,9 @@ def test_a_bottleneck_row_clipped_like_its_channel_says_so_once(tmp_path):
 def test_baseline_naming_an_aggregator_with_variants_is_pinned(tmp_path):
     mean = {"name": "gdpo", "reduce": "mean"}
     write_runs(tmp_path, "toy", ["gdpo", mean, "rvpo"], seeds=(0, 1), with_history=False)
-    t = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).table
+    t = build_report("toy", tmp_path, tmp_path, baseline="gdpo", snapshot=None).table
     assert set(t[t.test == "baseline"].method) == {"gdpo"}  # the default variant (reduce: sum)
-    t = report.build_report("toy", tmp_path, tmp_path, baseline="gdpo (mean)", snapshot=None).table
+    t = build_report("toy", tmp_path, tmp_path, baseline="gdpo (mean)", snapshot=None).table
     assert set(t[t.test == "baseline"].method) == {"gdpo (mean)"}  # an exact label wins
 
 
@@ -146,21 +152,17 @@ def test_baseline_naming_a_risk_ablation_without_default_is_an_error(tmp_path):
         seeds=(0, 1),
         with_history=False,
     )
-    with pytest.raises(
-        report.BaselineError, match=r"'rvpo' names 2 variants here \(rvpo \(k=1\), rvpo \(k=5\)\)"
-    ):
-        report.build_report("toy", tmp_path, tmp_path, baseline="rvpo", snapshot=None)
-    t = report.build_report("toy", tmp_path, tmp_path, baseline="rvpo (k=1)", snapshot=None).table
+    with pytest.raises(BaselineError, match=r"'rvpo' names 2 variants here \(rvpo \(k=1\), rvpo \(k=5\)\)"):
+        build_report("toy", tmp_path, tmp_path, baseline="rvpo", snapshot=None)
+    t = build_report("toy", tmp_path, tmp_path, baseline="rvpo (k=1)", snapshot=None).table
     assert set(t[t.test == "baseline"].method) == {"rvpo (k=1)"}
 
 
 def test_permutation_p_value_keeps_its_add_one():
     # every random sign flip gives |T*| < |T_obs| when all 40 differences are +1: hits = 0
-    r = stats.paired_permutation(np.ones(40), np.zeros(40), n_resamples=999, seed=0)
+    r = paired_permutation(np.ones(40), np.zeros(40), n_resamples=999, seed=0)
     assert r.p_value == pytest.approx(1 / (1 + 999))
-    r = stats.hierarchical_bootstrap(
-        [np.ones(20) + 0.1 * i for i in range(3)], [np.zeros(20)] * 3, n_resamples=999
-    )
+    r = hierarchical_bootstrap([np.ones(20) + 0.1 * i for i in range(3)], [np.zeros(20)] * 3, n_resamples=999)
     assert r.p_value == pytest.approx(2 / (1 + 999))  # bootstrap: 2 (1 + 0) / (1 + B)
 
 
@@ -181,7 +183,7 @@ def test_record_writer_and_reader_agree_on_the_failed_marker(tmp_path):
     from rvpo_repro.analysis.runs import run_state
 
     assert run_state(d) == ("failed", "TypeError in reward")
-    assert records.RESULT_FILE == "result.json"
+    assert RESULT_FILE == "result.json"
 
 
 def _set_metric(run_dir: Path, metric: str, value) -> Path:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rvpo_repro.tasks.base import EvalResult, Task, TaskData, TaskInputError, register_task
+from rvpo_repro.evals.base import EvalResult
+from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
 from rvpo_repro.tasks.toolrl.data import RLLA_URL, load_rlla, read_raw, write_prepared_split
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, write_rlla_fixture
 from rvpo_repro.tasks.toolrl.rewards import ToolRLRewards

@@ -22,7 +22,7 @@ action for every later attempt. Without a directive the verdict is a function of
 A global `latency` (seconds) delays every answer.
 
 Thread mode: `with ScriptedChatServer(latency=0.05) as srv: srv.base_url ...`.
-Subprocess mode: `python tests/judge_server.py --latency 0.05` prints `PORT <n>` and serves
+Subprocess mode: `python tests/helpers/judge_server.py --latency 0.05` prints `PORT <n>` and serves
 until stdin closes; `spawn_server(latency)` wraps that.
 """
 

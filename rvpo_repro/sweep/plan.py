@@ -33,14 +33,18 @@ from unittest import mock
 from omegaconf import OmegaConf
 
 from rvpo_repro.analysis.labels import method_label
-from rvpo_repro.config import CONF_DIR, shipped_dir
-from rvpo_repro.cost import Estimate, estimate
+from rvpo_repro.config import conf_dir, shipped_dir
+from rvpo_repro.sweep.cost import Estimate, estimate
 from rvpo_repro.version import version_text
 
-__all__ = ["Estimate", "Job", "Launch", "Sweep", "available", "estimate", "expand", "load", "main", "plan"]
+__all__ = ["Job", "Launch", "Sweep", "available", "expand", "load", "main", "plan"]
 
 LAUNCHERS = ("local", "joblib", "slurm", "submitit_local")
-ACCELERATE_DIR = CONF_DIR / "accelerate"
+
+
+def accelerate_config(strategy: str) -> Path:
+    """conf/accelerate/<strategy>.yaml of this installation (absolute: a job may start anywhere)."""
+    return conf_dir() / "accelerate" / f"{strategy}.yaml"
 
 
 def sweeps_dirs() -> list[Path]:
@@ -99,11 +103,11 @@ def expand(sweep: Sweep) -> list[list[str]]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from rvpo_repro.config import CONF_DIR, register_configs
+    from rvpo_repro.config import register_configs
 
     register_configs()
     args = [f"{k}={v}" for k, v in sweep.params.items()] + [f"+sweeps={sweep.name}", *sweep.overrides]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
         (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(args), max_batch_size=None)
     return batch
@@ -156,14 +160,14 @@ def compose_jobs(jobs: list[list[str]]) -> list[Any]:
 def run_status(cfg: Any) -> str:
     from omegaconf import OmegaConf
 
-    from rvpo_repro import records
+    from rvpo_repro.run import record
 
     run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    run_dir = records.run_dir(run_cfg)
+    run_dir = record.run_dir(run_cfg)
     try:
-        if records.find_finished(run_dir, records.config_hash(run_cfg)) is not None:
+        if record.find_finished(run_dir, record.config_hash(run_cfg)) is not None:
             return "done"
-    except (records.RecordConflictError, ValueError):
+    except (record.RecordConflictError, ValueError):
         return "conflict"
     return "partial" if run_dir.exists() else "new"
 
@@ -174,7 +178,7 @@ def accelerate_env(strategy: str) -> dict[str, str]:
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    config = ACCELERATE_DIR / f"{strategy}.yaml"
+    config = accelerate_config(strategy)
     if not config.exists():
         raise ValueError(f"no accelerate config {config} (model.accelerate={strategy!r})")
     with mock.patch.dict(os.environ):  # derive from the file alone; the environment is restored after
@@ -207,7 +211,7 @@ def launch_command(
         )
     base = [sys.executable, "-m", "rvpo_repro.train"]
     if launcher == "local" and gpus > 1:  # every rank runs the same job sequence
-        config = str(ACCELERATE_DIR / f"{accelerate}.yaml")  # absolute: the job may start anywhere
+        config = str(accelerate_config(accelerate))
         base = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config]
         base += ["--num_processes", str(gpus), "-m", "rvpo_repro.train"]
     args = ["--multirun", f"+sweeps={sweep.name}", f"model={model}", *sweep.overrides]

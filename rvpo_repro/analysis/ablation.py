@@ -1,6 +1,6 @@
 """The risk ablation of an experiment: best and final held-out score per risk setting, and score vs k.
 
-python -m rvpo_repro.ablation --experiment rubric_toy [--results-dir results] [--out results]
+python -m rvpo_repro.analysis.ablation --experiment rubric_toy [--results-dir results] [--out results]
     [--metric healthbench/score]
 
 Reads the finished runs of the experiment (their records), keeps the RVPO-family settings
@@ -12,24 +12,36 @@ metric, `best` the test value at the best checkpoint: the one with the highest v
 split, the highest test value of the checkpoint evaluations (`trainer.eval_checkpoints=true`) and the
 final one, which the table's `best selected on` column labels optimistic; the paper reports its
 pair as peak -> final. Means over seeds, with a 95% t
-interval over seeds.
+interval over seeds (`compare.mean_ci`). Settings are named by `labels.setting_label`, with the
+aggregators' own defaults filled in (rvpo's risk, variance_penalty's beta).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from rvpo_repro.records import load_record
-from rvpo_repro.results import record_dirs
+from rvpo_repro.analysis.compare import mean_ci
+from rvpo_repro.analysis.labels import setting_label
+from rvpo_repro.analysis.runs import record_dirs
 from rvpo_repro.run.checkpoint_eval import best_checkpoint
+from rvpo_repro.run.record import load_record
 
 INF = math.inf
+
+
+@functools.cache
+def default(name: str, option: str) -> float:
+    """The value aggregator `name` gives `option` when its config leaves it unset (None)."""
+    from rvpo_repro.aggregators import get_aggregator  # torch: only when a record needs it
+
+    return float(getattr(get_aggregator(name), option))
 
 
 def variant(agg: dict) -> tuple[str, float | None, int] | None:
@@ -39,15 +51,15 @@ def variant(agg: dict) -> tuple[str, float | None, int] | None:
         base = variant({**agg, "saturated": None})
         return (f"{base[0][:-1]}, saturated dropped)", None, 4) if base else None
     if name == "rvpo" and agg.get("schedule") not in (None, "constant") and agg.get("risk_start") is not None:
-        return f"rvpo (k {agg['risk_start']:g}→{agg['risk_end']:g}, {agg['schedule']})", None, 2
+        return setting_label(agg), None, 2
     if name == "rvpo":
-        k = 1.0 if agg.get("risk") is None else float(agg["risk"])
-        return f"rvpo (k={k:g})", k, 0
+        k = default("rvpo", "risk") if agg.get("risk") is None else float(agg["risk"])
+        return setting_label({**agg, "risk": k}), k, 0
     if name == "hard_min":
-        return "hard min (k=∞)", INF, 1
+        return setting_label(agg), INF, 1
     if name == "variance_penalty":
-        beta = 0.5 if agg.get("beta") is None else float(agg["beta"])
-        return f"variance penalty (β={beta:g})", None, 3
+        beta = default("variance_penalty", "beta") if agg.get("beta") is None else float(agg["beta"])
+        return setting_label({**agg, "beta": beta}), None, 3
     return None
 
 
@@ -93,10 +105,9 @@ def load(results_dir: str | Path, experiment: str, metric: str | None) -> tuple[
 
 
 def _ci(x: np.ndarray) -> tuple[float, float]:
-    if len(x) < 2:
-        return math.nan, math.nan
-    half = sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return float(x.mean() - half), float(x.mean() + half)
+    """95% t interval over seeds (NaN below two): the report's own, without per-example scores or bounds."""
+    low, high, _ = mean_ci(x, None, None, seed=0)
+    return low, high
 
 
 def _sort_key(df: pd.DataFrame) -> pd.Series:
@@ -243,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runs, metric = load(args.results_dir, args.experiment, args.metric)
     tab = table(runs)
-    command = "python -m rvpo_repro.ablation " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]
-    )
+    command = "python -m rvpo_repro.analysis.ablation " + " ".join(argv if argv is not None else sys.argv[1:])
     files = write(tab, metric, args.experiment, Path(args.out) / "tables", command)
     files += figures(runs, tab, metric, Path(args.out) / "figures" / f"{args.experiment}_ablation")
     with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -10,23 +10,23 @@ import subprocess
 import pytest
 from omegaconf import OmegaConf
 
-from rvpo_repro import records
-from rvpo_repro.config import TrainConfig, WandbMode
-from rvpo_repro.records import (
+from rvpo_repro.evals.base import metric
+from rvpo_repro.run.provenance import environment_info, redact
+from rvpo_repro.run.record import (
     RecordConflictError,
     RunRecord,
     config_hash,
-    environment_info,
     find_finished,
     load_examples,
     load_record,
-    metric,
     new_record,
-    redact,
+    resolved_config,
     run_dir,
     run_id,
+    utc_now,
     write_record,
 )
+from rvpo_repro.schemas import TrainConfig, WandbMode
 
 
 def make_cfg(tmp_path, **over):
@@ -110,7 +110,7 @@ def test_write_then_load_round_trip_with_nan(tmp_path, cfg):
     rec = new_record(
         cfg,
         {"acc": metric(0.5, stderr=0.1, n=4), "bad": metric(float("nan"))},
-        started_at=records.utc_now(),
+        started_at=utc_now(),
         extra={"steps": 3, "loss": float("inf")},
         environment={"python": "3"},
     )
@@ -218,7 +218,7 @@ def test_environment_info_versions_and_git(tmp_path, monkeypatch):
 def test_metric_enums_and_secrets_in_the_record(cfg, monkeypatch):
     assert metric(1, stderr=None, n=3.0) == {"value": 1.0, "stderr": None, "n": 3}
     online = OmegaConf.merge(cfg, {"logger": {"mode": WandbMode.online}})
-    assert records.resolved_config(online)["logger"]["mode"] == "online"  # enums stored by name
+    assert resolved_config(online)["logger"]["mode"] == "online"  # enums stored by name
     monkeypatch.setenv("OPENAI_API_KEY", "sk-live-0123456789")
     leaky = OmegaConf.merge(cfg, {"judge": {"base_url": "https://h/?key=sk-live-0123456789"}})
     rec = new_record(leaky, {}, started_at="t0", environment={})

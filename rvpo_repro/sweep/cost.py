@@ -1,7 +1,7 @@
 """What one paper run costs: wall-clock hours and GPU-hours on H100-80GB, from its composed config.
 
 All figures are labelled assumptions, not measurements (reasoning in sweeps/README.md); calibrate
-the training side with `make gpu-check` on the target GPU. `rvpo-sweep` (rvpo_repro.plan) prices
+the training side with `make gpu-check` on the target GPU. `rvpo-sweep` (rvpo_repro.sweep.plan) prices
 every run of a sweep with `estimate`.
 """
 
@@ -75,7 +75,7 @@ def estimate(cfg: Any, assumptions: dict[str, Any] | None = None) -> Estimate:
         return Estimate()
     if task not in TASKS:
         raise ValueError(
-            f"no cost assumptions for task {task!r}; known: {sorted(TASKS)} (rvpo_repro/cost.py)"
+            f"no cost assumptions for task {task!r}; known: {sorted(TASKS)} (rvpo_repro/sweep/cost.py)"
         )
     a = {**HARDWARE, **TASKS[task], **(assumptions or {})}
     gpus = max(int(cfg.model.num_gpus), 1)

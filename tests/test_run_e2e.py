@@ -6,32 +6,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from rvpo_repro.records import load_examples, load_log_history, load_record
+from rvpo_repro.run.record import load_examples, load_log_history, load_record
 
 pytestmark = pytest.mark.slow
-
-
-def _train_cmd(tmp_path: Path, cache_dir: Path, *overrides: str, multirun: bool = False) -> list[str]:
-    # the installed console script, as users run it; _run starts it outside the repository
-    return [
-        str(Path(sys.executable).parent / "rvpo-train"),
-        *(["--multirun"] if multirun else []),
-        "experiment=toy_smoke",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-        f"hydra.sweep.dir={tmp_path / 'multirun'}",
-        f"logger.dir={tmp_path}",
-        *overrides,
-    ]
-
 
 SECRET = "sk-test-do-not-leak-4f2a9c"
 
@@ -57,8 +40,8 @@ def _only_run_dir(tmp_path: Path, experiment: str = "toy_smoke") -> Path:
     return dirs[0]
 
 
-def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
-    proc = _run(_train_cmd(tmp_path, cache_dir, "aggregator=rvpo", "seed=3"))
+def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, train_cmd):
+    proc = _run(train_cmd("aggregator=rvpo", "seed=3", console_script=True))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = _only_run_dir(tmp_path)
     assert run_dir.name.startswith("tiny-toy_constraints-rvpo-s3-")
@@ -94,14 +77,7 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
     assert "got exitcode: 0" in debug
 
     # rvpo-eval on the saved policy: a record of its own under <experiment>-eval, same eval set.
-    ev = _run(
-        [
-            str(Path(sys.executable).parent / "rvpo-eval"),
-            "experiment=toy_smoke",
-            f"checkpoint={run_dir / 'model'}",
-        ]
-        + _train_cmd(tmp_path, cache_dir)[2:]
-    )
+    ev = _run(train_cmd(f"checkpoint={run_dir / 'model'}", program="rvpo-eval", console_script=True))
     assert ev.returncode == 0, ev.stderr[-3000:]
     eval_dir = _only_run_dir(tmp_path, "toy_smoke-eval")
     eval_rec = load_record(eval_dir)
@@ -115,15 +91,15 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, cache_dir):
 
     # Same config again: skipped, record untouched.
     before = (run_dir / "result.json").read_bytes()
-    again = _run(_train_cmd(tmp_path, cache_dir, "aggregator=rvpo", "seed=3"))
+    again = _run(train_cmd("aggregator=rvpo", "seed=3", console_script=True))
     assert again.returncode == 0 and "skipping finished run" in again.stdout + again.stderr
     assert (run_dir / "result.json").read_bytes() == before
 
 
-def test_killed_run_resumes_from_checkpoint(tmp_path, cache_dir):
+def test_killed_run_resumes_from_checkpoint(tmp_path, train_cmd):
     overrides = ["aggregator=gdpo", "trainer.max_steps=12", "trainer.save_steps=3", "logger=disabled"]
     proc = subprocess.Popen(
-        _train_cmd(tmp_path, cache_dir, *overrides),
+        train_cmd(*overrides, console_script=True),
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -144,33 +120,24 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, cache_dir):
     run_dir = ckpt_root.parent
     assert not (run_dir / "result.json").exists()
 
-    done = _run(_train_cmd(tmp_path, cache_dir, *overrides))
+    done = _run(train_cmd(*overrides, console_script=True))
     assert done.returncode == 0, done.stderr[-3000:]
     rec = load_record(run_dir)
     assert rec.extra["train"]["resumed_from"] and "checkpoint-" in rec.extra["train"]["resumed_from"]
     assert rec.extra["train"]["global_step"] == 12
 
 
-def test_crashing_reward_fails_clearly_and_finishes_wandb(tmp_path, cache_dir, monkeypatch):
+def test_crashing_reward_fails_clearly_and_finishes_wandb(tmp_path, compose_cfg, monkeypatch):
     import wandb
 
-    from rvpo_repro.config import compose
+    from rvpo_repro.run.job import train_and_evaluate
     from rvpo_repro.tasks.toy_constraints import ToyRewards
-    from rvpo_repro.train import train_and_evaluate
 
     def boom(self, *args, **kwargs):
         raise RuntimeError("reward exploded on purpose")
 
     monkeypatch.setattr(ToyRewards, "score", boom)
-    cfg = compose(
-        [
-            "experiment=toy_smoke",
-            f"paths.results_dir={tmp_path / 'results'}",
-            f"paths.cache_dir={cache_dir}",
-            f"paths.output_dir={tmp_path / 'out'}",
-            f"logger.dir={tmp_path / 'out'}",
-        ]
-    )
+    cfg = compose_cfg("experiment=toy_smoke", f"logger.dir={tmp_path / 'out'}")
     with pytest.raises(RuntimeError, match="reward exploded on purpose"):
         train_and_evaluate(cfg)
     assert wandb.run is None, "the W&B run was left open"
@@ -179,17 +146,16 @@ def test_crashing_reward_fails_clearly_and_finishes_wandb(tmp_path, cache_dir, m
     assert not list((tmp_path / "results").glob("runs/*/*/result.json"))
 
 
-def test_multirun_survives_a_failed_job(tmp_path, cache_dir):
+def test_multirun_survives_a_failed_job(tmp_path, train_cmd):
     """One job with a bad option fails; the other job of the sweep still finishes its record."""
     proc = _run(
-        _train_cmd(
-            tmp_path,
-            cache_dir,
+        train_cmd(
             "aggregator=rvpo,grpo",
             "aggregator.risk=2.0",
             "logger=disabled",
             "trainer.max_steps=2",
             multirun=True,
+            console_script=True,
         )
     )
     assert proc.returncode != 0  # grpo takes no risk coefficient

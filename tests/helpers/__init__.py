@@ -1,0 +1,3 @@
+"""What several test files (and benchmarks) share that is not a fixture: the BFCL data fixture in
+its real schema, a scripted OpenAI-compatible judge server, and a reader of W&B's offline run file.
+Imported as `helpers.<module>` (pytest puts tests/ on sys.path)."""
