@@ -17,9 +17,11 @@ import time
 
 import torch
 
-from rvpo_repro.aggregators import AGGREGATORS, get_aggregator
+from rvpo_repro.aggregators import get_aggregator
 
 # Options that make each aggregator do its full work (rvpo annealed: the schedule is evaluated per call).
+from rvpo_repro.aggregators.base import AGGREGATORS
+
 OPTIONS = {"rvpo": {"risk_start": 0.5, "risk_end": 2.0, "schedule": "linear"}}
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from rvpo_repro.aggregators import Aggregator
+from rvpo_repro.aggregators.base import Aggregator
 from rvpo_repro.rewards import (
     MultiChannelReward,
     NoUsableRewardError,

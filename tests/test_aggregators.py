@@ -21,7 +21,8 @@ from rvpo_repro.advantage_ops import (
     weighted_mean_var,
     zscore_bound,
 )
-from rvpo_repro.aggregators import AGGREGATORS, Aggregator, aggregator_from_config, get_aggregator, register
+from rvpo_repro.aggregators import aggregator_from_config, get_aggregator
+from rvpo_repro.aggregators.base import AGGREGATORS, Aggregator, register
 from rvpo_repro.schemas import AggregatorConfig
 
 NAMES = ["grpo", "dr_grpo", "gdpo", "rvpo", "variance_penalty", "hard_min"]  # with a loop reference here

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from rvpo_repro.advantage_ops import _channels, _wdot
-from rvpo_repro.aggregators import register
+from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
 
 CONFLICT_MODES = ("hard", "snr")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from rvpo_repro.aggregators import register
+from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
 
 

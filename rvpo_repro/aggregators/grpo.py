@@ -17,7 +17,7 @@ from rvpo_repro.advantage_ops import (
     _wdot,
     renormalised_sum,
 )
-from rvpo_repro.aggregators import Aggregator, register
+from rvpo_repro.aggregators.base import Aggregator, register
 
 
 def grpo_advantage(

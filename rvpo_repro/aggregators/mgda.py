@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rvpo_repro.advantage_ops import _presence
-from rvpo_repro.aggregators import register
+from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
 
 FW_ITERS = 50  # Frank-Wolfe iterations, as Amo

@@ -21,7 +21,7 @@ from rvpo_repro.advantage_ops import (
     softmin_weights,
     zscore_bound,
 )
-from rvpo_repro.aggregators import register
+from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from rvpo_repro.advantage_ops import _group_deviation, _presence
-from rvpo_repro.aggregators import register
+from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator, weighted_zsum
 
 CV_EPS = 1e-8  # as upstream, in both the CV's denominator and the weights' normaliser

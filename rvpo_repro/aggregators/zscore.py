@@ -35,7 +35,7 @@ from rvpo_repro.advantage_ops import (
     batch_whiten,
     drop_saturated,
 )
-from rvpo_repro.aggregators import Aggregator, register
+from rvpo_repro.aggregators.base import Aggregator, register
 
 
 @dataclass

@@ -210,7 +210,7 @@ def write_leaderboard_page(table: pd.DataFrame, md: str, figs: list, files: dict
 <style>{CSS}</style></head><body><h1>Aggregator benchmark</h1>
 <p>{esc(status)}</p><p>Files: {links}</p>
 {leaderboard_section(table, figs, rel)}
-<h3>Command</h3><p>Generated {utc_now()} by:</p><pre>{esc(command)}</pre>
+<h3>Command</h3><p>Rebuild with:</p><pre>{esc(command)}</pre>
 </body></html>"""
     path = outdir / "index.html"
     path.write_text(body, encoding="utf-8")

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, open_dict
 from rvpo_repro.config import grpo_config
 from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.generation import GenerationSettings, generate
+from rvpo_repro.io import write_jsonl
 from rvpo_repro.rewards import NoUsableRewardError
 from rvpo_repro.run import record as record_mod
 from rvpo_repro.run.checkpoint_eval import carve_validation, checkpoint_eval_callback, read_checkpoint_evals
@@ -201,7 +202,7 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData, 
     if ranks.main:
         tokenizer.save_pretrained(str(partial))
         history = recompute_train_loss(trainer.state.log_history)
-        record_mod.write_jsonl(plan.run_dir / record_mod.LOG_HISTORY_FILE, history)
+        write_jsonl(plan.run_dir / record_mod.LOG_HISTORY_FILE, history)
         publish_model(partial, final, summary)
     ranks.barrier()
     del trainer

@@ -31,6 +31,7 @@ from rvpo_repro.config import ConfigError, validate
 from rvpo_repro.run import record as record_mod
 from rvpo_repro.run.checkpoints import newest_complete, trained_model
 from rvpo_repro.run.lock import RunLockedError, run_lock
+from rvpo_repro.run.provenance import redact
 from rvpo_repro.run.ranks import Ranks, join
 from rvpo_repro.tasks import prepare_config
 
@@ -72,7 +73,7 @@ def plan_run(cfg: DictConfig, train: bool = True) -> RunPlan:
         aggregator = aggregator_from_config(cfg.aggregator)
     return RunPlan(
         cfg=cfg,
-        config=record_mod.redact(record_mod.resolved_config(cfg)),
+        config=redact(record_mod.resolved_config(cfg)),
         config_hash=record_mod.config_hash(cfg),
         run_id=record_mod.run_id(cfg),
         run_dir=record_mod.run_dir(cfg),

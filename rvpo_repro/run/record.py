@@ -24,7 +24,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 from rvpo_repro.io import atomic_write as _atomic_write
 from rvpo_repro.io import dumps as _dumps
 from rvpo_repro.io import jsonable as _jsonable
-from rvpo_repro.io import read_jsonl, write_jsonl  # noqa: F401  (rvpo_repro.run.job writes through it)
+from rvpo_repro.io import read_jsonl
 from rvpo_repro.run.provenance import environment_info, redact
 
 RESULT_FILE = "result.json"
