@@ -185,3 +185,33 @@ def test_a_run_over_the_missing_verdict_share_is_not_sealed_and_a_finished_run_s
     usage = record.load_record(run_dir).extra["train"]["judge"]
     assert usage["judge"] == "rules/rules" and usage["verdicts"] > 0
     assert 0.2 < usage["missing_share"] == usage["missing"] / usage["verdicts"] < 0.4
+
+
+def test_reward_probes_run_before_any_weights_load(tmp_path, cache_dir, monkeypatch):
+    """A user's reward that returns too few values is refused by the task's probe, in one line,
+    before the policy's weights are loaded (the job builds the task first)."""
+    import rvpo_repro.models as models
+    from rvpo_repro.run.job import train_and_evaluate
+    from rvpo_repro.tasks.base import TaskInputError
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "bad_rewards.py").write_text("def short(prompts, completions, **kwargs):\n    return [1.0]\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("weights loaded before the probe"))
+    cfg = compose(
+        [
+            "task=custom",
+            f"task.train_source={repo / 'examples' / 'prompts.jsonl'}",
+            "task.rewards=[bad_rewards:short]",
+            "model=tiny",
+            "logger=disabled",
+            f"paths.results_dir={tmp_path / 'results'}",
+            f"paths.cache_dir={cache_dir}",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ]
+    )
+    with pytest.raises(TaskInputError, match="short") as info:
+        train_and_evaluate(cfg)
+    assert "\n" not in str(info.value)
+    assert not list((tmp_path / "results").glob("runs/*/*"))
