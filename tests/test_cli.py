@@ -192,8 +192,13 @@ def _first_values(words: list[str]) -> list[str]:
 def check_command(command: str, cwd: Path) -> None:
     words = _words(command)
     name = Path(words[0]).name
-    if name in NOT_RUN or words[0] in NOT_RUN:
+    launch = (name == "torchrun" or (name == "accelerate" and words[1:2] == ["launch"])) and "-m" in words
+    if (name in NOT_RUN or words[0] in NOT_RUN) and not launch:
         return
+    if launch:
+        # A multi-process launch (tests/runs/ starts it for real): here its job must compose.
+        words = [sys.executable, *words[words.index("-m") :]]
+        name = Path(words[0]).name
     if name.startswith("python") and words[1:2] == ["-m"]:  # python -m MODULE: as its console script
         module = {"rvpo_repro.train": "rvpo-train", "rvpo_repro.evaluate": "rvpo-eval"}.get(
             words[2], words[2]
