@@ -74,6 +74,12 @@ def _mode(cfg: Any) -> str:
     return str(getattr(cfg.logger.mode, "value", cfg.logger.mode))
 
 
+def report_to(cfg: Any) -> str:
+    """TRL's `report_to` for a run: "wandb" unless logging is disabled (the same on every rank;
+    transformers' W&B callback logs from the main process only)."""
+    return "none" if _mode(cfg) == "disabled" else "wandb"
+
+
 @contextlib.contextmanager
 def wandb_run(cfg: Any, run_id: str, config: dict) -> Iterator[Any]:
     """Start (or resume) the W&B run of one job and finish it on every exit path.

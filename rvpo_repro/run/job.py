@@ -39,7 +39,7 @@ from rvpo_repro.run.lifecycle import OpenRun, agree, join_ranks, open_run, plan_
 from rvpo_repro.run.verdicts import check_missing_share, no_usable_reward, verdict_usage
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.base import Task, TaskData
-from rvpo_repro.tracking import log_eval_table, wandb_info, wandb_run
+from rvpo_repro.tracking import log_eval_table, report_to, wandb_info, wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
         args = grpo_config(  # checked here, once the run is known to be unfinished
             cfg,
             str(plan.checkpoints),
-            report_to="none" if str(cfg.logger.mode) in ("disabled", "WandbMode.disabled") else "wandb",
+            report_to=report_to(cfg),
             run_name=plan.run_dir.parent.name,
         )
         with wandb_run(cfg, plan.run_id, plan.config) as wb:
