@@ -62,6 +62,7 @@ def help_text(config_name: str) -> str:
 def exit_codes() -> dict[type[BaseException], int]:
     """Errors the entry points report in one line, with their exit status."""
     from rvpo_repro.config import ConfigError
+    from rvpo_repro.generation import VLLMStartError
     from rvpo_repro.run.lifecycle import RunFailed
     from rvpo_repro.run.lock import RunLockedError
     from rvpo_repro.run.ranks import RankError
@@ -72,6 +73,7 @@ def exit_codes() -> dict[type[BaseException], int]:
         TaskInputError: 2,
         RankError: 2,
         RunFailed: 1,
+        VLLMStartError: 1,
         RunLockedError: 75,
         KeyboardInterrupt: 130,
     }

