@@ -4,7 +4,8 @@ A launch can silently run something other than its config says (`ACCELERATE_USE_
 DeepSpeed configs into DDP; FSDP on CPU falls back to DDP), and ranks that drift apart train
 different policies without an error. At the end of training each rank digests its full parameters
 (gathered first under ZeRO-3, where each rank holds a shard) and reports accelerate's distributed
-type, backend, ZeRO stage, mixed precision and master-weight dtype; rank 0 writes all of them to
+type, backend, ZeRO stage, mixed precision, the module's weight dtype and the dtype of the
+master weights the optimizer updates; rank 0 writes all of them to
 `<output_dir>/ranks.json` (`RANKS_FILE`) and logs one line, naming the ranks that disagree.
 """
 
@@ -43,6 +44,17 @@ def param_digest(model: Any, zero_stage: int | None) -> str:
     return h.hexdigest()[:16]
 
 
+def master_dtype(engine: Any, model: Any) -> str:
+    """The dtype of the weights the optimizer updates: DeepSpeed's ZeRO optimizers keep their own
+    flat copies (fp32 in bf16 mode, while the module holds bf16); otherwise the module's own."""
+    opt = getattr(engine, "optimizer", None)
+    for attr in ("single_partition_of_fp32_groups", "fp32_partitioned_groups_flat"):  # ZeRO-1/2, ZeRO-3
+        groups = getattr(opt, attr, None)
+        if groups:
+            return str(groups[0].dtype).removeprefix("torch.")
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
 def rank_facts(trainer: Any) -> dict[str, Any]:
     """This rank's view of the job (see the module docstring)."""
     acc = trainer.accelerator
@@ -56,7 +68,8 @@ def rank_facts(trainer: Any) -> dict[str, Any]:
         "backend": acc.state.backend,
         "zero_stage": zero,
         "mixed_precision": str(acc.state.mixed_precision),
-        "master_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),  # the module's
+        "master_dtype": master_dtype(trainer.model_wrapped, model),
         "params_sha256": param_digest(model, zero),
     }
 

@@ -78,3 +78,17 @@ def test_a_step_at_the_paper_learning_rate_moves_bf16_runs_as_fp32(cache_dir):
     assert changed(moved_pure) < 0.2  # measured 0.02-0.05: most of a bf16 matrix never moves
     cos = torch.nn.functional.cosine_similarity(moved_mixed.flatten(), moved_fp32.flatten(), dim=0)
     assert cos > 0.9  # the same direction as the fp32 run, not only the same share of weights
+
+
+def test_the_reported_master_dtype_is_the_optimizers_copy_when_deepspeed_keeps_one():
+    from types import SimpleNamespace
+
+    from rvpo_repro.rank_report import master_dtype
+
+    module = torch.nn.Linear(2, 2).to(torch.bfloat16)
+    fp32_copy = [torch.zeros(6, dtype=torch.float32)]
+    zero2 = SimpleNamespace(optimizer=SimpleNamespace(single_partition_of_fp32_groups=fp32_copy))
+    zero3 = SimpleNamespace(optimizer=SimpleNamespace(fp32_partitioned_groups_flat=fp32_copy))
+    assert master_dtype(zero2, module) == master_dtype(zero3, module) == "float32"
+    ddp = SimpleNamespace()  # no ZeRO optimizer: the module's weights are what the optimizer steps
+    assert master_dtype(ddp, module) == "bfloat16"

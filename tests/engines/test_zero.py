@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from engine_run import REPO, engine_env, only_record, run, script, tail
 from safetensors.torch import load_file
 
@@ -23,14 +24,14 @@ from rvpo_repro.run.checkpoints import SEAL
 STEPS, SAVE = 8, 2  # steps 3-8 leave the kill seconds to land before training ends
 
 
-def launch(stage: int, root: Path) -> list[str]:
+def launch(stage: int, root: Path, steps: int = STEPS, save: int = SAVE) -> list[str]:
     return [
         script("accelerate"), "launch",
         "--config_file", str(REPO / "conf" / "accelerate" / f"zero{stage}.yaml"),
         "--num_processes", "2",
         "-m", "rvpo_repro.train",
         "experiment=toy_smoke", "logger=disabled", f"paths.root_dir={root}",
-        f"trainer.max_steps={STEPS}", f"trainer.save_steps={SAVE}",
+        f"trainer.max_steps={steps}", f"trainer.save_steps={save}",
     ]  # fmt: skip
 
 
@@ -107,3 +108,30 @@ def test_zero_trains_on_two_gloo_ranks_saves_and_resumes(stage, tmp_path, engine
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), (
         "resume did not end where the run does"
     )
+
+
+def test_zero2_bf16_mode_updates_fp32_master_weights_at_the_paper_learning_rate(tmp_path, engine_cache):
+    """model.dtype=bfloat16 under ZeRO is DeepSpeed's bf16 mode: bf16 module, fp32 master weights in
+    the optimizer. At the paper's learning rate (1e-6) the master weights move nearly everywhere
+    (a pure-bf16 AdamW step leaves most of a matrix where it was; tests/test_precision.py)."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    from rvpo_repro.config import compose
+    from rvpo_repro.models import resolve_model_path
+
+    env = engine_env(engine_cache)
+    cmd = [*launch(2, tmp_path, steps=3, save=3), "model.dtype=bfloat16", "trainer.learning_rate=1e-6"]
+    proc = run(cmd, env, timeout=600)
+    assert proc.returncode == 0, tail(proc)
+    run_dir, record = only_record(tmp_path)
+    for r in ranks_report(run_dir):
+        assert (r["distributed_type"], r["zero_stage"], r["mixed_precision"]) == ("DEEPSPEED", 2, "bf16"), r
+        assert (r["weights_dtype"], r["master_dtype"]) == ("bfloat16", "float32"), r
+    assert record["config"]["trainer"]["bf16"] is True
+    tiny = Path(resolve_model_path(compose(["experiment=toy_smoke"]).model, engine_cache))
+    start = load_file(str(tiny / "model.safetensors"))
+    master = get_fp32_state_dict_from_zero_checkpoint(str(run_dir / "checkpoints" / "checkpoint-3"))
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert master[name].dtype == start[name].dtype == torch.float32
+    moved = (master[name] != start[name]).float().mean().item()
+    assert moved > 0.99, f"3 steps at lr 1e-6 moved {moved:.2%} of {name}'s fp32 master weights"
