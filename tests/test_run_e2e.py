@@ -44,7 +44,7 @@ def test_train_then_evaluate_writes_record_and_wandb_run(tmp_path, train_cmd):
     proc = _run(train_cmd("aggregator=rvpo", "seed=3", console_script=True))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = _only_run_dir(tmp_path)
-    assert run_dir.name.startswith("tiny-toy_constraints-rvpo-s3-")
+    assert run_dir.name.startswith("tiny_h32-toy_constraints-rvpo-s3-")
 
     rec = load_record(run_dir)
     assert rec.seed == 3 and rec.experiment == "toy_smoke" and len(rec.config_hash) == 12
