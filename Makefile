@@ -112,7 +112,7 @@ benchmark: $(STAMP) ## every aggregator x CPU task x 5 seeds (resumable), then t
 	for s in $(BENCH_SEEDS); do for t in $(BENCH_TASKS); do \
 	  $(BENCH_SWEEP) experiment=$$t aggregator=$(BENCH_AGGREGATORS) seed=$$s || exit 1; \
 	done; done
-	$(PY) -m rvpo_repro.analysis.leaderboard --experiment $(BENCH_TASKS)
+	$(PY) -m rvpo_repro.analysis.leaderboard --experiment $(BENCH_TASKS) --aggregators $(BENCH_AGGREGATORS)
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))

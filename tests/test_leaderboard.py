@@ -11,6 +11,7 @@ import pytest
 
 from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis.leaderboard import ALL, build, complete_matrix, leaderboard
+from rvpo_repro.config import ConfigError
 
 SNAPSHOT = Path(__file__).parents[1] / "results" / "snapshot"
 
@@ -98,3 +99,16 @@ def test_build_on_the_committed_toy_snapshot(tmp_path):
     assert "Aggregator benchmark" in paths["page"].read_text()
     assert json.loads(paths["wandb"].read_text())["runset"]["groupby"] == ["aggregator.name"]
     assert (tmp_path / "figures" / "benchmark" / "profiles.png").stat().st_size > 1000
+
+
+@pytest.mark.skipif(not (SNAPSHOT / "runs" / "toy").is_dir(), reason="no committed snapshot")
+def test_aggregators_keep_other_runs_of_the_tasks_out_of_the_ranking(tmp_path):
+    everything = pd.read_csv(build(["toy"], SNAPSHOT, tmp_path / "all")["csv"])
+    assert {"gdpo", "grpo"} <= set(everything.method)
+    paths = build(["toy"], SNAPSHOT, tmp_path / "two", aggregators=["rvpo", "gdpo"])
+    tab = pd.read_csv(paths["csv"])
+    assert set(tab.method) == {"rvpo (k=1)", "gdpo"}
+    prov = json.loads(paths["provenance"].read_text())["runs"]
+    assert prov and all("-grpo-" not in r["run_id"] for r in prov)  # provenance lists only the ranked runs
+    with pytest.raises(ConfigError, match=r"--aggregators: no aggregator config \[.no_such.\]"):
+        build(["toy"], SNAPSHOT, tmp_path / "bad", aggregators=["no_such"])

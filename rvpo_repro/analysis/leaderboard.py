@@ -12,7 +12,7 @@ results/tables/benchmark_provenance.json (every run's id, seed, config hash, git
 library versions), results/figures/benchmark/{leaderboard,profiles}.png, the page
 results/report/benchmark/index.html and its W&B Report spec (wandb_report.json).
 
-    python -m rvpo_repro.analysis.leaderboard --experiment toy rubric_toy
+    python -m rvpo_repro.analysis.leaderboard --experiment toy rubric_toy [--aggregators rvpo,gdpo,...]
 """
 
 from __future__ import annotations
@@ -29,19 +29,43 @@ import pandas as pd
 from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis import page, wandb_report
 from rvpo_repro.analysis.runs import load_runs
+from rvpo_repro.config import ConfigError
 
 ALL = "all tasks"
 REFERENCES = {"rvpo": "rvpo (k=1)", "gdpo": "gdpo"}  # the labels of the methods compared against
 TAUS = np.linspace(0.0, 1.0, 101)
 
 
-def collect_scores(results_dir: str | Path, experiments: list[str]) -> tuple[pd.DataFrame, list[dict]]:
+def method_labels(aggregators: list[str]) -> set[str]:
+    """The method labels of these aggregator configs (conf/aggregator/<name>.yaml) at their defaults."""
+    from omegaconf import OmegaConf
+
+    from rvpo_repro.analysis.labels import method_label
+    from rvpo_repro.config import compose, conf_dir
+
+    known = sorted(f.stem for f in (conf_dir() / "aggregator").glob("*.yaml"))
+    unknown = [a for a in aggregators if a not in known]
+    if unknown:
+        raise ConfigError(f"--aggregators: no aggregator config {unknown}; expected names from {known}")
+    return {
+        method_label(OmegaConf.to_container(compose([f"aggregator={a}"]).aggregator, resolve=True))
+        for a in aggregators
+    }
+
+
+def collect_scores(
+    results_dir: str | Path, experiments: list[str], aggregators: list[str] | None = None
+) -> tuple[pd.DataFrame, list[dict]]:
     """One row per finished run: task, method, aggregator, seed, score (its primary metric), and
-    every `rewards/*` rate; plus each run's provenance."""
+    every `rewards/*` rate; plus each run's provenance. With `aggregators`, only the runs of those
+    configs: other runs of the same tasks (a risk ablation's k = 0.5, say) stay out of the ranking."""
+    keep = method_labels(aggregators) if aggregators else None
     rows, prov = [], []
     for exp in experiments:
         runs = load_runs(results_dir, exp, split_configs=True)
         for d, rec in runs.records.items():
+            if keep is not None and runs.df.loc[runs.df.run_dir == d, "method"].iloc[0] not in keep:
+                continue
             metric = rec.primary_metric or runs.metrics[0]
             row = {"task": exp, "method": runs.df.loc[runs.df.run_dir == d, "method"].iloc[0],
                    "aggregator": rec.config["aggregator"]["name"], "seed": rec.seed, "metric": metric,
@@ -193,10 +217,12 @@ def to_markdown(tab: pd.DataFrame) -> str:
 
 
 def build(experiments: list[str], results_dir: str | Path = "results", out: str | Path = "results",
-          seed: int = 0, command: str | None = None, status: str = "") -> dict[str, Path]:  # fmt: skip
-    """Compute the leaderboard of `experiments` and write every output; returns their paths."""
+          seed: int = 0, command: str | None = None, status: str = "",
+          aggregators: list[str] | None = None) -> dict[str, Path]:  # fmt: skip
+    """Compute the leaderboard of `experiments` (of `aggregators`' runs only, when given) and write
+    every output; returns their paths."""
     out = Path(out)
-    df, prov = collect_scores(results_dir, experiments)
+    df, prov = collect_scores(results_dir, experiments, aggregators)
     tab = leaderboard(df, seed)
     tables = out / "tables"
     tables.mkdir(parents=True, exist_ok=True)
@@ -229,12 +255,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
     p.add_argument("--status", default="", help="a line on how complete the runs are, shown with the table")
+    p.add_argument(
+        "--aggregators", help="comma-separated aggregator configs to rank (default: every run of the tasks)"
+    )
     a = p.parse_args(argv)
+    aggregators = [x for x in (a.aggregators or "").split(",") if x] or None
     try:
         paths = build(
-            a.experiment, a.results_dir, a.out, a.seed, shlex.join([sys.argv[0], *sys.argv[1:]]), a.status
+            a.experiment,
+            a.results_dir,
+            a.out,
+            a.seed,
+            shlex.join([sys.argv[0], *sys.argv[1:]]),
+            a.status,
+            aggregators,
         )
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ConfigError) as err:  # no runs; an --aggregators name with no config
         print(f"rvpo-leaderboard: {err}", file=sys.stderr)
         return 2
     for name, path in paths.items():
