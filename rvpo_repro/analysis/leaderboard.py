@@ -231,7 +231,8 @@ def build(experiments: list[str], results_dir: str | Path = "results", out: str 
     tab.to_csv(paths["csv"], index=False)
     md = to_markdown(tab)
     paths["md"].write_text(
-        f"# Aggregator benchmark: {', '.join(experiments)}\n\n{status}\n\n{md}", encoding="utf-8"
+        f"# Aggregator benchmark: {', '.join(experiments)}\n\n" + (f"{status}\n\n" if status else "") + md,
+        encoding="utf-8",
     )
     meta = {"experiments": experiments, "bootstrap": {"n": ie.N_BOOT, "confidence": ie.CONFIDENCE, "seed": seed},
             "runs": sorted(prov, key=lambda p: (p["experiment"], p["run_id"]))}  # fmt: skip
