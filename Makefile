@@ -97,7 +97,7 @@ reproduce-ablation: $(STAMP) ## CPU risk ablation on rubric_toy: table of best/f
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0,0.5,1,2,5 seed=$(RUBRIC_SEEDS)
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=hard_min,rvpo_annealed,variance_penalty seed=$(RUBRIC_SEEDS)
 	$(CPU_SWEEP) experiment=rubric_toy aggregator=rvpo aggregator.risk=0,1 aggregator.saturated=drop seed=$(RUBRIC_SEEDS)
-	$(PY) -m rvpo_repro.analysis.ablation --experiment rubric_toy
+	$(PY) -m rvpo_repro.analysis.ablation --experiment rubric_toy --seeds $(RUBRIC_SEEDS)
 
 # Every registered aggregator at its defaults, plus the paper's RVPO variants, on the CPU tasks, one
 # seed at a time across tasks and methods (an interrupted run leaves whole seeds; finished runs are

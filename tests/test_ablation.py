@@ -122,3 +122,15 @@ def test_best_is_chosen_on_the_validation_split_when_runs_have_one(tmp_path):
     assert tab.loc["rvpo (k=5)", "best selected on"] == "validation split"
     assert tab.loc["hard min (k=∞)", "best"] == pytest.approx(0.6)
     assert tab.loc["hard min (k=∞)", "best selected on"] == "test set (optimistic)"
+
+
+def test_seeds_keep_the_ablation_to_its_own_sweep(tmp_path, capsys):
+    for seed in range(5):  # seeds 3 and 4 of a shared setting come from another sweep (the benchmark)
+        _record(tmp_path, f"a{seed}", {"name": "hard_min"}, seed, 0.1 * seed, [])
+    runs, _ = ablation.load(tmp_path, "abl", None, seeds=[0, 1, 2])
+    assert sorted(runs.seed) == [0, 1, 2]
+    assert ablation.table(runs).set_index("setting").loc["hard min (k=∞)", "final"] == pytest.approx(0.1)
+    assert len(ablation.load(tmp_path, "abl", None)[0]) == 5
+    args = ["--experiment", "abl", "--results-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert ablation.main([*args, "--seeds", "0,x"]) == 2
+    assert "--seeds '0,x': expected comma-separated integers" in capsys.readouterr().err

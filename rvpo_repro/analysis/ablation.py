@@ -63,14 +63,17 @@ def variant(agg: dict) -> tuple[str, float | None, int] | None:
     return None
 
 
-def load(results_dir: str | Path, experiment: str, metric: str | None) -> tuple[pd.DataFrame, str]:
+def load(
+    results_dir: str | Path, experiment: str, metric: str | None, seeds: list[int] | None = None
+) -> tuple[pd.DataFrame, str]:
     """One row per ablation run: label, k, order, seed, final, best, best_step, and the checkpoint
-    scores (list of (step, value)); plus the metric used (default: the runs' primary metric)."""
+    scores (list of (step, value)); plus the metric used (default: the runs' primary metric).
+    With `seeds`, only those seeds' runs: the benchmark's extra seeds of shared settings stay out."""
     rows = []
     for d in record_dirs(results_dir, experiment):
         rec = load_record(d)
         v = variant(rec.config["aggregator"])
-        if v is None:
+        if v is None or (seeds is not None and rec.seed not in seeds):
             continue
         m = metric or rec.primary_metric
         if m not in rec.metrics:
@@ -251,8 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--out", default="results")
     p.add_argument("--metric", default=None, help="default: the runs' primary metric")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds to include (default: every seed)")
     args = p.parse_args(argv)
-    runs, metric = load(args.results_dir, args.experiment, args.metric)
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        print(f"rvpo-ablation: --seeds {args.seeds!r}: expected comma-separated integers", file=sys.stderr)
+        return 2
+    runs, metric = load(args.results_dir, args.experiment, args.metric, seeds)
     tab = table(runs)
     command = "python -m rvpo_repro.analysis.ablation " + " ".join(argv if argv is not None else sys.argv[1:])
     files = write(tab, metric, args.experiment, Path(args.out) / "tables", command)
