@@ -160,12 +160,12 @@ def vllm_start_error(exc: BaseException, model_path: str) -> VLLMStartError:
         "model.vllm_gpu_memory_utilization on a GPU) or free memory",
         "kv cache": "lower max_model_len or raise the KV cache (VLLM_CPU_KVCACHE_SPACE on CPU, "
         "model.vllm_gpu_memory_utilization on a GPU)",
-    }
-    hint = next((h for key, h in hints.items() if key in text.lower()), None)
-    if hint is None and "see root cause above" in text.lower():
         # vLLM's engine process printed the reason itself, above this line, and raised a generic one
-        hint = "vLLM's log above names the cause (its engine process's last ERROR line)"
-    hint = hint or "eval.backend=hf generates without vLLM"
+        "see root cause above": "vLLM's log above names the cause (its engine process's last ERROR line)",
+    }
+    hint = next(
+        (h for key, h in hints.items() if key in text.lower()), "eval.backend=hf generates without vLLM"
+    )
     return VLLMStartError(f"vLLM cannot start for {model_path}: {text[:300]}; {hint}")
 
 

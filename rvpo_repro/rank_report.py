@@ -44,6 +44,11 @@ def param_digest(model: Any, zero_stage: int | None) -> str:
     return h.hexdigest()[:16]
 
 
+def weights_dtype(model: Any) -> str:
+    """The dtype of the module's own weights, e.g. "bfloat16"."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
 def master_dtype(engine: Any, model: Any) -> str:
     """The dtype of the weights the optimizer updates: DeepSpeed's ZeRO optimizers keep their own
     flat copies (fp32 in bf16 mode, while the module holds bf16); otherwise the module's own."""
@@ -52,7 +57,7 @@ def master_dtype(engine: Any, model: Any) -> str:
         groups = getattr(opt, attr, None)
         if groups:
             return str(groups[0].dtype).removeprefix("torch.")
-    return str(next(model.parameters()).dtype).removeprefix("torch.")
+    return weights_dtype(model)
 
 
 def rank_facts(trainer: Any) -> dict[str, Any]:
@@ -68,7 +73,7 @@ def rank_facts(trainer: Any) -> dict[str, Any]:
         "backend": acc.state.backend,
         "zero_stage": zero,
         "mixed_precision": str(acc.state.mixed_precision),
-        "weights_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),  # the module's
+        "weights_dtype": weights_dtype(model),
         "master_dtype": master_dtype(trainer.model_wrapped, model),
         "params_sha256": param_digest(model, zero),
     }

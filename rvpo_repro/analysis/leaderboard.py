@@ -41,9 +41,9 @@ def method_labels(aggregators: list[str]) -> set[str]:
     from omegaconf import OmegaConf
 
     from rvpo_repro.analysis.labels import method_label
-    from rvpo_repro.config import compose, conf_dir
+    from rvpo_repro.config import compose, conf_dir, group_options
 
-    known = sorted(f.stem for f in (conf_dir() / "aggregator").glob("*.yaml"))
+    known = group_options(conf_dir())["aggregator"]
     unknown = [a for a in aggregators if a not in known]
     if unknown:
         raise ConfigError(f"--aggregators: no aggregator config {unknown}; expected names from {known}")
@@ -64,10 +64,11 @@ def collect_scores(
     for exp in experiments:
         runs = load_runs(results_dir, exp, split_configs=True)
         for d, rec in runs.records.items():
-            if keep is not None and runs.df.loc[runs.df.run_dir == d, "method"].iloc[0] not in keep:
+            method = runs.df.loc[runs.df.run_dir == d, "method"].iloc[0]
+            if keep is not None and method not in keep:
                 continue
             metric = rec.primary_metric or runs.metrics[0]
-            row = {"task": exp, "method": runs.df.loc[runs.df.run_dir == d, "method"].iloc[0],
+            row = {"task": exp, "method": method,
                    "aggregator": rec.config["aggregator"]["name"], "seed": rec.seed, "metric": metric,
                    "score": rec.metrics[metric]["value"]}  # fmt: skip
             row.update({k: m["value"] for k, m in rec.metrics.items() if k.startswith("rewards/")})
