@@ -131,7 +131,7 @@ def test_a_run_scores_its_validation_split_at_every_save(tmp_path, cache_dir):
     # the best checkpoint's weights stay for the user; the other exports go once the record is sealed
     assert sorted(p.name for p in (run_dir / ce.EXPORTS).iterdir()) == [f"step-{best}"]
     assert (run_dir / ce.EXPORTS / f"step-{best}" / "model.safetensors").is_file()
-    assert "evaluation_process" not in rec.extra  # one CPU process without vLLM evaluates in place
+    assert rec.extra["evaluation"] == {"backend": "hf", "process": "in place"}  # one CPU process, no vLLM
 
 
 def test_item_weights_of_a_multichannel_reward_weight_the_validation_reward():

@@ -14,6 +14,7 @@ from rvpo_repro.sweep import twins as tw
 # data (fixtures in the real schemas), steps, batch, token lengths and evaluation sets, and where
 # the judge and grader are served. Anything else differing is a twin that is not one.
 SIZE = (
+    "model.vllm_enable_sleep_mode",  # CUDA only: off on the twin, and stated (tw.CPU_COUNTERPARTS)
     "model.source", "model.name", "model.tiny.", "model.num_gpus", "model.per_device_train_batch_size",
     "model.gradient_accumulation_steps", "trainer.generation_batch_size", "trainer.max_steps",
     "trainer.save_steps", "trainer.max_completion_length", "trainer.validation_prompts",
@@ -21,8 +22,9 @@ SIZE = (
     "task.grader_template", "task.max_channels", "task.gpqa_n_repeats", "task.fixture_examples",
     "task.fixture_short_prompt", "task.bfcl_per_category",
 )  # fmt: skip
-SERVICES = ("judge.base_url", "judge.model", "judge.max_tokens", "judge.cache_path",
-            "eval_judge.base_url", "eval_judge.model", "eval_judge.max_tokens", "eval_judge.cache_path")  # fmt: skip
+SERVICES = ("judge.base_url", "judge.model", "judge.max_tokens", "judge.cache_path", "judge.reask_limit",
+            "eval_judge.base_url", "eval_judge.model", "eval_judge.max_tokens", "eval_judge.cache_path",
+            "eval_judge.reask_limit", "run.max_missing_share")  # fmt: skip
 # What must never change: the code path a cell takes on GPUs.
 PATH = ("model.accelerate", "model.dtype", "model.gradient_checkpointing", "model.attn_implementation",
         "model.vllm_gpu_memory_utilization", "trainer.use_vllm", "trainer.vllm_mode", "trainer.num_generations",
@@ -93,11 +95,13 @@ def test_a_cell_without_a_cpu_counterpart_is_named():
     odd.task.name = "secret_task"
     with pytest.raises(tw.NoTwin, match="task secret_task has no fixture"):
         tw.twin(sweep, cell, odd)
-    sleepy = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    OmegaConf.set_struct(sleepy, False)
-    sleepy.model.vllm_enable_sleep_mode = True
-    with pytest.raises(tw.NoTwin, match="vllm_enable_sleep_mode has no CPU counterpart"):
-        tw.twin(sweep, cell, sleepy)
+
+
+def test_a_cuda_only_setting_is_turned_off_on_the_twin_and_stated():
+    (sweep, cell, cfg), *_ = [c for c in CELLS if c[2].model.get("vllm_enable_sleep_mode")]
+    twin = tw.twin(sweep, cell, cfg)
+    assert "model.vllm_enable_sleep_mode=false" in twin.overrides
+    assert any("sleep mode" in d for d in twin.differences)
 
 
 def test_the_twin_command_is_the_sweeps_own_launch():

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, open_dict
 
 from rvpo_repro.config import grpo_config
 from rvpo_repro.evals.base import EvalResult
-from rvpo_repro.generation import GenerationSettings, raised_in_vllm, vllm_start_error
+from rvpo_repro.generation import GenerationSettings, pick_backend, raised_in_vllm, vllm_start_error
 from rvpo_repro.io import write_jsonl
 from rvpo_repro.rewards import NoUsableRewardError
 from rvpo_repro.run import checkpoint_eval
@@ -286,8 +286,14 @@ def _evaluate_and_seal(
         checkpoint_eval.grade_best(plan.run_dir, cfg, int(summary["global_step"]), test)
         rows = read_checkpoint_evals(plan.run_dir / checkpoint_eval.EVALS_FILE)
         checkpoint_eval.log_checkpoint_evals(rows)
-    if fresh:
-        extra = {**extra, "evaluation_process": "fresh"}
+    # how the numbers were made: `auto` resolved, and whether generation had a process of its own
+    extra = {
+        **extra,
+        "evaluation": {
+            "backend": pick_backend(cfg.eval.backend),
+            "process": "fresh" if fresh else "in place",
+        },
+    }
     record = record_mod.new_record(
         cfg,
         result.metrics,
