@@ -128,6 +128,8 @@ PROBABILITY = Range(0, 1)
 RANGES: dict[str, Range] = {
     "model.num_gpus": NON_NEGATIVE,
     "model.vllm_gpu_memory_utilization": Range(0, 1, low_open=True),
+    "model.vllm_tensor_parallel_size": AT_LEAST_1,
+    "model.gpu_memory_gb": POSITIVE,
     "trainer.num_generations": Range(2),  # a group needs two rollouts to have a spread
     "trainer.num_generations_eval": Range(2),
     "trainer.save_steps": POSITIVE,  # int: steps; float < 1: share of max_steps (TRL)
@@ -185,6 +187,8 @@ JOB_SET_TRAINER_KEYS: dict[str, str] = {
     "gradient_accumulation_steps": "model.gradient_accumulation_steps",
     "gradient_checkpointing": "model.gradient_checkpointing",
     "vllm_gpu_memory_utilization": "model.vllm_gpu_memory_utilization",
+    "vllm_tensor_parallel_size": "model.vllm_tensor_parallel_size",
+    "vllm_enable_sleep_mode": "model.vllm_enable_sleep_mode",
     "fp16": "model.dtype",  # the one place precision is set (rvpo_repro.models.precision_args)
 }
 MODEL_TRAINER_KEYS = tuple(k for k, v in JOB_SET_TRAINER_KEYS.items() if v == f"model.{k}")
@@ -356,6 +360,8 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
     check_trainer(plain["trainer"])
     check_precision(plain["model"], plain["trainer"])
     check_vllm_model(plain)
+    check_vllm_layout(plain["model"], plain["trainer"])
+    check_memory(cfg)
     try:
         aggregator_from_config(cfg.aggregator)
     except (TypeError, ValueError) as exc:
@@ -406,6 +412,45 @@ def check_vllm_model(plain: dict) -> None:
     problem = vllm_shape_problem(tiny["hidden_size"] // tiny["num_attention_heads"])
     if problem:
         raise ConfigError(f"{users[0]} with model={model['name']}: {problem}")
+
+
+def check_vllm_layout(model: dict, trainer: dict) -> None:
+    """What TRL's colocated vLLM requires of the layout, refused before the model loads: each group of
+    `vllm_tensor_parallel_size` ranks shares one engine, so it divides the GPUs (TRL raises only after
+    loading); and sleep mode, which vLLM offers on CUDA alone."""
+    from rvpo_repro.generation import vllm_on_cpu
+
+    if not (trainer.get("use_vllm") and trainer.get("vllm_mode") == "colocate"):
+        return
+    tp, gpus = model["vllm_tensor_parallel_size"], model["num_gpus"]
+    if gpus and gpus % tp:
+        raise ConfigError(
+            f"model.vllm_tensor_parallel_size={tp} must divide model.num_gpus={gpus}: each group of {tp} ranks "
+            "shares one colocated vLLM engine (TRL)"
+        )
+    if model["vllm_enable_sleep_mode"] and vllm_on_cpu():
+        raise ConfigError(
+            "model.vllm_enable_sleep_mode=true: vLLM's sleep mode runs on CUDA only and this vLLM is the CPU "
+            "build; set model.vllm_enable_sleep_mode=false"
+        )
+
+
+def check_memory(cfg: Any) -> None:
+    """Refuse a run whose memory plan (rvpo_repro.sweep.memory) exceeds model.gpu_memory_gb on its
+    planned GPUs, naming the component and the setting to change; a model of unknown size gets one
+    line saying so and runs unplanned."""
+    import logging
+
+    from rvpo_repro.sweep.memory import plan_memory
+
+    try:
+        plan = plan_memory(cfg)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if plan.problem:
+        raise ConfigError(plan.problem)
+    if plan.unknown and int(cfg.model.num_gpus):
+        logging.getLogger(__name__).warning(plan.summary())
 
 
 def grpo_config(cfg: Any, output_dir: str, report_to: str = "none", run_name: str | None = None) -> Any:
