@@ -90,9 +90,11 @@ def test_the_tool_calling_layout_without_checkpointing_is_refused_naming_activat
         validate(cfg, construct_trl=False)
 
 
-def test_rvpo_train_refuses_the_old_14b_share_in_one_line_exit_2(capsys, tmp_path):
+def test_rvpo_train_refuses_the_old_14b_share_in_one_line_exit_2(capsys, tmp_path, monkeypatch):
     """0.2 of 80 GB at tensor parallel 1 cannot hold Qwen2.5-14B's 29.5 GB of bf16 weights."""
     from rvpo_repro.train import main
+
+    monkeypatch.chdir(tmp_path)  # Hydra's outputs/ of the refused job
 
     args = ["experiment=rubric_medicine", "model=qwen2.5-14b", "model.vllm_gpu_memory_utilization=0.2"]
     args += ["model.vllm_tensor_parallel_size=1", f"paths.root_dir={tmp_path}", "logger=disabled"]
@@ -195,3 +197,22 @@ def test_sweeps_readme_memory_column_is_the_plan():
             for e in experiments
         ]
         assert rows[size].split("|")[7].strip() == " / ".join(peaks), size
+
+
+def test_a_run_starting_on_a_smaller_gpu_says_so_once(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from rvpo_repro.run.job import warn_small_gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    props = SimpleNamespace(name="NVIDIA L40S", total_memory=int(48.3e9))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    warn_small_gpu(compose(["model=qwen2.5-7b"]))
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(lines) == 1 and lines[0].startswith(
+        "GPU NVIDIA L40S has 48.3 GB, less than model.gpu_memory_gb=80 "
+    )
+    caplog.clear()
+    warn_small_gpu(compose(["model=qwen2.5-7b", "model.gpu_memory_gb=48"]))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
