@@ -360,8 +360,6 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
     check_trainer(plain["trainer"])
     check_precision(plain["model"], plain["trainer"])
     check_vllm_model(plain)
-    check_vllm_layout(plain["model"], plain["trainer"])
-    check_memory(cfg)
     try:
         aggregator_from_config(cfg.aggregator)
     except (TypeError, ValueError) as exc:
@@ -387,12 +385,14 @@ def check_precision(model: dict, trainer: dict) -> None:
 
 def check_vllm_model(plain: dict) -> None:
     """Refuse, before anything starts, what vLLM's engine would refuse only after a minute of
-    start-up, in a message its caller does not see: on CPU, a tiny model whose head size vLLM cannot
+    start-up, in a message its caller does not see: a colocated layout TRL cannot build; on CPU, a tiny model whose head size vLLM cannot
     run (its attention takes head_dim 32+; the default tiny model has 16) and a KV cache larger than
     the free memory (`VLLM_CPU_KVCACHE_SPACE`)."""
-    from rvpo_repro.generation import vllm_memory_problem, vllm_shape_problem
+    from rvpo_repro.generation import vllm_layout_problem, vllm_memory_problem, vllm_shape_problem
 
     model, trainer = plain["model"], plain["trainer"]
+    if problem := vllm_layout_problem(model, trainer):
+        raise ConfigError(problem)
     users = [
         k
         for k, on in [
@@ -412,45 +412,6 @@ def check_vllm_model(plain: dict) -> None:
     problem = vllm_shape_problem(tiny["hidden_size"] // tiny["num_attention_heads"])
     if problem:
         raise ConfigError(f"{users[0]} with model={model['name']}: {problem}")
-
-
-def check_vllm_layout(model: dict, trainer: dict) -> None:
-    """What TRL's colocated vLLM requires of the layout, refused before the model loads: each group of
-    `vllm_tensor_parallel_size` ranks shares one engine, so it divides the GPUs (TRL raises only after
-    loading); and sleep mode, which vLLM offers on CUDA alone."""
-    from rvpo_repro.generation import vllm_on_cpu
-
-    if not (trainer.get("use_vllm") and trainer.get("vllm_mode") == "colocate"):
-        return
-    tp, gpus = model["vllm_tensor_parallel_size"], model["num_gpus"]
-    if gpus and gpus % tp:
-        raise ConfigError(
-            f"model.vllm_tensor_parallel_size={tp} must divide model.num_gpus={gpus}: each group of {tp} ranks "
-            "shares one colocated vLLM engine (TRL)"
-        )
-    if model["vllm_enable_sleep_mode"] and vllm_on_cpu():
-        raise ConfigError(
-            "model.vllm_enable_sleep_mode=true: vLLM's sleep mode runs on CUDA only and this vLLM is the CPU "
-            "build; set model.vllm_enable_sleep_mode=false"
-        )
-
-
-def check_memory(cfg: Any) -> None:
-    """Refuse a run whose memory plan (rvpo_repro.sweep.memory) exceeds model.gpu_memory_gb on its
-    planned GPUs, naming the component and the setting to change; a model of unknown size gets one
-    line saying so and runs unplanned."""
-    import logging
-
-    from rvpo_repro.sweep.memory import plan_memory
-
-    try:
-        plan = plan_memory(cfg)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    if plan.problem:
-        raise ConfigError(plan.problem)
-    if plan.unknown and int(cfg.model.num_gpus):
-        logging.getLogger(__name__).warning(plan.summary())
 
 
 def grpo_config(cfg: Any, output_dir: str, report_to: str = "none", run_name: str | None = None) -> Any:

@@ -11,8 +11,9 @@ import torch
 from omegaconf import OmegaConf
 
 from rvpo_repro.config import ConfigError, compose, grpo_kwargs, validate
-from rvpo_repro.sweep import memory
-from rvpo_repro.sweep.memory import GB, gpu_shortfall, model_shape, plan_memory
+from rvpo_repro.sweep import shapes
+from rvpo_repro.sweep.memory import GB, check_memory, gpu_shortfall, plan_memory
+from rvpo_repro.sweep.shapes import model_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def test_shipped_shapes_count_the_parameters_transformers_builds(hub_id):
 
     shape = model_shape(OmegaConf.create({"source": "pretrained", "path": hub_id}))
     assert shape is not None and hub_id in shape.source
-    config = Qwen2Config(**{k: getattr(shape, k) for k in memory.SHAPE_KEYS})
+    config = Qwen2Config(**{k: getattr(shape, k) for k in shapes.SHAPE_KEYS})
     with torch.device("meta"):
         model = Qwen2ForCausalLM(config)
     assert shape.params == model.num_parameters()  # tied embeddings counted once, as transformers does
@@ -87,7 +88,7 @@ def test_the_tool_calling_layout_without_checkpointing_is_refused_naming_activat
         "change model.gradient_checkpointing=true or a smaller model.per_device_train_batch_size"
     )
     with pytest.raises(ConfigError, match="largest part is activations"):
-        validate(cfg, construct_trl=False)
+        check_memory(cfg)
 
 
 def test_rvpo_train_refuses_the_old_14b_share_in_one_line_exit_2(capsys, tmp_path, monkeypatch):
@@ -156,7 +157,7 @@ def test_a_model_of_unknown_size_gets_one_line_and_no_guess(tmp_path, caplog):
     assert plan.parts == [] and plan.problem is None
     assert plan.lines() == [f"memory plan: {plan.unknown}"]
     assert "size unknown (no config.json at model.path=" in plan.unknown
-    validate(cfg, construct_trl=False)  # not refused: it runs unplanned, and says so
+    check_memory(cfg)  # not refused: it runs unplanned, and says so
     assert [r.getMessage() for r in caplog.records if "size unknown" in r.getMessage()] == [plan.lines()[0]]
 
 

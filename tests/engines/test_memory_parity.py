@@ -11,11 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rvpo_repro.sweep import memory
+from rvpo_repro.sweep import memory, shapes
 
 PARAMS = (107_072, 1_543_714_304, 7_615_616_512, 14_770_033_664)  # tiny, Qwen2.5 1.5B, 7B, 14B
 GPUS = (1, 2, 4, 8)
-HUB = sorted(memory.shipped_shapes())
+HUB = sorted(shapes.shipped_shapes())
 
 
 @pytest.mark.parametrize(("params", "gpus", "offload"), list(itertools.product(PARAMS, GPUS, (False, True))))
@@ -51,7 +51,7 @@ def test_deepspeed_counts_the_tiny_model_as_the_plan_does(tmp_path):
 
     tiny = TinyModelConfig()
     model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tiny, tmp_path / "tiny"))
-    shape = memory.model_shape(OmegaConf.create({"source": "tiny", "tiny": OmegaConf.structured(tiny)}))
+    shape = shapes.model_shape(OmegaConf.create({"source": "tiny", "tiny": OmegaConf.structured(tiny)}))
     assert model_to_params(model) == (shape.params, shape.largest_layer_params)
 
 
@@ -59,7 +59,7 @@ def test_deepspeed_counts_the_tiny_model_as_the_plan_does(tmp_path):
 def test_kv_bytes_per_token_is_vllms_page_size(hub_id, tp):
     from vllm.v1.kv_cache_interface import FullAttentionSpec
 
-    shape = memory.model_shape(OmegaConf.create({"source": "pretrained", "path": hub_id}))
+    shape = shapes.model_shape(OmegaConf.create({"source": "pretrained", "path": hub_id}))
     block = 16
     spec = FullAttentionSpec(
         block_size=block,
