@@ -128,6 +128,8 @@ PROBABILITY = Range(0, 1)
 RANGES: dict[str, Range] = {
     "model.num_gpus": NON_NEGATIVE,
     "model.vllm_gpu_memory_utilization": Range(0, 1, low_open=True),
+    "model.vllm_tensor_parallel_size": AT_LEAST_1,
+    "model.gpu_memory_gb": POSITIVE,
     "trainer.num_generations": Range(2),  # a group needs two rollouts to have a spread
     "trainer.num_generations_eval": Range(2),
     "trainer.save_steps": POSITIVE,  # int: steps; float < 1: share of max_steps (TRL)
@@ -185,6 +187,8 @@ JOB_SET_TRAINER_KEYS: dict[str, str] = {
     "gradient_accumulation_steps": "model.gradient_accumulation_steps",
     "gradient_checkpointing": "model.gradient_checkpointing",
     "vllm_gpu_memory_utilization": "model.vllm_gpu_memory_utilization",
+    "vllm_tensor_parallel_size": "model.vllm_tensor_parallel_size",
+    "vllm_enable_sleep_mode": "model.vllm_enable_sleep_mode",
     "fp16": "model.dtype",  # the one place precision is set (rvpo_repro.models.precision_args)
 }
 MODEL_TRAINER_KEYS = tuple(k for k, v in JOB_SET_TRAINER_KEYS.items() if v == f"model.{k}")
@@ -381,12 +385,14 @@ def check_precision(model: dict, trainer: dict) -> None:
 
 def check_vllm_model(plain: dict) -> None:
     """Refuse, before anything starts, what vLLM's engine would refuse only after a minute of
-    start-up, in a message its caller does not see: on CPU, a tiny model whose head size vLLM cannot
+    start-up, in a message its caller does not see: a colocated layout TRL cannot build; on CPU, a tiny model whose head size vLLM cannot
     run (its attention takes head_dim 32+; the default tiny model has 16) and a KV cache larger than
     the free memory (`VLLM_CPU_KVCACHE_SPACE`)."""
-    from rvpo_repro.generation import vllm_memory_problem, vllm_shape_problem
+    from rvpo_repro.generation import vllm_layout_problem, vllm_memory_problem, vllm_shape_problem
 
     model, trainer = plain["model"], plain["trainer"]
+    if problem := vllm_layout_problem(model, trainer):
+        raise ConfigError(problem)
     users = [
         k
         for k, on in [

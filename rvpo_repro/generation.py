@@ -138,6 +138,26 @@ def vllm_memory_problem(environ: dict[str, str] | None = None, free_bytes: int |
     return None
 
 
+def vllm_layout_problem(model: dict, trainer: dict) -> str | None:
+    """What TRL's colocated vLLM cannot run, or None: each group of `vllm_tensor_parallel_size` ranks
+    shares one engine, so the size divides the GPUs (TRL says so only after loading the model); and
+    sleep mode, which vLLM offers on CUDA alone."""
+    if not (trainer.get("use_vllm") and trainer.get("vllm_mode") == "colocate"):
+        return None
+    tp, gpus = model["vllm_tensor_parallel_size"], model["num_gpus"]
+    if gpus and gpus % tp:
+        return (
+            f"model.vllm_tensor_parallel_size={tp} must divide model.num_gpus={gpus}: each group of {tp} ranks "
+            "shares one colocated vLLM engine (TRL)"
+        )
+    if model["vllm_enable_sleep_mode"] and vllm_on_cpu():
+        return (
+            "model.vllm_enable_sleep_mode=true: vLLM's sleep mode runs on CUDA only and this vLLM is the CPU "
+            "build; set model.vllm_enable_sleep_mode=false"
+        )
+    return None
+
+
 class VLLMStartError(RuntimeError):
     """A vLLM engine that could not start; `str()` is the one line to show (rvpo_repro.cli)."""
 

@@ -45,6 +45,13 @@ class ModelConfig:
     gradient_accumulation_steps: int = 1
     num_gpus: int = 0  # GPUs a run of this size is planned for (0 = CPU)
     vllm_gpu_memory_utilization: float = 0.3  # share of each GPU that colocated vLLM may take
+    vllm_tensor_parallel_size: int = 1  # colocated vLLM: ranks sharing one engine (divides num_gpus)
+    vllm_enable_sleep_mode: bool = (
+        False  # colocated vLLM frees its weights and KV cache while the policy trains
+    )
+    gpu_memory_gb: float = (
+        80.0  # each GPU's memory the run's memory plan is held against (rvpo_repro.sweep.memory)
+    )
     accelerate: str | None = None  # conf/accelerate/<name>.yaml for a run on several GPUs (rvpo-sweep)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 

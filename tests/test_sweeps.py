@@ -342,3 +342,33 @@ def test_make_target_calls_the_planner():
     assert "-m rvpo_repro.sweep tool_calling --launcher slurm --dry-run -- seed=0" in proc.stdout, (
         proc.stdout + proc.stderr
     )
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_dry_run_prints_a_memory_plan_per_block_none_over_80_gb(plans, name):
+    """Every block of every paper sweep fits its GPUs by the memory plan, and the dry run shows it
+    under the block's header, beside the GPU-hours."""
+    launches = plans[name]
+    assert plan.memory_problems(plan.load(name), launches) == []
+    out = plan.describe(plan.load(name), launches, "local").splitlines()
+    for launch in launches:
+        memory = plan.block_memory(launch)
+        assert memory.unknown is None and memory.peak_gb <= 80
+        assert all(j.memory.problem is None for j in launch.jobs)
+        at = next(i for i, line in enumerate(out) if line.startswith(f"== {launch.model}:"))
+        assert "GPU-h" in out[at] and out[at + 1] == memory.summary()
+        assert out[at + 1].startswith(f"memory / GPU: peak {memory.peak_gb:.1f} of 80 GB")
+        assert any(line.startswith("  policy") for line in out[at + 2 : at + 5])
+
+
+def test_a_sweep_that_does_not_fit_is_refused_before_it_starts(capsys, monkeypatch):
+    launched = []
+    monkeypatch.setattr(plan, "launch", lambda *a: launched.append(a) or 0)
+    code = plan.main(["risk_ablation", "--", "seed=0", "model.gradient_checkpointing=false"])
+    out, err = capsys.readouterr()
+    assert code == 2 and not launched and out == ""
+    assert err.count("\n") == 1 and err.startswith("rvpo-sweep: sweep risk_ablation, run ")
+    assert "exceeds model.gpu_memory_gb=80; its largest part is activations (all layers)" in err
+    code = plan.main(["risk_ablation", "--dry-run", "--", "seed=0", "model.gradient_checkpointing=false"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "  does not fit: model qwen2.5-7b" in out and err.startswith("rvpo-sweep: ")

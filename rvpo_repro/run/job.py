@@ -186,6 +186,7 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) 
     from rvpo_repro.run.resume import ResumableTrainer, not_bit_identical_reasons, recompute_train_loss
 
     plan, ranks, cfg = run.plan, run.ranks, run.plan.cfg
+    warn_small_gpu(cfg)
     try:
         trainer = ResumableTrainer(
             model=load_model(cfg.model, cfg.paths.cache_dir),
@@ -242,6 +243,22 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # rank 0 evaluates next, on the same device
     return summary
+
+
+def warn_small_gpu(cfg: DictConfig) -> None:
+    """One line when this rank's GPU has less memory than the memory plan is held against."""
+    import os
+
+    import torch
+
+    from rvpo_repro.sweep.memory import gpu_shortfall
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(
+            int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count()
+        )
+        if line := gpu_shortfall(props.name, props.total_memory, float(cfg.model.gpu_memory_gb)):
+            log.warning(line)
 
 
 def _evaluate_and_seal(

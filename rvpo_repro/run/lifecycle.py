@@ -65,6 +65,10 @@ class RunPlan:
 def plan_run(cfg: DictConfig, train: bool = True) -> RunPlan:
     """Validate `cfg` (nothing exists yet) and fix the run's identity."""
     validate(cfg, construct_trl=False)  # GRPOConfig itself is built once the run is not finished
+    if train:  # the memory plan: a run that cannot fit its GPUs stops here
+        from rvpo_repro.sweep.memory import check_memory
+
+        check_memory(cfg)
     prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
     aggregator = None
     if train:

@@ -35,6 +35,7 @@ from omegaconf import OmegaConf
 from rvpo_repro.analysis.labels import method_label
 from rvpo_repro.config import conf_dir, shipped_dir
 from rvpo_repro.sweep.cost import Estimate, estimate
+from rvpo_repro.sweep.memory import MemoryPlan, plan_memory
 from rvpo_repro.version import version_text
 
 __all__ = ["Job", "Launch", "Sweep", "available", "expand", "load", "main", "plan"]
@@ -119,6 +120,7 @@ class Job:
     cfg: Any  # composed DictConfig, hydra node included
     estimate: Estimate
     status: str  # done | partial | new | conflict | ?
+    memory: MemoryPlan | None = None  # each rank's planned peak memory (rvpo_repro.sweep.memory)
 
 
 @dataclass
@@ -232,7 +234,7 @@ def plan(sweep: Sweep, launcher: str = "local", max_hours: float = 24.0, status:
     """The sweep's jobs, composed and priced, grouped into one launch per model size."""
     overrides = expand(sweep)
     jobs = [
-        Job(o, c, estimate(c), run_status(c) if status else "?")
+        Job(o, c, estimate(c), run_status(c) if status else "?", plan_memory(c))
         for o, c in zip(overrides, compose_jobs(overrides), strict=True)
     ]
     launches: dict[str, list[Job]] = {}
@@ -245,6 +247,23 @@ def plan(sweep: Sweep, launcher: str = "local", max_hours: float = 24.0, status:
         hours = max(j.estimate.hours for j in group)
         command = launch_command(sweep, model, gpus, accelerate, launcher, hours, max_hours)
         out.append(Launch(model, gpus, accelerate, group, command))
+    return out
+
+
+def block_memory(launch: Launch) -> MemoryPlan:
+    """The block's memory plan with the highest peak (its runs differ in settings that may matter)."""
+    plans = [j.memory for j in launch.jobs if j.memory is not None]
+    known = [p for p in plans if not p.unknown]
+    return max(known, key=lambda p: p.peak_gb) if known else plans[0]
+
+
+def memory_problems(sweep: Sweep, launches: list[Launch]) -> list[str]:
+    """One line per block whose plan does not fit its GPUs (the run that does not, the setting to change)."""
+    out = []
+    for launch in launches:
+        bad = next((j for j in launch.jobs if j.memory is not None and j.memory.problem), None)
+        if bad is not None:
+            out.append(f"sweep {sweep.name}, run {' '.join(bad.overrides)}: {bad.memory.problem}")
     return out
 
 
@@ -321,6 +340,7 @@ def describe(sweep: Sweep, launches: list[Launch], launcher: str) -> str:
             + f"; est. {est.step_seconds:.0f} s/step, {est.hours:.1f} h/run,"
             f" {sum(j.estimate.gpu_hours for j in launch.jobs):.0f} GPU-h"
         )
+        lines += block_memory(launch).lines()
         lines.append("$ " + shlex.join(launch.command))
         rows = [COLUMNS]
         for job in launch.jobs:
@@ -405,7 +425,14 @@ def _main(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     sweep = load(args.sweep, extra)
     launches = plan(sweep, args.launcher, args.slurm_max_hours)
-    print(describe(sweep, launches, args.launcher), flush=True)
+    problems = memory_problems(sweep, launches)
+    if args.dry_run or not problems:
+        print(describe(sweep, launches, args.launcher), flush=True)
+    if problems:  # refused before anything starts; the dry run shows the plans first
+        from rvpo_repro.config_errors import EXIT_CONFIG
+
+        print(f"rvpo-sweep: {problems[0]}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0 if args.dry_run else launch(launches, args.launcher)
 
 
