@@ -52,7 +52,10 @@ def test_options_come_from_the_subkey_with_the_suites_checks():
 @pytest.mark.parametrize(
     "algorithm,match",
     [
-        ({"aggregator": {"risc": 2.0}}, r"algorithm\.aggregator: option\(s\) \['risc'\] do not apply to aggregator 'rvpo'"),
+        (
+            {"aggregator": {"risc": 2.0}},
+            r"algorithm\.aggregator: option\(s\) \['risc'\] do not apply to aggregator 'rvpo'",
+        ),
         ({"aggregator": {"schedule": "cosin"}}, r"algorithm\.aggregator: schedule = 'cosin'"),
         ({"aggregator": {"use_item_weights": True}}, "verl passes no per-rollout item weights"),
         ({"aggregator": {"weights": [1, 1]}, "gdpo_reward_weights": [1, 1]}, "both set"),
@@ -68,7 +71,9 @@ def test_a_bad_option_is_one_line_naming_it(algorithm, match):
 
 def test_untested_verl_version_is_one_line():
     check_verl_version("0.9.1")
-    with pytest.raises(VerlIntegrationError, match=r"verl 0\.8\.0 is not supported .* tested with verl 0\.9\.1$"):
+    with pytest.raises(
+        VerlIntegrationError, match=r"verl 0\.8\.0 is not supported .* tested with verl 0\.9\.1$"
+    ):
         check_verl_version("0.8.0")
 
 
@@ -77,7 +82,7 @@ def test_channels_read_none_as_absent_and_name_a_missing_key():
     x = channel_rewards(batch, ["a", "b"])
     assert x.dtype == torch.float64 and x.shape == (3, 2)
     assert math.isnan(x[1, 0]) and math.isnan(x[2, 1]) and x[0].tolist() == [1.0, 0.5]
-    with pytest.raises(VerlIntegrationError, match=r"reward key 'c' .* it has \['a', 'b'\]"):
+    with pytest.raises(VerlIntegrationError, match=r"reward key 'c' .* \(it has \['a', 'b'\]\)"):
         channel_rewards(batch, ["a", "c"])
 
 

@@ -43,7 +43,7 @@ from rvpo_repro.rewards import RewardChannel
 TESTED_VERL_VERSIONS = ("0.9.1",)
 OPTIONS_KEY = "aggregator"  # algorithm.aggregator: the method's options
 RENAMED_PREFIX = "rvpo_repro_"  # where verl owns a suite name
-SETUP_HOOK = f"{__name__}.install"
+SETUP_HOOK = "rvpo_repro.integrations.verl.install"  # a path Ray workers import (not __main__)
 # How far up the stack the trainer calling compute_advantage may sit (v1: _compute_advantage ->
 # compute_advantage_for_multi_trajectories -> compute_advantage).
 _TRAINER_FRAMES = 6
@@ -147,7 +147,9 @@ def channel_specs(rewards: torch.Tensor, keys: Sequence[str]) -> list[RewardChan
         col = rewards[:, j]
         col = col[~torch.isnan(col)]
         binary = bool(((col == 0) | (col == 1)).all()) and col.numel() > 0
-        specs.append(RewardChannel(key, binary=True) if binary else RewardChannel(key, low=math.nan, high=math.nan))
+        specs.append(
+            RewardChannel(key, binary=True) if binary else RewardChannel(key, low=math.nan, high=math.nan)
+        )
     return specs
 
 
@@ -308,7 +310,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from verl.trainer import main_ppo
 
     args = list(sys.argv[1:] if argv is None else argv)
-    sys.argv = [sys.argv[0], *args, f"++ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={SETUP_HOOK}"]
+    sys.argv = [
+        sys.argv[0],
+        *args,
+        f"++ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={SETUP_HOOK}",
+    ]
     main_ppo.main()
 
 

@@ -51,7 +51,9 @@ def test_step_metrics_are_the_suites(installed_names):
     data, rows, uids, lengths = make_batch(seed=6)
     _, metrics = StepTrainer(1, 10, {"risk": 2.0}).step(data)
     order = sorted(range(len(rows)), key=lambda i: uids[i])
-    x = torch.tensor([[float("nan") if v is None else v for v in rows[i]] for i in order], dtype=torch.float64)
+    x = torch.tensor(
+        [[float("nan") if v is None else v for v in rows[i]] for i in order], dtype=torch.float64
+    )
     # format is binary (a constraint); correctness and the length score have no declared range
     specs = [RewardChannel("format", binary=True)] + [
         RewardChannel(k, low=float("nan"), high=float("nan")) for k in KEYS[1:]
