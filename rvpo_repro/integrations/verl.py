@@ -223,7 +223,11 @@ class SuiteEstimator:
 def trainer_step() -> tuple[float | None, dict | None]:
     """(progress, metrics) of the verl trainer calling compute_advantage: progress = (global_steps
     - 1) / total_training_steps (verl counts steps from 1, the suite from 0 done), metrics its step's
-    dict; (None, None) where no caller is such a trainer."""
+    dict; (None, None) where no caller is such a trainer.
+
+    verl 0.9.1 passes compute_advantage neither the step nor a metrics sink; both of its trainers
+    (the legacy `fit`, the v1 `_compute_advantage`) hold them in the calling frame, so they are read
+    there rather than by patching the trainers too."""
     frame = sys._getframe(2)
     for _ in range(_TRAINER_FRAMES):
         if frame is None:
