@@ -204,3 +204,29 @@ $(addprefix reproduce-,$(SWEEPS)): reproduce-%: $(STAMP)
 
 gpu-check: ## Qwen2.5-1.5B-sized RVPO steps on CUDA: hf, vLLM colocate, ZeRO-2 on 2 GPUs: s/step, tokens/s, memory (<10 min)
 	PY=$(PY) bash scripts/gpu_check.sh
+
+# ---- verl: the suite's aggregators as verl advantage estimators (rvpo_repro/integrations/verl.py),
+# tested through verl's own code in a venv of its own: verl caps transformers below 5.11 and pins its
+# own stack, which .venv (TRL 1.16) need not follow. The CPU torch first, as for .venv; then verl
+# 0.9.1 and what its trainer imports, from the lock; then the suite without its TRL stack (the
+# estimators need torch, numpy and omegaconf only, which verl brings).
+VERL_VENV ?= .cache/verl-venv
+VERL_PY := $(VERL_VENV)/bin/python
+VERL_STAMP := $(VERL_VENV)/.installed
+.PHONY: verl-venv test-verl verl-lock
+
+$(VERL_STAMP): pyproject.toml requirements/verl-lock.txt
+	test -x $(VERL_PY) || $(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_PY) -m pip install --quiet --upgrade pip
+	$(VERL_PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(VERL_PY) -m pip install --quiet -r requirements/verl-lock.txt
+	$(VERL_PY) -m pip install --quiet --no-deps -e .
+	touch $(VERL_STAMP)
+
+verl-venv: $(VERL_STAMP) ## build .cache/verl-venv: CPU torch, verl 0.9.1 (pinned by requirements/verl-lock.txt), the suite
+test-verl: $(VERL_STAMP) ## run tests/verl/ (every aggregator through verl's compute_advantage; the example recipe) in the verl venv
+	$(VERL_PY) -m pytest -m verl tests/verl
+
+verl-lock: $(VERL_STAMP) ## rewrite requirements/verl-lock.txt from the verl venv
+	{ head -3 requirements/verl-lock.txt; $(VERL_PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/verl-lock.tmp
+	mv requirements/verl-lock.tmp requirements/verl-lock.txt

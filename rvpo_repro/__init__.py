@@ -8,6 +8,8 @@ another's; tests/test_layout.py checks it):
     advantage_ops  the pure tensor functions behind them (z-scores, SoftMin, whitening)
     rewards        reward channels in TRL's calling convention; multi-channel rewards
     trainer        RVPOTrainer: TRL's GRPOTrainer with the aggregator's advantages
+    channel_metrics  per-channel metrics of a batch, logged by every trainer integration
+    integrations/  the aggregators inside other trainers: verl's advantage estimators
     schemas        dataclass schemas of the Hydra config groups
     config         composition, the config tree, validation before any work
     models         model configs -> weights (hub id, local path, or the offline tiny model)

@@ -27,6 +27,7 @@ import torch
 from trl import GRPOTrainer
 
 from rvpo_repro.aggregators.base import Aggregator
+from rvpo_repro.channel_metrics import channel_metrics
 from rvpo_repro.rewards import (
     MultiChannelReward,
     NoUsableRewardError,
@@ -156,48 +157,8 @@ class RVPOTrainer(GRPOTrainer):
         mode: str,
         channel_weights: torch.Tensor | None = None,
     ) -> None:
-        """Per-channel metrics of one batch, computed on the rewards' device and brought to the host
-        in one transfer (a `.item()` per value would wait on the device once per value)."""
+        """Append this batch's per-channel metrics (`rvpo_repro.channel_metrics`) to TRL's logs."""
         metrics = self._metrics[mode]
-        k = rewards.shape[1]
-        present = ~torch.isnan(rewards)
-        parts = [torch.nanmean(rewards, dim=0)]  # (K,) channel means
-        binary = [j for j, spec in enumerate(self.channels) if spec.binary]
-        if binary:
-            idx = torch.tensor(binary, device=rewards.device)
-            high = torch.tensor(
-                [self.channels[j].high for j in binary], dtype=rewards.dtype, device=rewards.device
-            )
-            met, pres = rewards[:, idx] == high, present[:, idx]  # NaN never equals high
-            count = pres.sum(0)
-            parts += [count.to(rewards.dtype), met.sum(0) / count.clamp(min=1)]
-            # an absent constraint does not fail the rollout
-            parts.append((met | ~pres).all(dim=1).float().mean().to(rewards.dtype).reshape(1))
-        weights = self.aggregator.channel_weights(
-            rewards, num_generations=group, weights=channel_weights, progress=progress
-        )  # (N, K) share of each channel in the advantage (RVPO: the SoftMin weights), or None
-        if weights is not None:
-            scorable = present.any(dim=1, keepdim=True).to(weights.dtype)
-            n = scorable.sum()
-            mean_w = torch.where(n > 0, (weights * scorable).sum(0) / n.clamp(min=1), weights.mean(dim=0))
-            parts.append(mean_w.to(rewards.dtype))
-        values = torch.cat(parts).tolist()  # the one device-to-host transfer
-        means, rest = values[:k], values[k:]
-        finite = [
-            v for v in (spec.normalise(m) for spec, m in zip(self.channels, means, strict=True)) if v == v
-        ]
-        if finite:
-            metrics["channels/bottleneck"].append(min(finite))
-        if binary:
-            b = len(binary)
-            counts, rates, all_ok, rest = rest[:b], rest[b : 2 * b], rest[2 * b], rest[2 * b + 1 :]
-            for j, c, r in zip(binary, counts, rates, strict=True):
-                if c > 0:
-                    metrics[f"channels/{self.channels[j].name}/satisfied"].append(r)
-            metrics["channels/all_constraints"].append(all_ok)
-        risk = self.aggregator.risk_at(progress) if hasattr(self.aggregator, "risk_at") else None
-        if risk is not None:
-            metrics["aggregator/risk"].append(float(risk))
-        if weights is not None:
-            for spec, w in zip(self.channels, rest, strict=True):
-                metrics[f"aggregator/weight/{spec.name}"].append(w)
+        values = channel_metrics(self.aggregator, rewards, self.channels, group, progress, channel_weights)
+        for name, value in values.items():
+            metrics[name].append(value)
