@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rvpo_repro.evals.base import EvalResult
+from rvpo_repro.io import parse_digest
 from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
-from rvpo_repro.tasks.toolrl.data import RLLA_URL, load_rlla, read_raw, write_prepared_split
+from rvpo_repro.tasks.toolrl.data import RLLA_DIGEST, RLLA_URL, load_rlla, read_raw, write_prepared_split
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, write_rlla_fixture
 from rvpo_repro.tasks.toolrl.rewards import ToolRLRewards
 
@@ -26,6 +27,7 @@ BFCL_CATEGORIES = (
 class ToolRLConfig:
     name: str = "toolrl"
     source: str = RLLA_URL  # `fixture` | URL | rlla_rl.json | train.parquet | directory holding one
+    source_digest: str | None = RLLA_DIGEST  # "<algo>:<hex>" the source's file must have; None: any
     download_dir: str | None = None  # cache for a URL source (None: read it into memory each time)
     fixture_examples: int = 256  # records of the generated set when source == fixture ...
     fixture_short_prompt: bool = False  # ... with a one-paragraph system text instead of ToolRL's (CPU)
@@ -53,6 +55,11 @@ class ToolRLTask(Task):
 
     @classmethod
     def prepare_config(cls, cfg: Any) -> None:
+        if cfg.task.source_digest is not None:
+            try:
+                parse_digest(cfg.task.source_digest)
+            except ValueError as exc:
+                raise TaskInputError(f"task.source_digest: {exc}") from None
         if cfg.task.bfcl_parser not in cls.PARSERS:
             raise TaskInputError(
                 f"task.bfcl_parser={cfg.task.bfcl_parser!r}: expected one of {list(cls.PARSERS)}"
