@@ -407,7 +407,10 @@ def stub_bfcl(monkeypatch):
         for i in range(3)
     ]
     stub = types.SimpleNamespace(
-        load_bfcl=lambda source=None, categories=None: [e for e in entries if e["category"] in categories],
+        load_bfcl=lambda source=None, categories=None, cache_dir=".cache": [
+            e for e in entries if e["category"] in categories
+        ],
+        describe_data=lambda source=None, cache_dir=".cache": f"BFCL stub ({source})",
         sample_entries=lambda es, n, seed: [e for e in es if int(e["id"][-1]) < n],
         bfcl_messages=lambda e: [{"role": "system", "content": "tools"}, *e["question"][0]],
         score=lambda es, outs, parser="toolrl": EvalResult(
@@ -468,7 +471,9 @@ def _bfcl_with_data():
 def test_evaluate_with_the_bfcl_module(tokenizer):
     """The real BFCL module end to end on one entry per category: right calls and abstentions score 1."""
     _bfcl_with_data()
-    task = get_task(ToolRLConfig(source="fixture", fixture_examples=60, bfcl_per_category=1))
+    task = get_task(
+        ToolRLConfig(source="fixture", fixture_examples=60, bfcl_per_category=1, bfcl_source=None)
+    )
     ev = task.build(tokenizer, seed=0).eval_dataset
     assert (
         ev["category"] == toolrl.BFCL_CATEGORIES and ev["id"] == task.build(tokenizer, 1).eval_dataset["id"]
@@ -504,7 +509,9 @@ def test_evaluate_with_the_bfcl_module(tokenizer):
     noisy = [[o.replace("\n</tool_call>", "\nnot json\n</tool_call>")] for o in outputs]
     assert task.evaluate(ev, noisy, tokenizer).metrics["bfcl/simple_python"]["value"] == 1.0
     strict = get_task(
-        ToolRLConfig(source="fixture", fixture_examples=60, bfcl_per_category=1, bfcl_parser="strict")
+        ToolRLConfig(
+            source="fixture", fixture_examples=60, bfcl_per_category=1, bfcl_parser="strict", bfcl_source=None
+        )
     )
     assert strict.evaluate(ev, noisy, tokenizer).metrics["bfcl/simple_python"]["value"] == 0.0
 
@@ -515,7 +522,9 @@ def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
 
     cfg = ToolRLConfig(source="fixture", fixture_examples=60, bfcl_source=str(write_bfcl_fixture(tmp_path)))
     task = get_task(cfg)
-    ev = task.build(tokenizer, seed=0).eval_dataset
+    data = task.build(tokenizer, seed=0)
+    assert data.extra["bfcl_data"] == f"BFCL v4 ({tmp_path})"  # the record says what was scored
+    ev = data.eval_dataset
     assert set(ev["category"]) == set(toolrl.BFCL_CATEGORIES)
     result = task.evaluate(ev, [["<think>x</think>\n<response>none</response>"]] * len(ev), tokenizer)
     assert (

@@ -35,7 +35,7 @@ class ToolRLConfig:
     split_seed: int = 31415  # ... and numpy seed (the prepared parquet is already split)
     max_train_examples: int | None = None  # first N of the (shuffled) train split
     max_prompt_tokens: int | None = None  # drop longer prompts (upstream cuts them on the left; TRL cannot)
-    bfcl_source: str | None = None  # None: the data of the installed bfcl-eval package
+    bfcl_source: str | None = "v3"  # v3 (bfcl-eval 2025.8.6.2, pinned) | directory | None: installed bfcl-eval
     bfcl_categories: list[str] = field(default_factory=lambda: list(BFCL_CATEGORIES))
     bfcl_per_category: int | None = None  # seeded sample per category; None: all
     bfcl_seed: int = 0  # fixed across runs, so eval examples pair up between runs
@@ -86,7 +86,9 @@ class ToolRLTask(Task):
     def eval_rows(self) -> list[dict]:
         from rvpo_repro.evals import bfcl
 
-        entries = bfcl.load_bfcl(self.cfg.bfcl_source, categories=list(self.cfg.bfcl_categories))
+        cache = Path(self.cache_dir) / "datasets"
+        entries = bfcl.load_bfcl(self.cfg.bfcl_source, list(self.cfg.bfcl_categories), cache)
+        self.bfcl_data = bfcl.describe_data(self.cfg.bfcl_source, cache)
         if self.cfg.bfcl_per_category is not None:
             entries = bfcl.sample_entries(entries, self.cfg.bfcl_per_category, self.cfg.bfcl_seed)
         return [
@@ -108,7 +110,7 @@ class ToolRLTask(Task):
             eval_dataset=Dataset.from_list(self.eval_rows()),
             reward_funcs=[rewards],
             channels=list(rewards.channels),
-            extra={"toolrl_prompts": self.prompts},
+            extra={"toolrl_prompts": self.prompts, "bfcl_data": self.bfcl_data},
         )
 
     def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
