@@ -103,19 +103,42 @@ def read_jsonl(file: str | Path, required: Sequence[str] = ()) -> list[dict]:
     return rows
 
 
-def download_once(url: str, dest: str | Path, sha256: str | None = None, timeout: float = 60.0) -> Path:
+def _git_blob_sha1(data: bytes) -> str:
+    # git's object id of a file: SHA-1 over "blob <size>\0" + bytes (`git rev-parse <commit>:<path>`)
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+# Content digests a pin may name, "<algo>:<hex>". git-blob-sha1 pins a file by the id its commit's
+# tree records, for files whose bytes could not be hashed otherwise.
+DIGESTS = {"sha256": lambda data: hashlib.sha256(data).hexdigest(), "git-blob-sha1": _git_blob_sha1}
+
+
+def parse_digest(pin: str) -> tuple[str, str]:
+    """("algo", "hex") of a pin "<algo>:<hex>"; ValueError naming the pin when it is not one."""
+    algo, _, want = pin.partition(":")
+    if algo not in DIGESTS or not want or any(c not in "0123456789abcdef" for c in want.lower()):
+        raise ValueError(f"digest {pin!r}: expected '<algo>:<hex>' with algo one of {sorted(DIGESTS)}")
+    return algo, want.lower()
+
+
+def check_digest(data: bytes, pin: str | None, what: str) -> None:
+    """Refuse `data` whose digest differs from `pin` ("<algo>:<hex>"; None: no check), in one line
+    naming `what`, the algorithm, both values."""
+    if pin is None:
+        return
+    algo, want = parse_digest(pin)
+    if (got := DIGESTS[algo](data)) != want:
+        raise ValueError(f"{what}: {algo} {got}, expected {want}")
+
+
+def download_once(url: str, dest: str | Path, digest: str | None = None, timeout: float = 60.0) -> Path:
     """`dest`, downloaded from `url` the first time (atomically, so a cut-off download leaves nothing).
 
-    With `sha256`, a download (or an existing file) whose digest differs is refused, naming both.
-    Offline, the error says where to put the file by hand."""
+    With `digest` ("sha256:<hex>" or another of DIGESTS), a download (or an existing file) whose
+    digest differs is refused, naming both. Offline, the error says where to put the file by hand."""
     dest = Path(dest)
-
-    def check(data: bytes, what: str) -> None:
-        if sha256 is not None and (got := hashlib.sha256(data).hexdigest()) != sha256.lower():
-            raise ValueError(f"{what}: sha256 {got}, expected {sha256}")
-
     if dest.exists():
-        check(dest.read_bytes(), str(dest))
+        check_digest(dest.read_bytes(), digest, str(dest))
         return dest
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -126,6 +149,6 @@ def download_once(url: str, dest: str | Path, sha256: str | None = None, timeout
             f"could not download {url}: {reason}. This machine may be offline: download the file "
             f"elsewhere and place it at {dest}"
         ) from err
-    check(data, f"download of {url}")
+    check_digest(data, digest, f"download of {url}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(dest, data)

@@ -96,6 +96,65 @@ def test_v3_names_newest_version_and_category_filter(tmp_path):
         bfcl.load_bfcl(v3, ["nope"])
 
 
+def test_v3_files_carry_v4_category_names_and_their_own_language(tmp_path):
+    v3 = bfcl.load_bfcl(write_bfcl_fixture(tmp_path / "v3", version=3))
+    v4 = bfcl.load_bfcl(write_bfcl_fixture(tmp_path / "v4"))
+    assert [e["category"] for e in v3] == [e["category"] for e in v4]
+    assert [(e["question"], e["function"], e["ground_truth"]) for e in v3] == [
+        (e["question"], e["function"], e["ground_truth"]) for e in v4
+    ]
+    assert [e["id"] for e in v3 if e["category"] == "simple_java"] == ["java_0"]  # v3's own ids
+    java = next(e for e in v3 if e["category"] == "simple_java")
+    assert "Java 8 SDK syntax" in bfcl.bfcl_messages(java)[0]["content"]
+    assert bfcl.describe_data(tmp_path / "v3") == f"BFCL v3 ({tmp_path / 'v3'})"
+    assert bfcl.describe_data(tmp_path / "v4") == f"BFCL v4 ({tmp_path / 'v4'})"
+
+
+def _wheel(tmp_path: Path, version: int) -> Path:
+    """A wheel-shaped zip holding a fixture as bfcl-eval packs its data."""
+    import zipfile
+
+    data = write_bfcl_fixture(tmp_path / f"data-v{version}", version=version)
+    wheel = tmp_path / "bfcl_eval-0.0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path in sorted(data.rglob("*.json")):
+            zf.write(path, f"bfcl_eval/data/{path.relative_to(data)}")
+        zf.writestr("bfcl_eval/__init__.py", "")
+    return wheel
+
+
+def test_a_release_is_fetched_once_checked_and_unpacked(tmp_path, monkeypatch):
+    import hashlib
+
+    wheel = _wheel(tmp_path, 3)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    monkeypatch.setitem(bfcl.RELEASES, "v3", bfcl.Release("0.0.1", wheel.as_uri(), "0" * 64))
+    with pytest.raises(
+        ValueError, match=rf"download of .*bfcl_eval-0\.0\.1-py3-none-any\.whl: sha256 {sha}, expected 0+$"
+    ):
+        bfcl.load_bfcl("v3", cache_dir=cache)
+    assert not (cache / "bfcl" / "bfcl_eval-0.0.1").exists()  # nothing unpacked from a refused wheel
+
+    monkeypatch.setitem(bfcl.RELEASES, "v3", bfcl.Release("0.0.1", wheel.as_uri(), sha))
+    entries = bfcl.load_bfcl("v3", cache_dir=cache)
+    assert entries == bfcl.load_bfcl(tmp_path / "data-v3")
+    assert bfcl.describe_data("v3", cache) == "BFCL v3 (bfcl-eval 0.0.1)"
+    assert not (cache / "bfcl" / "bfcl_eval-0.0.1" / "bfcl_eval" / "__init__.py").exists()  # data only
+    wheel.unlink()  # later loads read the unpacked copy
+    assert bfcl.load_bfcl("v3", cache_dir=cache) == entries
+
+
+def test_the_pinned_release_is_v3_and_the_paper_experiment_scores_on_it():
+    from rvpo_repro.config import compose
+
+    rel = bfcl.RELEASES["v3"]
+    assert rel.url.endswith(f"/bfcl_eval-{rel.version}-py3-none-any.whl") and len(rel.sha256) == 64
+    assert rel.url.startswith("https://files.pythonhosted.org/packages/")
+    assert compose(["experiment=tool_calling"]).task.bfcl_source == "v3"
+    assert compose(["experiment=tool_calling_tiny"]).task.bfcl_source is None  # CPU: no download
+
+
 @pytest.mark.parametrize("answers", [False, True])
 def test_malformed_json_names_file_and_line(tmp_path, answers):
     root = write_bfcl_fixture(tmp_path)

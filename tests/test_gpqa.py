@@ -214,3 +214,49 @@ def test_hub_gated_error(monkeypatch):
         "repo_type": "dataset",
         "token": "hf_secret_do_not_print",
     }
+
+
+def _train(capsys, monkeypatch, tmp_path, *overrides: str) -> tuple[object, str]:
+    import importlib
+
+    from rvpo_repro.train import main
+
+    job = importlib.import_module("rvpo_repro.run.job")  # the module (the package exports a `job` too)
+
+    def started(cfg):
+        raise SystemExit("started")  # where a run joins its ranks: the preflight let it through
+
+    monkeypatch.setattr(job, "join_ranks", started)  # the first step after the plan; no weights yet
+    where = [f"paths.root_dir={tmp_path}", "logger=disabled", "experiment=rubric_science"]
+    try:
+        main([*where, *overrides])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+GATED = (
+    "rvpo-train: task.gpqa_source=hub: GPQA-Diamond comes from the gated dataset Idavidrein/gpqa: accept "
+    "its terms on https://huggingface.co/datasets/Idavidrein/gpqa and set HF_TOKEN to a token of that "
+    "account, or set the source to a local gpqa_diamond.csv\n"
+)
+
+
+def test_a_gpqa_run_without_token_or_local_copy_stops_at_its_plan(capsys, monkeypatch, tmp_path, csv_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert _train(capsys, monkeypatch, tmp_path) == (2, GATED)
+    assert not (tmp_path / "results").exists()
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_do_not_print")
+    assert _train(capsys, monkeypatch, tmp_path)[0] == "started"
+    monkeypatch.delenv("HF_TOKEN")
+    assert _train(capsys, monkeypatch, tmp_path, f"task.gpqa_source={csv_path}")[0] == "started"
+    code, err = _train(capsys, monkeypatch, tmp_path, f"task.gpqa_source={tmp_path / 'none.csv'}")
+    assert (code, err) == (
+        2,
+        f"rvpo-train: task.gpqa_source={tmp_path / 'none.csv'}: GPQA source "
+        f"'{tmp_path / 'none.csv'}': no such file, and not one of {list(gpqa.HUB_ALIASES)}\n",
+    )
+    assert _train(capsys, monkeypatch, tmp_path, "task.gpqa_source=fixture")[0] == "started"
+    no_gpqa = _train(capsys, monkeypatch, tmp_path, "task.evals=[healthbench]")
+    assert no_gpqa[0] == "started"  # a run that does not evaluate GPQA needs no token

@@ -14,6 +14,7 @@ import pytest
 import rvpo_repro.tasks.toolrl as toolrl  # registers the task (and its schema) before any compose
 from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.tasks import get_task
+from rvpo_repro.tasks.base import TaskInputError
 from rvpo_repro.tasks.toolrl import (
     ToolRLConfig,
     ToolRLRewards,
@@ -152,6 +153,11 @@ def test_reward_channels_read_ground_truth_column():
 # ---------------------------------------------------------------- loaders
 
 
+def _unpinned(**kw) -> ToolRLConfig:
+    """A config for a generated file, which is not upstream's pinned one: no digest check."""
+    return ToolRLConfig(source_digest=None, **kw)
+
+
 @pytest.fixture
 def raw_file(tmp_path):
     return write_rlla_fixture(tmp_path / "raw", n=200, seed=0)
@@ -177,10 +183,10 @@ def test_fixture_is_in_the_upstream_schema_and_scores_its_own_truth():
 def test_raw_split_sizes_determinism_and_upstream_mechanism(raw_file):
     import numpy as np
 
-    train, test = load_rlla(ToolRLConfig(source=str(raw_file)))
+    train, test = load_rlla(_unpinned(source=str(raw_file)))
     assert (len(train), len(test)) == (196, 4)  # int(200 * 0.02) = 4 held out
-    assert (train, test) == load_rlla(ToolRLConfig(source=str(raw_file)))
-    assert load_rlla(ToolRLConfig(source=str(raw_file), split_seed=1))[0] != train
+    assert (train, test) == load_rlla(_unpinned(source=str(raw_file)))
+    assert load_rlla(_unpinned(source=str(raw_file), split_seed=1))[0] != train
     assert train[0]["id"] == "rlla-train-0000" and test[-1]["id"] == "rlla-test-0003"
     assert [m["role"] for m in train[0]["prompt"]] == ["system", "user"]
 
@@ -209,17 +215,15 @@ def test_parquet_and_directory_sources_match_the_raw_split(raw_file, tmp_path):
     assert table.column_names == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
     assert (table.num_rows, pq.read_table(test_pq).num_rows) == (196, 4)
 
-    raw_train, _ = load_rlla(ToolRLConfig(source=str(raw_file)))
-    assert load_rlla(ToolRLConfig(source=str(train_pq)))[0] == raw_train
-    assert load_rlla(ToolRLConfig(source=str(checkout)))[0] == raw_train  # checkout layout, parquet first
-    assert load_rlla(ToolRLConfig(source=str(raw_file.parent))) == load_rlla(
-        ToolRLConfig(source=str(raw_file))
-    )
+    raw_train, _ = load_rlla(_unpinned(source=str(raw_file)))
+    assert load_rlla(_unpinned(source=str(train_pq)))[0] == raw_train
+    assert load_rlla(_unpinned(source=str(checkout)))[0] == raw_train  # checkout layout, parquet first
+    assert load_rlla(_unpinned(source=str(raw_file.parent))) == load_rlla(_unpinned(source=str(raw_file)))
     with pytest.raises(FileNotFoundError, match="rlla_rl.json"):
-        load_rlla(ToolRLConfig(source=str(tmp_path / "missing.json")))
+        load_rlla(_unpinned(source=str(tmp_path / "missing.json")))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds none"):
-        load_rlla(ToolRLConfig(source=str(tmp_path / "empty")))
+        load_rlla(_unpinned(source=str(tmp_path / "empty")))
 
 
 def _write(tmp_path: Path, records) -> Path:
@@ -233,17 +237,17 @@ def test_malformed_rows_name_file_and_row(tmp_path):
     bad = [dict(r) for r in good]
     del bad[3]["output"]
     with pytest.raises(ValueError, match=r"rlla_rl\.json: row 3: .*'output'"):
-        load_rlla(ToolRLConfig(source=str(_write(tmp_path, bad))))
+        load_rlla(_unpinned(source=str(_write(tmp_path, bad))))
     bad = [dict(r) for r in good]
     bad[5]["output"] = f'{THINK}\n<tool_call>\n{{"name": "a", \n</tool_call>'
     with pytest.raises(ValueError, match=r"rlla_rl\.json: row 5: ground-truth tool call line is not JSON"):
-        load_rlla(ToolRLConfig(source=str(_write(tmp_path, bad))))
+        load_rlla(_unpinned(source=str(_write(tmp_path, bad))))
     bad[5]["output"] = f'{THINK}\n<tool_call>\n["a"]\n</tool_call>'
     with pytest.raises(ValueError, match="row 5: .*lacks name/parameters"):
-        load_rlla(ToolRLConfig(source=str(_write(tmp_path, bad))))
+        load_rlla(_unpinned(source=str(_write(tmp_path, bad))))
     (tmp_path / "broken.json").write_text("[{")
     with pytest.raises(ValueError, match="broken.json: not valid JSON"):
-        load_rlla(ToolRLConfig(source=str(tmp_path / "broken.json")))
+        load_rlla(_unpinned(source=str(tmp_path / "broken.json")))
 
 
 def test_malformed_parquet_row_names_file_and_row(tmp_path):
@@ -256,7 +260,7 @@ def test_malformed_parquet_row_names_file_and_row(tmp_path):
     rows.append({"prompt": prompt, "reward_model": {"style": "rule", "ground_truth": None}})
     pq.write_table(pa.Table.from_pylist(rows), path)
     with pytest.raises(ValueError, match=r"train\.parquet: row 2: missing `reward_model.ground_truth`"):
-        load_rlla(ToolRLConfig(source=str(path)))
+        load_rlla(_unpinned(source=str(path)))
 
 
 class _Response:
@@ -282,8 +286,8 @@ def test_url_source_downloads_once_and_fails_clearly_offline(tmp_path, monkeypat
         return _Response(raw_file.read_bytes())
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
-    cfg = ToolRLConfig(source=url, download_dir=str(tmp_path / "cache"))
-    assert load_rlla(cfg) == load_rlla(ToolRLConfig(source=str(raw_file)))
+    cfg = _unpinned(source=url, download_dir=str(tmp_path / "cache"))
+    assert load_rlla(cfg) == load_rlla(_unpinned(source=str(raw_file)))
     assert load_rlla(cfg)[0] and opened == [url]  # the second load reads the cache
     assert (tmp_path / "cache" / "rlla_rl.json").exists()
 
@@ -292,12 +296,76 @@ def test_url_source_downloads_once_and_fails_clearly_offline(tmp_path, monkeypat
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(ConnectionError, match=r"could not download .*example\.org.*task\.source"):
-        load_rlla(ToolRLConfig(source=url, download_dir=str(tmp_path / "other")))
+        load_rlla(_unpinned(source=url, download_dir=str(tmp_path / "other")))
+
+
+def _git_blob_id(path: Path) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "hash-object", str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_local_source_is_checked_against_its_digest(raw_file):
+    """The loader's local path mode, on a fixture in the real schema: a wrong digest is refused in
+    one line naming the file, the algorithm and both values; the file's own git blob id (as git
+    computes it) or sha256 passes; null skips the check."""
+    import hashlib
+
+    blob = _git_blob_id(raw_file)
+    train, test = load_rlla(_unpinned(source=str(raw_file)))
+    assert load_rlla(ToolRLConfig(source=str(raw_file), source_digest=f"git-blob-sha1:{blob}")) == (
+        train,
+        test,
+    )
+    sha = hashlib.sha256(raw_file.read_bytes()).hexdigest()
+    assert load_rlla(ToolRLConfig(source=str(raw_file.parent), source_digest=f"sha256:{sha}"))[0] == train
+    with pytest.raises(TaskInputError) as err:
+        load_rlla(ToolRLConfig(source=str(raw_file)))  # the default: upstream's pinned file
+    assert str(err.value) == (
+        f"RLLA-4k {raw_file}: git-blob-sha1 {blob}, expected {toolrl.RLLA_DIGEST.split(':')[1]} "
+        "(task.source_digest; set it to this file's digest, or null to skip the check)"
+    )
+    raw_file.write_bytes(raw_file.read_bytes().replace(b"Dialogue", b"Dialog", 1))  # one record edited
+    with pytest.raises(TaskInputError, match=rf"rlla_rl\.json: sha256 \w+, expected {sha}"):
+        load_rlla(ToolRLConfig(source=str(raw_file), source_digest=f"sha256:{sha}"))
+
+
+def test_url_source_is_checked_before_it_is_cached(tmp_path, monkeypatch, raw_file):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda u, timeout=None: _Response(raw_file.read_bytes()))
+    url, cache = "https://example.org/rlla_rl.json", tmp_path / "cache"
+    with pytest.raises(
+        TaskInputError, match=r"download of https://example\.org/rlla_rl\.json: git-blob-sha1"
+    ):
+        load_rlla(ToolRLConfig(source=url, download_dir=str(cache)))
+    assert not (cache / "rlla_rl.json").exists()  # a refused download leaves nothing to read later
+    pin = f"git-blob-sha1:{_git_blob_id(raw_file)}"
+    assert len(load_rlla(ToolRLConfig(source=url, download_dir=str(cache), source_digest=pin))[0]) == 196
+    (cache / "rlla_rl.json").write_text("[]")  # a cached copy that changed is refused too
+    with pytest.raises(TaskInputError, match=r"cache/rlla_rl\.json: git-blob-sha1"):
+        load_rlla(ToolRLConfig(source=url, download_dir=str(cache), source_digest=pin))
+
+
+def test_the_default_source_is_upstreams_file_at_a_pinned_commit(compose_cfg):
+    from rvpo_repro.tasks import prepare_config
+
+    assert toolrl.RLLA_URL == (
+        f"https://raw.githubusercontent.com/qiancheng0/ToolRL/{toolrl.RLLA_COMMIT}/dataset/rlla_4k_raw/rlla_rl.json"
+    )
+    assert len(toolrl.RLLA_COMMIT) == 40 and "/main/" not in toolrl.RLLA_URL
+    for cfg in (ToolRLConfig(), compose_cfg("experiment=tool_calling").task):
+        assert (cfg.source, cfg.source_digest) == (toolrl.RLLA_URL, toolrl.RLLA_DIGEST)
+    with pytest.raises(
+        TaskInputError, match=r"task.source_digest: digest 'sha1:00': expected '<algo>:<hex>'"
+    ):
+        prepare_config(compose_cfg("experiment=tool_calling", "task.source_digest=sha1:00"))
+    prepare_config(compose_cfg("experiment=tool_calling", "task.source_digest=null"))
 
 
 def test_url_download_defaults_to_the_run_cache(tmp_path, monkeypatch, raw_file):
     monkeypatch.setattr(urllib.request, "urlopen", lambda u, timeout=None: _Response(raw_file.read_bytes()))
-    task = get_task(ToolRLConfig(source="https://example.org/rlla_rl.json", download_dir=None))
+    task = get_task(_unpinned(source="https://example.org/rlla_rl.json", download_dir=None))
     task.cache_dir = str(tmp_path / "cache")  # the run's paths.cache_dir
     assert len(task.train_rows()) == 196
     assert (tmp_path / "cache" / "datasets" / "rlla_4k_raw" / "rlla_rl.json").exists()
@@ -339,7 +407,10 @@ def stub_bfcl(monkeypatch):
         for i in range(3)
     ]
     stub = types.SimpleNamespace(
-        load_bfcl=lambda source=None, categories=None: [e for e in entries if e["category"] in categories],
+        load_bfcl=lambda source=None, categories=None, cache_dir=".cache": [
+            e for e in entries if e["category"] in categories
+        ],
+        describe_data=lambda source=None, cache_dir=".cache": f"BFCL stub ({source})",
         sample_entries=lambda es, n, seed: [e for e in es if int(e["id"][-1]) < n],
         bfcl_messages=lambda e: [{"role": "system", "content": "tools"}, *e["question"][0]],
         score=lambda es, outs, parser="toolrl": EvalResult(
@@ -400,7 +471,9 @@ def _bfcl_with_data():
 def test_evaluate_with_the_bfcl_module(tokenizer):
     """The real BFCL module end to end on one entry per category: right calls and abstentions score 1."""
     _bfcl_with_data()
-    task = get_task(ToolRLConfig(source="fixture", fixture_examples=60, bfcl_per_category=1))
+    task = get_task(
+        ToolRLConfig(source="fixture", fixture_examples=60, bfcl_per_category=1, bfcl_source=None)
+    )
     ev = task.build(tokenizer, seed=0).eval_dataset
     assert (
         ev["category"] == toolrl.BFCL_CATEGORIES and ev["id"] == task.build(tokenizer, 1).eval_dataset["id"]
@@ -436,7 +509,9 @@ def test_evaluate_with_the_bfcl_module(tokenizer):
     noisy = [[o.replace("\n</tool_call>", "\nnot json\n</tool_call>")] for o in outputs]
     assert task.evaluate(ev, noisy, tokenizer).metrics["bfcl/simple_python"]["value"] == 1.0
     strict = get_task(
-        ToolRLConfig(source="fixture", fixture_examples=60, bfcl_per_category=1, bfcl_parser="strict")
+        ToolRLConfig(
+            source="fixture", fixture_examples=60, bfcl_per_category=1, bfcl_parser="strict", bfcl_source=None
+        )
     )
     assert strict.evaluate(ev, noisy, tokenizer).metrics["bfcl/simple_python"]["value"] == 0.0
 
@@ -447,7 +522,9 @@ def test_bfcl_source_directory_in_the_file_schema(tokenizer, tmp_path):
 
     cfg = ToolRLConfig(source="fixture", fixture_examples=60, bfcl_source=str(write_bfcl_fixture(tmp_path)))
     task = get_task(cfg)
-    ev = task.build(tokenizer, seed=0).eval_dataset
+    data = task.build(tokenizer, seed=0)
+    assert data.extra["bfcl_data"] == f"BFCL v4 ({tmp_path})"  # the record says what was scored
+    ev = data.eval_dataset
     assert set(ev["category"]) == set(toolrl.BFCL_CATEGORIES)
     result = task.evaluate(ev, [["<think>x</think>\n<response>none</response>"]] * len(ev), tokenizer)
     assert (

@@ -1,34 +1,40 @@
 """BFCL (Berkeley Function Calling Leaderboard) single-turn AST evaluation.
 
-data (a directory, or the files of the installed `bfcl-eval` wheel, never imported)
--> `bfcl_messages` (ToolRL prompt) -> policy output -> a parser of `bfcl_parsing` (ToolRL's handler
+data (a directory, a pinned bfcl-eval release of `RELEASES` fetched once, or the files of the
+installed `bfcl-eval` wheel; the package is never imported) -> `bfcl_messages` (ToolRL prompt) -> policy output -> a parser of `bfcl_parsing` (ToolRL's handler
 rules by default) -> `ast_check` (BFCL's checker semantics, see `bfcl_checker`) -> `score` (per category + summary).
 
 Files: `BFCL_v4_<category>.json` or `BFCL_v3_<category>.json` (JSON Lines despite the name) and
-`possible_answer/<same name>`; irrelevance/relevance categories have no possible answers.
+`possible_answer/<same name>`; irrelevance/relevance categories have no possible answers. v3 names
+three categories differently (`V3_NAMES`); entries carry the v4 name either way.
 Multi-turn, agentic and format-sensitivity categories are out of scope.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import importlib.util
 import json
 import math
+import os
 import random
 import re
+import tempfile
+import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rvpo_repro.evals.base import EvalResult, mean_metric, metric
 from rvpo_repro.evals.bfcl_checker import ast_check, is_no_call, language
 from rvpo_repro.evals.bfcl_parsing import PARSERS
-from rvpo_repro.io import read_jsonl
+from rvpo_repro.io import download_once, read_jsonl
 
 __all__ = [
-    "CATEGORIES", "available_categories", "bfcl_messages", "load_bfcl", "package_data_dir",
-    "sample_entries", "score",
+    "CATEGORIES", "RELEASES", "available_categories", "bfcl_messages", "data_dir", "describe_data",
+    "load_bfcl", "package_data_dir", "release_data_dir", "sample_entries", "score",
 ]  # fmt: skip
 
 NON_LIVE = ("simple_python", "simple_java", "simple_javascript", "multiple", "parallel",
@@ -38,6 +44,29 @@ LIVE = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple
 CATEGORIES = NON_LIVE + LIVE
 NO_ANSWER = ("irrelevance", "live_irrelevance", "live_relevance")  # scored on "some call or not"
 _FILE = re.compile(r"^BFCL_v(\d+)_(.+)\.json$")
+V3_NAMES = {"simple": "simple_python", "java": "simple_java", "javascript": "simple_javascript"}
+
+
+@dataclass(frozen=True)
+class Release:
+    """A bfcl-eval wheel on PyPI whose packaged data is scored, pinned by the wheel's sha256."""
+
+    version: str
+    url: str
+    sha256: str
+
+
+# "v3": the last bfcl-eval release that ships BFCL v3 data (2025.8.25 is the first with v4 file
+# names; every release from 2025.6.8, the first, to 2025.8.6.2 ships v3). The paper reports BFCL-v3.
+# URL and sha256 of the wheel as PyPI serves it (`pip download --no-deps bfcl-eval==2025.8.6.2`).
+RELEASES = {
+    "v3": Release(
+        "2025.8.6.2",
+        "https://files.pythonhosted.org/packages/78/69/a27e690eb35ffcea268ead96d657dd8ca759543aa0d6abad951ef3d31dee/"
+        "bfcl_eval-2025.8.6.2-py3-none-any.whl",
+        "fdb996ac963ed1c6fce1eb4884053aae4a6de282fb931665a46dbeed204a228d",
+    )
+}
 
 
 # ---- data ----
@@ -55,32 +84,83 @@ def package_data_dir() -> Path:
     return data
 
 
-def _files(source: str | Path | None) -> tuple[Path, dict[str, Path]]:
-    root = package_data_dir() if source is None else Path(source)
+def release_data_dir(name: str, cache_dir: str | Path) -> Path:
+    """`bfcl_eval/data` of the release `RELEASES[name]`: its wheel downloaded once into
+    `cache_dir/bfcl/` (sha256-checked) and its data unpacked beside it (atomically, once)."""
+    rel = RELEASES[name]
+    folder = Path(cache_dir) / "bfcl"
+    root = folder / f"bfcl_eval-{rel.version}"
     if not root.is_dir():
-        raise FileNotFoundError(f"BFCL source {str(root)!r} is not a directory")
+        wheel = download_once(rel.url, folder / rel.url.rsplit("/", 1)[-1], digest=f"sha256:{rel.sha256}")
+        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{root.name}."))
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(tmp, [m for m in zf.namelist() if m.startswith("bfcl_eval/data/")])
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like the wheel beside it
+        try:
+            os.replace(tmp, root)
+        except OSError:  # another process unpacked it first
+            if not root.is_dir():
+                raise
+    return root / "bfcl_eval" / "data"
+
+
+def data_dir(source: str | Path | None, cache_dir: str | Path = ".cache") -> Path:
+    """The directory `source` names: a release of `RELEASES` ("v3"), None for the installed
+    package's data, else a directory path."""
+    if source is None:
+        return package_data_dir()
+    return release_data_dir(str(source), cache_dir) if str(source) in RELEASES else Path(source)
+
+
+def _files(source: str | Path | None, cache_dir: str | Path = ".cache") -> tuple[Path, dict[str, Path]]:
+    root = data_dir(source, cache_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"BFCL source {str(root)!r} is not a directory (nor one of {sorted(RELEASES)} or null)"
+        )
     found: dict[str, tuple[int, Path]] = {}
     for path in root.iterdir():
         m = _FILE.match(path.name)
-        if m and m.group(2) in CATEGORIES and int(m.group(1)) > found.get(m.group(2), (-1, None))[0]:
-            found[m.group(2)] = (int(m.group(1)), path)  # the newest version wins
+        version, cat = (int(m.group(1)), m.group(2)) if m else (0, "")
+        cat = V3_NAMES.get(cat, cat) if version == 3 else cat
+        if cat in CATEGORIES and version > found.get(cat, (-1, None))[0]:
+            found[cat] = (version, path)  # the newest version wins
     return root, {c: found[c][1] for c in CATEGORIES if c in found}
 
 
-def available_categories(source: str | Path | None = None) -> list[str]:
+def describe_data(source: str | Path | None, cache_dir: str | Path = ".cache") -> str:
+    """What a run scores on, for its record: "BFCL v3 (bfcl-eval 2025.8.6.2)", "BFCL v4 (bfcl-eval
+    2026.3.23, installed)" or "BFCL v4 (<directory>)"; the version is the newest file name's."""
+    _, files = _files(source, cache_dir)
+    versions = {int(_FILE.match(p.name).group(1)) for p in files.values()}
+    label = "BFCL " + "/".join(f"v{v}" for v in sorted(versions))
+    if source is None:
+        return f"{label} (bfcl-eval {importlib.metadata.version('bfcl-eval')}, installed)"
+    return (
+        f"{label} (bfcl-eval {RELEASES[str(source)].version})"
+        if str(source) in RELEASES
+        else f"{label} ({source})"
+    )
+
+
+def available_categories(source: str | Path | None = None, cache_dir: str | Path = ".cache") -> list[str]:
     """Supported single-turn categories with a question file in `source`, in leaderboard order."""
-    return list(_files(source)[1])
+    return list(_files(source, cache_dir)[1])
 
 
-def load_bfcl(source: str | Path | None = None, categories: Sequence[str] | None = None) -> list[dict]:
+def load_bfcl(
+    source: str | Path | None = None,
+    categories: Sequence[str] | None = None,
+    cache_dir: str | Path = ".cache",
+) -> list[dict]:
     """Entries {id, category, question, function, ground_truth} of the chosen categories.
 
-    `source`: a directory holding the question files and `possible_answer/`, or None for the data
-    of the installed bfcl-eval package. `categories`: names without the version prefix (default:
-    all available). `ground_truth` is None for irrelevance/relevance categories. Malformed files
+    `source`: a directory holding the question files and `possible_answer/`, a name of `RELEASES`
+    (fetched into `cache_dir`), or None for the data of the installed bfcl-eval package.
+    `categories`: names without the version prefix, v4's (default: all available). `ground_truth` is None for irrelevance/relevance categories. Malformed files
     raise ValueError naming file and line; a question without a possible answer names its id.
     """
-    root, files = _files(source)
+    root, files = _files(source, cache_dir)
     chosen = list(files) if categories is None else list(categories)
     unknown = [c for c in chosen if c not in files]
     if unknown:

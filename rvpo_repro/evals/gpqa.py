@@ -58,6 +58,25 @@ def score_example(text: str, answer: str) -> float:
     return 1.0 if extract_answer(text) == answer else 0.0
 
 
+def access_error(source: str | Path) -> str | None:
+    """Why `source` cannot be read, known before anything starts (one line), or None: the gated hub
+    file needs HF_TOKEN in the environment (read nowhere else), a local path must exist."""
+    text = str(source)
+    if text in HUB_ALIASES:
+        if os.environ.get("HF_TOKEN"):
+            return None
+        return (
+            f"GPQA-Diamond comes from the gated dataset {HUB_REPO}: accept its terms on "
+            f"https://huggingface.co/datasets/{HUB_REPO} and set HF_TOKEN to a token of that account, "
+            f"or set the source to a local {HUB_FILE}"
+        )
+    return (
+        None
+        if Path(text).is_file()
+        else f"GPQA source {text!r}: no such file, and not one of {list(HUB_ALIASES)}"
+    )
+
+
 def _download() -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -122,13 +141,12 @@ def load_gpqa(
     """
     if n_repeats < 1:
         raise ValueError(f"n_repeats must be >= 1, got {n_repeats}")
-    text = str(source)
-    if text in HUB_ALIASES:
+    if str(source) in HUB_ALIASES:
         path = _download()
     elif Path(source).is_file():
         path = Path(source)
     else:
-        raise FileNotFoundError(f"GPQA source {text!r}: no such file, and not one of {list(HUB_ALIASES)}")
+        raise FileNotFoundError(access_error(source))
     rows = read_rows(path)
     rng = random.Random(seed)
     if num_examples is not None:

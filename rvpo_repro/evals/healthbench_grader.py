@@ -109,7 +109,7 @@ def load_grader_template(source: str = "upstream", cache_dir: str | Path = ".cac
         return GraderTemplate(BUILTIN_TEMPLATE, "builtin", upstream=False)
     if source == "upstream":
         dest = Path(cache_dir) / "healthbench" / f"healthbench_eval-{UPSTREAM_COMMIT[:12]}.py"
-        path = download_once(UPSTREAM_URL, dest, sha256=UPSTREAM_SHA256)
+        path = download_once(UPSTREAM_URL, dest, digest=f"sha256:{UPSTREAM_SHA256}")
         return GraderTemplate(read_grader_template(path), f"upstream@{UPSTREAM_COMMIT}", upstream=True)
     path = Path(source)
     if not path.is_file():

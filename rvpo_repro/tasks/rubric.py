@@ -40,7 +40,7 @@ from rvpo_repro.evals.fixtures import write_gpqa_fixture, write_healthbench_fixt
 from rvpo_repro.judges.base import JudgeRequest
 from rvpo_repro.judges.parsing import parse_criteria_met
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel, completion_text
-from rvpo_repro.tasks.base import Task, TaskData, register_task
+from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
 
 FIXTURE = "fixture"  # a source value: write a small fixture in the real schema under the cache dir
 log = logging.getLogger(__name__)
@@ -196,6 +196,13 @@ def check_rar_row(row: Any, where: str) -> None:
 
 class RubricTask(Task):
     schema = RubricTaskConfig
+
+    @classmethod
+    def prepare_config(cls, cfg: Any) -> None:
+        """Refuse, before any weights load, a GPQA source that cannot be read (gated hub without HF_TOKEN)."""
+        source = cfg.task.gpqa_source
+        if "gpqa" in cfg.task.evals and source != FIXTURE and (why := gpqa.access_error(source)):
+            raise TaskInputError(f"task.gpqa_source={source}: {why}")
 
     def _judge(self) -> Any:
         if self.judge is None:

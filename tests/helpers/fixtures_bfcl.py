@@ -163,16 +163,24 @@ FIXTURE: dict[str, list[tuple[list, list[dict], list[dict] | None]]] = {
 }
 
 
+# v3's own names of three categories (BFCL_v3_simple.json, ids simple_0, ...), as bfcl-eval <= 2025.8.6.2 ships them
+V3_FILE_NAMES = {"simple_python": "simple", "simple_java": "java", "simple_javascript": "javascript"}
+
+
 def write_bfcl_fixture(root: Path, version: int = 4) -> Path:
-    """Write every category of FIXTURE as `BFCL_v{version}_<cat>.json` (+ possible_answer/) under root."""
+    """Write every category of FIXTURE as `BFCL_v{version}_<cat>.json` (+ possible_answer/) under root,
+    with that version's category names and ids."""
     root = Path(root)
     (root / "possible_answer").mkdir(parents=True, exist_ok=True)
     for cat, items in FIXTURE.items():
-        name = f"BFCL_v{version}_{cat}.json"
-        questions = [{"id": f"{cat}_{i}", "question": q, "function": f} for i, (q, f, _) in enumerate(items)]
+        named = V3_FILE_NAMES.get(cat, cat) if version == 3 else cat
+        name = f"BFCL_v{version}_{named}.json"
+        questions = [
+            {"id": f"{named}_{i}", "question": q, "function": f} for i, (q, f, _) in enumerate(items)
+        ]
         (root / name).write_text("".join(json.dumps(r) + "\n" for r in questions))
         if items[0][2] is not None:
-            answers = [{"id": f"{cat}_{i}", "ground_truth": gt} for i, (_, _, gt) in enumerate(items)]
+            answers = [{"id": f"{named}_{i}", "ground_truth": gt} for i, (_, _, gt) in enumerate(items)]
             (root / "possible_answer" / name).write_text("".join(json.dumps(r) + "\n" for r in answers))
     return root
 

@@ -11,7 +11,9 @@ Evaluation: a BFCL sample through `rvpo_repro.evals.bfcl` (first sample of each 
 
 Sources (`task.source`): `fixture` (a generated set in the upstream schema, offline), a local
 `rlla_rl.json` / `train.parquet`, a directory holding either (ToolRL checkout layout), or an
-http(s) URL (downloaded once into `task.download_dir`).
+http(s) URL (downloaded once into `task.download_dir`). The default is upstream's file at a pinned
+commit (`RLLA_URL`), and a file source must have `task.source_digest` (default: that file's git blob
+id, `RLLA_DIGEST`; null for any file).
 
     python -m rvpo_repro.tasks.toolrl --write-fixture data/rlla_fixture       # raw JSON fixture
     python -m rvpo_repro.tasks.toolrl --prepare data/rlla_fixture/rlla_rl.json data/rlla_fixture/rlla_4k
@@ -22,6 +24,8 @@ generated offline set), `task` (the registered task and this command line).
 
 from rvpo_repro.tasks.toolrl.data import (
     DIR_LAYOUTS,
+    RLLA_COMMIT,
+    RLLA_DIGEST,
     RLLA_URL,
     download,
     load_rlla,
@@ -50,8 +54,8 @@ from rvpo_repro.tasks.toolrl.task import (
 )
 
 __all__ = [
-    "BFCL_CATEGORIES", "CORRECTNESS_MAX", "CORRECTNESS_MIN", "DIR_LAYOUTS", "RAW_NAME", "RLLA_URL",
-    "ToolRLConfig", "ToolRLRewards", "ToolRLTask", "correctness_reward", "download", "fixture_records",
+    "BFCL_CATEGORIES", "CORRECTNESS_MAX", "CORRECTNESS_MIN", "DIR_LAYOUTS", "RAW_NAME", "RLLA_COMMIT",
+    "RLLA_DIGEST", "RLLA_URL", "ToolRLConfig", "ToolRLRewards", "ToolRLTask", "correctness_reward", "download", "fixture_records",
     "fixture_tools", "format_reward", "ground_truth_calls", "load_rlla", "main", "raw_to_rows",
     "read_prepared", "read_raw", "resolve_source", "split_raw", "write_prepared_split",
     "write_rlla_fixture",

@@ -2,6 +2,7 @@
 
 Sources: `fixture` (generated, offline), a local `rlla_rl.json` / `train.parquet`, a directory
 holding either (ToolRL checkout layout), or an http(s) URL (downloaded once, `io.download_once`).
+A file source (downloaded or local) is checked against `task.source_digest` when one is set.
 """
 
 from __future__ import annotations
@@ -11,11 +12,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rvpo_repro.io import download_once
+from rvpo_repro.io import check_digest, download_once
+from rvpo_repro.tasks.base import TaskInputError
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, fixture_records
 from rvpo_repro.tasks.toolrl.rewards import ground_truth_calls
 
-RLLA_URL = "https://raw.githubusercontent.com/qiancheng0/ToolRL/main/dataset/rlla_4k_raw/rlla_rl.json"
+# Upstream's raw file at a fixed commit of github.com/qiancheng0/ToolRL: the head of `main` on
+# 2025-10-16 (the file is unchanged since the first commit, 6573565, 2025-04-14). The digest is the
+# git blob id that commit's tree records for the file (`git rev-parse <commit>:<path>`); the
+# repository snapshot this was read from lacked the 15 MB file's bytes, so no sha256 of them is pinned.
+RLLA_COMMIT = "8cee13ec0ca72f0461da372a93a6fd8140dbb840"
+RLLA_URL = f"https://raw.githubusercontent.com/qiancheng0/ToolRL/{RLLA_COMMIT}/dataset/rlla_4k_raw/{RAW_NAME}"
+RLLA_DIGEST = "git-blob-sha1:1827b67d516cca98f58541c8d218a038d13321e3"
+DIGEST_HINT = "(task.source_digest; set it to this file's digest, or null to skip the check)"
 # Where a directory source may hold the data (ToolRL's checkout layout first); the prepared split wins.
 DIR_LAYOUTS = [f"{d}train.parquet" for d in ("dataset/rlla_4k/", "rlla_4k/", "")] + [
     f"{d}{RAW_NAME}" for d in ("dataset/rlla_4k_raw/", "rlla_4k_raw/", "")
@@ -105,42 +114,50 @@ def read_prepared(path: Path) -> list[dict]:
     return rows
 
 
-def download(url: str, download_dir: str | None) -> Path:
-    """Fetch a URL once into `download_dir` (a fresh temporary directory when None)."""
+def download(url: str, download_dir: str | None, digest: str | None = None) -> Path:
+    """Fetch a URL once into `download_dir` (a fresh temporary directory when None), refused when
+    its digest differs from `digest` (a cached copy too, so a bad file is never read)."""
     name = url.rstrip("/").rsplit("/", 1)[-1] or RAW_NAME
     target = Path(download_dir or tempfile.mkdtemp(prefix="rlla-")) / name
     try:
-        return download_once(url, target)
+        return download_once(url, target, digest=digest)
     except ConnectionError as exc:
         raise ConnectionError(
             f"RLLA-4k: {exc}; or set task.source to its local path (task.source=fixture for the "
             f"generated offline set)."
         ) from exc
+    except ValueError as exc:
+        raise TaskInputError(f"RLLA-4k {exc} {DIGEST_HINT}") from None
 
 
-def resolve_source(source: str, download_dir: str | None = None) -> Path:
-    """The file a source names: a URL is downloaded, a directory searched for `DIR_LAYOUTS`."""
+def resolve_source(source: str, download_dir: str | None = None, digest: str | None = None) -> Path:
+    """The file a source names: a URL is downloaded, a directory searched for `DIR_LAYOUTS`; the
+    file is checked against `digest` ("<algo>:<hex>", None: unchecked)."""
     if source.startswith(("http://", "https://")):
-        return download(source, download_dir)
+        return download(source, download_dir, digest)
     path = Path(source).expanduser()
     if path.is_dir():
         found = [path / rel for rel in DIR_LAYOUTS if (path / rel).is_file()]
         if not found:
             raise FileNotFoundError(f"{path}: holds none of {DIR_LAYOUTS}")
-        return found[0]
+        path = found[0]
     if not path.is_file():
         raise FileNotFoundError(f"RLLA source {source!r} does not exist ({RAW_NAME}, a parquet or a dir)")
+    try:
+        check_digest(path.read_bytes(), digest, f"{path}")
+    except ValueError as exc:
+        raise TaskInputError(f"RLLA-4k {exc} {DIGEST_HINT}") from None
     return path
 
 
 def load_rlla(cfg: Any, download_dir: str | None = None) -> tuple[list[dict], list[dict]]:
     """(train rows, test rows) as {"id", "prompt", "ground_truth"} from a `ToolRLConfig`; a parquet
-    source has no test rows.
+    source has no test rows. A file source must have `cfg.source_digest` (None: any file).
     A URL is cached in `cfg.download_dir`, else in `download_dir`, else a temporary directory."""
     if cfg.source == "fixture":
         records = fixture_records(cfg.fixture_examples, short_prompt=cfg.fixture_short_prompt)
     else:
-        path = resolve_source(cfg.source, cfg.download_dir or download_dir)
+        path = resolve_source(cfg.source, cfg.download_dir or download_dir, cfg.source_digest)
         if path.suffix == ".parquet":
             return read_prepared(path), []
         records = read_raw(path)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rvpo_repro.evals.base import EvalResult
+from rvpo_repro.io import parse_digest
 from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
-from rvpo_repro.tasks.toolrl.data import RLLA_URL, load_rlla, read_raw, write_prepared_split
+from rvpo_repro.tasks.toolrl.data import RLLA_DIGEST, RLLA_URL, load_rlla, read_raw, write_prepared_split
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, write_rlla_fixture
 from rvpo_repro.tasks.toolrl.rewards import ToolRLRewards
 
@@ -26,6 +27,7 @@ BFCL_CATEGORIES = (
 class ToolRLConfig:
     name: str = "toolrl"
     source: str = RLLA_URL  # `fixture` | URL | rlla_rl.json | train.parquet | directory holding one
+    source_digest: str | None = RLLA_DIGEST  # "<algo>:<hex>" the source's file must have; None: any
     download_dir: str | None = None  # cache for a URL source (None: read it into memory each time)
     fixture_examples: int = 256  # records of the generated set when source == fixture ...
     fixture_short_prompt: bool = False  # ... with a one-paragraph system text instead of ToolRL's (CPU)
@@ -33,7 +35,7 @@ class ToolRLConfig:
     split_seed: int = 31415  # ... and numpy seed (the prepared parquet is already split)
     max_train_examples: int | None = None  # first N of the (shuffled) train split
     max_prompt_tokens: int | None = None  # drop longer prompts (upstream cuts them on the left; TRL cannot)
-    bfcl_source: str | None = None  # None: the data of the installed bfcl-eval package
+    bfcl_source: str | None = "v3"  # v3 (bfcl-eval 2025.8.6.2, pinned) | directory | None: installed bfcl-eval
     bfcl_categories: list[str] = field(default_factory=lambda: list(BFCL_CATEGORIES))
     bfcl_per_category: int | None = None  # seeded sample per category; None: all
     bfcl_seed: int = 0  # fixed across runs, so eval examples pair up between runs
@@ -53,6 +55,11 @@ class ToolRLTask(Task):
 
     @classmethod
     def prepare_config(cls, cfg: Any) -> None:
+        if cfg.task.source_digest is not None:
+            try:
+                parse_digest(cfg.task.source_digest)
+            except ValueError as exc:
+                raise TaskInputError(f"task.source_digest: {exc}") from None
         if cfg.task.bfcl_parser not in cls.PARSERS:
             raise TaskInputError(
                 f"task.bfcl_parser={cfg.task.bfcl_parser!r}: expected one of {list(cls.PARSERS)}"
@@ -79,7 +86,9 @@ class ToolRLTask(Task):
     def eval_rows(self) -> list[dict]:
         from rvpo_repro.evals import bfcl
 
-        entries = bfcl.load_bfcl(self.cfg.bfcl_source, categories=list(self.cfg.bfcl_categories))
+        cache = Path(self.cache_dir) / "datasets"
+        entries = bfcl.load_bfcl(self.cfg.bfcl_source, list(self.cfg.bfcl_categories), cache)
+        self.bfcl_data = bfcl.describe_data(self.cfg.bfcl_source, cache)
         if self.cfg.bfcl_per_category is not None:
             entries = bfcl.sample_entries(entries, self.cfg.bfcl_per_category, self.cfg.bfcl_seed)
         return [
@@ -101,7 +110,7 @@ class ToolRLTask(Task):
             eval_dataset=Dataset.from_list(self.eval_rows()),
             reward_funcs=[rewards],
             channels=list(rewards.channels),
-            extra={"toolrl_prompts": self.prompts},
+            extra={"toolrl_prompts": self.prompts, "bfcl_data": self.bfcl_data},
         )
 
     def evaluate(self, eval_dataset: Any, generations: list[list[str]], tokenizer: Any) -> EvalResult:
