@@ -20,7 +20,7 @@ SIZE = (
     "trainer.save_steps", "trainer.max_completion_length", "trainer.validation_prompts",
     "eval.max_new_tokens", "task.source", "task.healthbench_source", "task.gpqa_source",
     "task.grader_template", "task.max_channels", "task.gpqa_n_repeats", "task.fixture_examples",
-    "task.fixture_short_prompt", "task.bfcl_per_category",
+    "task.fixture_short_prompt", "task.bfcl_source", "task.bfcl_per_category",
 )  # fmt: skip
 SERVICES = ("judge.base_url", "judge.model", "judge.max_tokens", "judge.cache_path", "judge.reask_limit",
             "eval_judge.base_url", "eval_judge.model", "eval_judge.max_tokens", "eval_judge.cache_path",

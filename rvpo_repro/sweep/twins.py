@@ -37,7 +37,7 @@ TASK_FIXTURES: dict[str, list[str]] = {
     "rar_science": ["task.source=fixture", "task.gpqa_source=fixture", "task.max_channels=12",
                     "task.gpqa_n_repeats=1"],
     "toolrl": ["task.source=fixture", "task.fixture_examples=64", "task.fixture_short_prompt=true",
-               "task.bfcl_per_category=1", "model.tiny.max_position_embeddings=8192"],
+               "task.bfcl_source=null", "task.bfcl_per_category=1", "model.tiny.max_position_embeddings=8192"],
 }  # fmt: skip
 
 

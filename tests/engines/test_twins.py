@@ -28,12 +28,15 @@ SERVED = "tiny-judge"
 def judge_server(tmp_path_factory, engine_cache):
     """`vllm serve` of tiny_h32 on 127.0.0.1: the judge and the grader of every rubric twin."""
     env = engine_env(engine_cache)
-    model = resolve_model_path(compose(["model=tiny_h32"]).model, engine_cache)
+    # the grader's HealthBench prompts run to a few thousand of the tiny tokenizer's tokens
+    model = resolve_model_path(
+        compose(["model=tiny_h32", "model.tiny.max_position_embeddings=8192"]).model, engine_cache
+    )
     port, log = free_port(), tmp_path_factory.mktemp("judge") / "server.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
          "--served-model-name", SERVED, "--host", "127.0.0.1", "--port", str(port),
-         "--enable-prefix-caching", "--max-model-len", "4096", "--seed", "0"],
+         "--enable-prefix-caching", "--max-model-len", "8192", "--seed", "0"],
         env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
