@@ -30,13 +30,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import pytest  # noqa: E402
 
-ENGINES_DIR = Path(__file__).parent / "engines"
+# Folders collected only when the marker expression names their marker, never by `make test`:
+# tests/engines/ (real vLLM and DeepSpeed processes; `make test-engines`, in their own venv) and
+# tests/carry/ (the GPU check's carried wheels, fetched from PyPI; `make gpu-check-rehearsal`).
+OWN_MARKER_DIRS = {Path(__file__).parent / name: name for name in ("engines", "carry")}
 
 
 def pytest_ignore_collect(collection_path, config):
-    """tests/engines/ (real vLLM and DeepSpeed processes; `make test-engines`, in their own venv) is
-    collected only when the marker expression names it (`-m engines`), never by `make test`."""
-    if collection_path == ENGINES_DIR and "engines" not in (config.getoption("markexpr") or ""):
+    marker = OWN_MARKER_DIRS.get(Path(collection_path))
+    if marker is not None and marker not in (config.getoption("markexpr") or ""):
         return True
     return None
 

@@ -7,6 +7,7 @@ local executor; a rerun after a "killed" sweep runs only the unfinished job.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -308,3 +309,27 @@ def test_gpu_check_on_a_gpu(tmp_path):
     summary = json.loads(out.read_text())
     assert summary["params"] > 1.5e9 and summary["tokens_per_s"] > 0
     assert 3 < summary["peak_memory_allocated_gib"] < 80
+
+
+def test_gpu_check_parts_get_the_shared_arguments_only():
+    argv = ["--part", "all", "--out", "x.json", "--deadline-s=100", "--steps", "3", "--set", "hidden_size=64"]
+    assert gpu_check._passthrough(argv) == ["--steps", "3", "--set", "hidden_size=64"]
+
+
+@pytest.mark.slow
+def test_gpu_check_goes_on_past_a_failing_and_a_killed_part(tmp_path, monkeypatch):
+    """A part that fails and a part killed at its hard limit are recorded; the parts after them run."""
+    monkeypatch.setattr(gpu_check, "PARTS", [
+        ("broken", ["--part", "rvpo", "--attn", "no_such_attention"], 120),
+        ("killed", ["--part", "rvpo"], 3),
+        ("roofline", ["--part", "roofline"], 120),
+    ])  # fmt: skip
+    monkeypatch.setattr(gpu_check, "MIN_PART_S", 1.0)
+    out = tmp_path / "check.json"
+    args = [*TINY, "--device", "cpu", "--vocab", "tokenizer", "--steps", "2", "--batch-size", "4",
+            "--num-generations", "2", "--max-completion-length", "4", "--part", "all", "--out", str(out)]  # fmt: skip
+    assert gpu_check.main(args) == 1
+    parts = json.loads(out.read_text())["parts"]
+    assert [parts[k]["status"] for k in ("broken", "killed", "roofline")] == ["failed", "timeout", "ok"]
+    assert "no_such_attention" in parts["broken"]["log_tail"] and parts["broken"]["returncode"] != 0
+    assert parts["killed"]["seconds"] < 10 and parts["roofline"]["result"]["copy_bytes_per_s"] > 0
