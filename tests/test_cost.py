@@ -72,7 +72,9 @@ def test_judge_of_a_rubric_run_is_the_served_model_at_its_concurrency():
     r = cost.run_judge_roofline(cfg)
     assert r.model == "Qwen/Qwen2.5-7B-Instruct" and r.batch == 128  # 256 in flight over 2 judge GPUs
     assert r.hit_rate == 0.68 and r.reply_tokens == 60
-    assert r.prompt_tokens == pytest.approx(cost.judge_prompt_tokens(150, 600, cost.fixture_criterion_chars()))
+    assert r.prompt_tokens == pytest.approx(
+        cost.judge_prompt_tokens(150, 600, cost.fixture_criterion_chars())
+    )
     assert 50 < r.bound < 500 and r.used == pytest.approx(0.5 * r.bound)
     assert cost.run_judge_roofline(compose(["experiment=tool_calling", "model=qwen2.5-3b"])) is None
 
@@ -84,7 +86,9 @@ def test_hit_rate_is_the_one_measured_on_vllms_counters():
 
 
 def test_grader_request_tokens_are_simple_evals_messages():
-    frame = (len(GRADER_SYSTEM) + cost.HEALTHBENCH["template_chars"] - len("<<conversation>><<rubric_item>>")) / 4
+    frame = (
+        len(GRADER_SYSTEM) + cost.HEALTHBENCH["template_chars"] - len("<<conversation>><<rubric_item>>")
+    ) / 4
     frame += (len("assistant: ") + len("[5] ")) / 4 + 2 * 5 + 3  # the rendered turn and item, two messages
     assert cost.grader_prompt_tokens(0, 0, 0) == pytest.approx(frame)
     assert cost.grader_prompt_tokens(300, 600, 200) == pytest.approx(frame + 300 + 600 + 50)

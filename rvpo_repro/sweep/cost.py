@@ -197,7 +197,9 @@ def judge_roofline(
     share the GPU, so their times add."""
     g, j = {**GPU, **(gpu or {})}, {**JUDGE, **(judge or {})}
     if model not in JUDGE_MODELS:
-        raise ValueError(f"no shape for judge model {model!r}; known: {sorted(JUDGE_MODELS)} (rvpo_repro/sweep/cost.py)")
+        raise ValueError(
+            f"no shape for judge model {model!r}; known: {sorted(JUDGE_MODELS)} (rvpo_repro/sweep/cost.py)"
+        )
     m = JUDGE_MODELS[model]
     d, layers, reply = m["hidden_size"], m["num_hidden_layers"], float(j["reply_tokens"])
     embed = m["vocab_size"] * d
@@ -330,7 +332,9 @@ def estimate(cfg: Any, assumptions: dict[str, Any] | None = None) -> Estimate:
     # test benchmark for the graded checkpoints (best and final), or the final one only.
     saves = t.max_steps // t.save_steps if t.get("eval_checkpoints") else 0
     n_val = int(t.get("validation_prompts") or 0)
-    val_s = n_val * a["completion_tokens"] / decode + (n_val * a["judge_items"] / judge_rate if judge_rate else 0)
+    val_s = n_val * a["completion_tokens"] / decode + (
+        n_val * a["judge_items"] / judge_rate if judge_rate else 0
+    )
     hours = t.max_steps * step_s / 3600 + saves * val_s / 3600 + graded_evaluations(cfg) * a["eval_hours"]
     return Estimate(
         step_seconds=step_s,
