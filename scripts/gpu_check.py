@@ -360,25 +360,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "build_seconds": round(build_s, 1),
         **summarize(meter, args.batch_size),
         "peak_memory_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
+        "peak_memory_allocated_gb": torch.cuda.max_memory_allocated() / 1e9 if on_gpu else None,
+        "longest_prompt_tokens": longest_prompt(data.train_dataset, tokenizer),
         "peak_memory_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if on_gpu else None,
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
-    summary["memory_plan"] = planned_memory(args)
-    peak, planned = summary["peak_memory_allocated_gib"], summary["memory_plan"].get("peak_gib")
+    summary["memory_plan"] = planned_memory(args, summary["longest_prompt_tokens"])
+    peak, planned = summary["peak_memory_allocated_gb"], summary["memory_plan"].get("peak_gb")
     summary["memory_plan_ratio"] = peak / planned if peak and planned else None  # measured / planned
     return summary
 
 
-def plan_overrides(args: argparse.Namespace) -> list[str]:
-    """The suite's config of the run this part measures: one GPU, DDP, no vLLM, no reference model."""
+def plan_overrides(args: argparse.Namespace, prompt_tokens: int) -> list[str]:
+    """The suite's config of the run a part measures: one GPU, DDP, hf generation, no reference
+    model, the part's batch and lengths. The tool-calling family stands in for the task because its
+    task states a prompt cap (`task.max_prompt_tokens`), set to the longest measured prompt."""
     return [
-        "experiment=toy",
+        "experiment=tool_calling",
         f"model=qwen2.5-{args.size}",
         "model.num_gpus=1",
         "model.accelerate=ddp",
         f"model.per_device_train_batch_size={args.batch_size}",
         "model.gradient_accumulation_steps=1",
         f"model.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
+        f"task.max_prompt_tokens={prompt_tokens}",
         f"trainer.num_generations={args.num_generations}",
         f"trainer.max_completion_length={args.max_completion_length}",
         "trainer.use_vllm=false",
@@ -386,21 +391,35 @@ def plan_overrides(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def planned_memory(args: argparse.Namespace) -> dict[str, Any]:
-    """The memory plan's figure for this part's config: `rvpo_repro.sweep.memory.plan(cfg)`, whose
-    result has `peak_gib` (one rank's planned peak) and `components` (GiB by component). Any failure
-    is recorded, not raised: the measurement stands without it."""
+def planned_memory(args: argparse.Namespace, prompt_tokens: int) -> dict[str, Any]:
+    """The memory plan's figure for the measured config (`rvpo_repro.sweep.memory.plan_memory`): one
+    rank's peak in GB (1e9 bytes), its phase and its parts. A failure is recorded, not raised: the
+    measurement stands without it."""
     try:
         from rvpo_repro.config import compose
         from rvpo_repro.sweep import memory
 
-        result = memory.plan(compose(plan_overrides(args)))
+        plan = memory.plan_memory(compose(plan_overrides(args, prompt_tokens)))
+        if plan.unknown:
+            return {"error": plan.unknown}
         return {
-            "peak_gib": float(result.peak_gib),
-            "components": {str(k): float(v) for k, v in dict(result.components).items()},
+            "peak_gb": plan.peak_gb,
+            "phase": plan.phase,
+            "parts_gb": {p.label: getattr(p, plan.phase) / 1e9 for p in plan.parts},
         }
     except Exception as exc:  # noqa: BLE001 (recorded in the JSON, beside the measurement)
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def longest_prompt(dataset: Any, tokenizer: Any) -> int:
+    """Tokens of the longest prompt as the trainer feeds it (chat template and generation cue)."""
+
+    def n(prompt: Any) -> int:
+        if isinstance(prompt, list):
+            return len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True))
+        return len(tokenizer(str(prompt))["input_ids"])
+
+    return max(n(row["prompt"]) for row in dataset)
 
 
 def roofline(args: argparse.Namespace) -> dict[str, Any]:
@@ -566,8 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f" ZeRO-{s['zero_stage']}" if s["zero_stage"] else "")
         + f", mixed precision {s['mixed_precision']})\n"
         f"  peak GPU memory:         {_fmt(s['peak_memory_allocated_gib'], '.1f')} GiB allocated, "
-        f"{_fmt(s['peak_memory_reserved_gib'], '.1f')} GiB reserved; planned "
-        f"{_fmt(s['memory_plan'].get('peak_gib'), '.1f')} GiB {s['memory_plan'].get('error', '')}\n"
+        f"{_fmt(s['peak_memory_reserved_gib'], '.1f')} GiB reserved; the plan: "
+        f"{_fmt(s['memory_plan'].get('peak_gb'), '.1f')} GB {s['memory_plan'].get('error', '')}\n"
         f"  total time:              {s['total_seconds']} s"
         + (" (stopped at the time budget)" if s["stopped_early"] else "")
     )

@@ -15,6 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PY:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 CARRY="${GPU_CARRY:-.gpu-carry}"
+case "$CARRY" in /*) ;; *) CARRY="$PWD/$CARRY" ;; esac
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 if [ -d "$CARRY/wheels" ]; then
   if [ ! -f "$CARRY/site/.installed" ]; then
@@ -26,7 +27,7 @@ if [ -d "$CARRY/wheels" ]; then
       echo "gpu_check: installing the carried wheels failed; each part reports what it misses" >&2
     fi
   fi
-  export PYTHONPATH="$PWD/$CARRY/site${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH="$CARRY/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this tree's rvpo_repro, installed or not
 exec timeout --kill-after=10 470 "$PY" scripts/gpu_check.py --part all "$@"

@@ -333,3 +333,19 @@ def test_gpu_check_goes_on_past_a_failing_and_a_killed_part(tmp_path, monkeypatc
     assert [parts[k]["status"] for k in ("broken", "killed", "roofline")] == ["failed", "timeout", "ok"]
     assert "no_such_attention" in parts["broken"]["log_tail"] and parts["broken"]["returncode"] != 0
     assert parts["killed"]["seconds"] < 10 and parts["roofline"]["result"]["copy_bytes_per_s"] > 0
+
+
+def test_gpu_check_plans_the_config_it_measures():
+    from rvpo_repro.config import compose
+
+    args = gpu_check.parse_args(["--size", "3b", "--batch-size", "16", "--max-completion-length", "128"])
+    cfg = compose(gpu_check.plan_overrides(args, 40))
+    got = (cfg.model.name, cfg.model.num_gpus, cfg.model.accelerate, cfg.model.per_device_train_batch_size)
+    assert got == ("qwen2.5-3b", 1, "ddp", 16) and cfg.model.gradient_accumulation_steps == 1
+    assert (cfg.task.max_prompt_tokens, cfg.trainer.max_completion_length) == (40, 128)
+    assert not cfg.trainer.use_vllm and cfg.trainer.beta == 0.0
+    plan = gpu_check.planned_memory(args, 40)
+    if "error" in plan:  # a suite without the memory plan: said, not raised
+        assert "memory" in plan["error"]
+    else:  # DDP keeps fp32 weights, gradients and two AdamW moments: 16 bytes a parameter
+        assert plan["peak_gb"] > 16 * 3.09 and plan["phase"] in ("training", "generation")

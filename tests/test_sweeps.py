@@ -323,6 +323,11 @@ def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
         assert f"+sweeps=healthbench_scaling model=qwen2.5-{size} seed=0" in out
         assert f"+launcher=slurm_ddp hydra.launcher.gpus_per_node={gpus}" in out
     assert "'++hydra.job.env_set.ACCELERATE_USE_DEEPSPEED=\"true\"'" in out
+    # per block: the paid grader (4 runs x best and final x 5000 x 11.4 calls) and the judge's roofline
+    assert out.count("gpt-4.1-2025-04-14 grader: 456,000 calls, $1,830") == 3
+    judge = [line for line in out.splitlines() if line.startswith("   judge Qwen/Qwen2.5-7B-Instruct:")]
+    assert len(judge) == 3 and all("roofline" in line and "used" in line for line in judge)
+    assert "gpt-4.1-2025-04-14 grader: 1,368,000 calls, $5,490 (estimates" in out
 
 
 def test_grader_column_names_the_eval_judge_and_flags_the_training_judge():

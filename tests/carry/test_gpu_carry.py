@@ -102,7 +102,7 @@ def test_the_check_runs_on_cpu_from_the_carried_wheels_alone(tmp_path):
     assert rvpo["tokens_per_s"] > 0 and grpo["seconds_per_step"] > 0
     assert report["comparison"]["rvpo_over_grpo_step_time_1.5b"] > 0
     assert parts["roofline"]["result"]["bf16_matmul_flops"] > 0
-    assert "peak_gib" in rvpo["memory_plan"] or "memory" in rvpo["memory_plan"]["error"]
+    assert "peak_gb" in rvpo["memory_plan"] or "memory" in rvpo["memory_plan"]["error"]
     assert report["seconds"] < 480
     print(f"\ncarry rehearsal: setup {setup_s:.0f} s, check {check_s:.0f} s ({report['seconds']} s of parts)")
     shutil.rmtree(tmp_path / "lent", ignore_errors=True)
