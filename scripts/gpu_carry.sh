@@ -16,7 +16,7 @@ LIMIT=$((64 * 1024 * 1024))
 # PyPI alone: a local wheel folder or index of this machine must not stand in for the package index.
 export PIP_CONFIG_FILE=/dev/null
 unset PIP_FIND_LINKS PIP_EXTRA_INDEX_URL PIP_INDEX_URL PIP_CONSTRAINT
-rm -rf "$CARRY/wheels" "$CARRY/site"
+rm -rf "$CARRY/wheels" "$CARRY/site-packages"
 mkdir -p "$CARRY/wheels"
 grep -vE '^[[:space:]]*(#|$)' requirements/gpu-check.txt | while read -r req; do
   if ! "$PY" -m pip download --quiet --no-deps --only-binary=:all: --platform "$PLATFORM" \
