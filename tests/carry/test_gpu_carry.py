@@ -1,12 +1,13 @@
 """`make gpu-check` as a lent GPU machine runs it, rehearsed on CPU: no network, torch, transformers
 and accelerate installed, everything else from the carried wheels (`make gpu-carry`).
 
-Fetches from PyPI (two carries of ~61 MiB, the "lent" venv's transformers and accelerate), so it
-runs under `make gpu-check-rehearsal` (CI) and never in `make test` (tests/conftest.py).
+Fetches two carries of ~61 MiB from PyPI, so it runs under `make gpu-check-rehearsal` (CI) and never
+in `make test` (tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import os
 import shutil
@@ -16,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 pytestmark = pytest.mark.carry
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,16 +67,37 @@ def test_the_carry_for_cpython_312_fits_and_installs_offline(tmp_path):
     assert (tmp_path / "site" / "trl").is_dir() and (tmp_path / "site" / "pyarrow").is_dir()
 
 
+def _preinstalled(names: tuple[str, ...]) -> dict[str, md.Distribution]:
+    """`names` and everything they require (markers evaluated here, no extras), as installed here."""
+    found: dict[str, md.Distribution] = {}
+    todo = list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in found:
+            continue
+        dist = md.distribution(name)
+        found[name] = dist
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return found
+
+
 def _lent_venv(path: Path) -> Path:
-    """A clean venv holding what a lent machine holds: torch, transformers, accelerate (and their
-    dependencies), at this machine's Python (the carry's twin is built for it)."""
+    """A clean venv holding what a lent machine holds: torch, transformers and accelerate with their
+    dependencies (this machine's installed copies, linked in: no download, no unpacking of torch)."""
     base = getattr(sys, "_base_executable", sys.executable)
-    _run([base, "-m", "venv", str(path)], timeout=120)
+    _run([base, "-m", "venv", str(path)], timeout=300)
     py = path / "bin" / "python"
-    torch = f"torch=={__import__('torch').__version__.split('+')[0]}"
-    _run([str(py), "-m", "pip", "install", "--quiet", torch], timeout=600)
-    lock = str(ROOT / "requirements" / "cpu-lock.txt")
-    _run([str(py), "-m", "pip", "install", "--quiet", "-c", lock, "transformers", "accelerate"], timeout=600)
+    site = Path(
+        _run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], 60).stdout.strip()
+    )
+    for dist in _preinstalled(("torch", "transformers", "accelerate")).values():
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "bin")}:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not (site / top).exists():
+                (site / top).symlink_to(source)
     return py
 
 
