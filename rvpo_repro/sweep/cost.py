@@ -39,7 +39,8 @@ GPU: dict[str, Any] = {
     "bf16_flops": 790e12,  # bf16 GEMM throughput attained (large square torch.matmul)
     "bytes_per_s": 3.0e12,  # device-to-device copy bandwidth attained
     "memory_bytes": 80e9,
-    "source": "measured on lent H100 80GB SXM machines (bf16 GEMM, device-to-device copy), 2026-12",
+    "source": "as measured on the H100 80GB SXM machines lent to the project (bf16 GEMM, device-to-device "
+    "copy), reported 2026-12; make gpu-check's roofline part measures both again",
 }
 
 # The rubric judge as served (conf/judge/vllm_local.yaml, sweeps/README.md "The judge").
