@@ -202,7 +202,7 @@ reproduce-risk_ablation: ## risk ablation at 7B: k=5, k 0.5->2, k=0 (gdpo), hard
 $(addprefix reproduce-,$(SWEEPS)): reproduce-%: $(STAMP)
 	$(PY) -m rvpo_repro.sweep $* --launcher $(LAUNCHER) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(if $(strip $(SWEEP_ARGS)),-- $(SWEEP_ARGS))
 
-gpu-check: ## Qwen2.5-1.5B-sized RVPO steps on CUDA: hf, vLLM colocate, ZeRO-2 on 2 GPUs: s/step, tokens/s, memory (<10 min)
+gpu-check: ## on one CUDA GPU (<8 min): bf16 FLOP/s and bandwidth, RVPO vs TRL GRPO steps of Qwen2.5-1.5B/3B, memory vs plan, as JSON
 	PY=$(PY) bash scripts/gpu_check.sh
 
 # ---- verl: the suite's aggregators as verl advantage estimators (rvpo_repro/integrations/verl.py),
@@ -230,3 +230,15 @@ test-verl: $(VERL_STAMP) ## run tests/verl/ (every aggregator through verl's com
 verl-lock: $(VERL_STAMP) ## rewrite requirements/verl-lock.txt from the verl venv
 	{ head -3 requirements/verl-lock.txt; $(VERL_PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/verl-lock.tmp
 	mv requirements/verl-lock.tmp requirements/verl-lock.txt
+
+# ---- the GPU check on a lent machine: no network, torch/transformers/accelerate installed, at most
+# 64 MiB carried with the working tree (docs/guides/gpu-check.md). gpu-carry fetches the other wheels
+# it needs (requirements/gpu-check.txt, CPython 3.12 manylinux x86-64) into $(GPU_CARRY)/wheels;
+# gpu-check-rehearsal runs the check on CPU from such wheels alone (fetches from PyPI: CI, not make test).
+GPU_CARRY ?= .gpu-carry
+.PHONY: gpu-carry gpu-check-rehearsal
+gpu-carry: $(STAMP) ## fetch the wheels gpu-check needs on a machine without network into .gpu-carry/ (<64 MiB); prints the command to run there
+	PY=$(PY) GPU_CARRY=$(GPU_CARRY) bash scripts/gpu_carry.sh
+
+gpu-check-rehearsal: $(STAMP) ## the GPU check on CPU as a lent machine runs it: carried wheels, no index (~4 min, needs PyPI)
+	$(PY) -m pytest -n 0 -m carry tests/carry -s

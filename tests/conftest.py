@@ -30,14 +30,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import pytest  # noqa: E402
 
-# Folders of tests that need a venv of their own, collected only when the marker expression names
-# their marker, never by `make test`: tests/engines/ (real vLLM and DeepSpeed processes, `make
-# test-engines`) and tests/verl/ (verl's own code, `make test-verl`).
-OWN_VENV_DIRS = {Path(__file__).parent / "engines": "engines", Path(__file__).parent / "verl": "verl"}
+# Folders collected only when the marker expression names their marker, never by `make test`:
+# tests/engines/ (real vLLM and DeepSpeed processes; `make test-engines`, in their own venv),
+# tests/verl/ (verl's own code, `make test-verl`, in its own venv) and tests/carry/ (the GPU
+# check's carried wheels, fetched from PyPI; `make gpu-check-rehearsal`).
+OWN_MARKER_DIRS = {Path(__file__).parent / name: name for name in ("engines", "verl", "carry")}
 
 
 def pytest_ignore_collect(collection_path, config):
-    marker = OWN_VENV_DIRS.get(collection_path)
+    marker = OWN_MARKER_DIRS.get(Path(collection_path))
     if marker is not None and marker not in (config.getoption("markexpr") or ""):
         return True
     return None

@@ -138,6 +138,17 @@ def test_header_states_runs_and_gpu_hours_that_match_the_estimate(plans, name):
     assert s.description and "\n" not in s.description
 
 
+def test_readme_table_states_the_planned_gpu_hours_and_grader_dollars(plans):
+    """sweeps/README.md's table is `rvpo-sweep --list`'s figures (rounded as printed)."""
+    text = (ROOT / "sweeps" / "README.md").read_text()
+    for name, launches in plans.items():
+        row = re.search(rf"^\| `{name}` \|.*$", text, re.M)
+        assert row, f"sweeps/README.md: no table row for {name}"
+        cells = [c.strip() for c in row.group(0).strip("|").split("|")]
+        _, usd = plan.grader_totals([j for x in launches for j in x.jobs])
+        assert (int(cells[3]), int(cells[4])) == (round(plan.total_gpu_hours(launches)), round(usd)), name
+
+
 def test_risk_ablation_shares_the_annealed_and_gdpo_runs_with_healthbench_scaling(plans):
     def dirs(name, aggregators=None):
         return {
@@ -217,9 +228,11 @@ def test_estimate_follows_model_size_judge_and_is_zero_on_cpu():
     assert 0 < small.step_seconds < large.step_seconds and small.gpus == large.gpus == 4
     assert estimate(compose(["experiment=toy"])).gpu_hours == 0.0
     judged = estimate(compose(["experiment=rubric_medicine", "model=qwen2.5-7b"]))
-    assert judged.gpus == 10 and judged.parts["judge"] == pytest.approx(512 * 10 / (2 * 40.0))
-    # 11 HealthBench evaluations (every 50 of 500 steps, and the final one) of 0.4 h
-    assert judged.hours == pytest.approx(500 * judged.step_seconds / 3600 + 11 * 0.4)
+    assert judged.gpus == 10 and judged.parts["judge"] == pytest.approx(512 * 10 / (2 * judged.judge.used))
+    # HealthBench for the best and the final checkpoint (0.4 h each); at each of the 10 saves the
+    # 64 validation prompts, generated on 8 GPUs at 4000 tokens/s each and judged (10 items each)
+    saves = 10 * (64 * 600 / (8 * 4000) + 64 * 10 / (2 * judged.judge.used))
+    assert judged.hours == pytest.approx((500 * judged.step_seconds + saves) / 3600 + 2 * 0.4)
     with pytest.raises(ValueError, match="no cost assumptions for task 'toy_constraints'"):
         estimate(compose(["experiment=toy", "model=qwen2.5-1.5b"]))
 
@@ -310,6 +323,11 @@ def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
         assert f"+sweeps=healthbench_scaling model=qwen2.5-{size} seed=0" in out
         assert f"+launcher=slurm_ddp hydra.launcher.gpus_per_node={gpus}" in out
     assert "'++hydra.job.env_set.ACCELERATE_USE_DEEPSPEED=\"true\"'" in out
+    # per block: the paid grader (4 runs x best and final x 5000 x 11.4 calls) and the judge's roofline
+    assert out.count("gpt-4.1-2025-04-14 grader: 456,000 calls, $1,830") == 3
+    judge = [line for line in out.splitlines() if line.startswith("   judge Qwen/Qwen2.5-7B-Instruct:")]
+    assert len(judge) == 3 and all("roofline" in line and "used" in line for line in judge)
+    assert "gpt-4.1-2025-04-14 grader: 1,368,000 calls, $5,490 (estimates" in out
 
 
 def test_grader_column_names_the_eval_judge_and_flags_the_training_judge():
@@ -325,7 +343,7 @@ def test_list_and_unknown_sweep_from_outside_the_repository(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == sorted(EXPECTED)
-    assert re.match(r"tool_calling\s+30 runs\s+\d+ GPU-h  BFCL", lines[-1])
+    assert re.match(r"tool_calling\s+30 runs\s+\d+ GPU-h  grader \$\s+0  BFCL", lines[-1])
     bad = _cli("no_such_sweep", "--dry-run", cwd=tmp_path)
     assert bad.returncode != 0 and "known: gpqa" in bad.stderr and str(tmp_path / "sweeps") in bad.stderr
 

@@ -257,6 +257,14 @@ def _rar_record(rng: random.Random, i: int, domain: str) -> dict:
     }
 
 
+def rar_records(n: int = 8, seed: int = 0, domain: str = "medicine") -> list[dict]:
+    """The records `write_rar_fixture` writes, in memory (the cost model counts their tokens)."""
+    if domain not in _RAR_TOPICS:
+        raise ValueError(f"domain must be one of {sorted(_RAR_TOPICS)}, got {domain!r}")
+    rng = random.Random(seed)
+    return [_rar_record(rng, i, domain) for i in range(n)]
+
+
 def write_rar_fixture(path: str | Path, n: int = 8, seed: int = 0, domain: str = "medicine") -> Path:
     """Parquet of `n` RaR-Medicine/Science-schema records (7-10 rubric items each, all four
     categories, both pitfall readings). `rubric_list` holds the descriptions (an assumption: the
@@ -264,10 +272,7 @@ def write_rar_fixture(path: str | Path, n: int = 8, seed: int = 0, domain: str =
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if domain not in _RAR_TOPICS:
-        raise ValueError(f"domain must be one of {sorted(_RAR_TOPICS)}, got {domain!r}")
-    rng = random.Random(seed)
-    records = [_rar_record(rng, i, domain) for i in range(n)]
+    records = rar_records(n, seed, domain)
     item = pa.struct([("title", pa.string()), ("description", pa.string()), ("weight", pa.int64())])
     schema = pa.schema(
         [

@@ -271,6 +271,20 @@ def total_gpu_hours(launches: list[Launch]) -> float:
     return sum(j.estimate.gpu_hours for launch in launches for j in launch.jobs)
 
 
+def grader_totals(jobs: list[Job]) -> tuple[float, float]:
+    """(paid grader calls, their dollars) of these jobs; a grader without a price counts no dollars."""
+    graded = [j.estimate.grader for j in jobs if j.estimate.grader is not None]
+    return sum(g.calls for g in graded), sum(g.usd or 0.0 for g in graded)
+
+
+def _grader_text(jobs: list[Job]) -> str:
+    calls, usd = grader_totals(jobs)
+    if not calls:
+        return "no paid grader"
+    models = sorted({j.estimate.grader.model for j in jobs if j.estimate.grader is not None})
+    return f"{', '.join(models)} grader: {calls:,.0f} calls, ${usd:,.0f}"
+
+
 # ------------------------------------------------------------------ printing
 def _judge(j: Any) -> str:
     return "none" if j.backend == "none" else f"{j.backend}:{j.model}"
@@ -338,8 +352,10 @@ def describe(sweep: Sweep, launches: list[Launch], launcher: str) -> str:
             + (f" (accelerate: {launch.accelerate})" if launch.gpus > 1 else "")
             + (f" + {judge_gpus} judge GPU(s)" if judge_gpus else "")
             + f"; est. {est.step_seconds:.0f} s/step, {est.hours:.1f} h/run,"
-            f" {sum(j.estimate.gpu_hours for j in launch.jobs):.0f} GPU-h"
+            f" {sum(j.estimate.gpu_hours for j in launch.jobs):.0f} GPU-h; {_grader_text(launch.jobs)}"
         )
+        if est.judge is not None:
+            lines.append(f"   {est.judge.describe()}")
         lines += block_memory(launch).lines()
         lines.append("$ " + shlex.join(launch.command))
         rows = [COLUMNS]
@@ -350,7 +366,8 @@ def describe(sweep: Sweep, launches: list[Launch], launcher: str) -> str:
     jobs = [j for launch in launches for j in launch.jobs]
     lines.append(
         f"total: {len(jobs)} runs ({sum(j.status == 'done' for j in jobs)} done, skipped on launch), "
-        f"est. {total_gpu_hours(launches):.0f} GPU-h on H100-80GB (estimates; assumptions in sweeps/README.md)"
+        f"est. {total_gpu_hours(launches):.0f} GPU-h on H100-80GB, {_grader_text(jobs)} "
+        "(estimates; assumptions in docs/guides/costs.md)"
     )
     return "\n".join(lines)
 
@@ -420,8 +437,12 @@ def _main(args: argparse.Namespace, extra: list[str]) -> int:
         for name in available():
             sweep = load(name)
             launches = plan(sweep, status=False)
-            n = sum(len(x.jobs) for x in launches)
-            print(f"{name:22s} {n:3d} runs  {total_gpu_hours(launches):7.0f} GPU-h  {sweep.description}")
+            jobs = [j for x in launches for j in x.jobs]
+            _, usd = grader_totals(jobs)
+            print(
+                f"{name:22s} {len(jobs):3d} runs  {total_gpu_hours(launches):7.0f} GPU-h  "
+                f"grader ${usd:7,.0f}  {sweep.description}"
+            )
         return 0
     sweep = load(args.sweep, extra)
     launches = plan(sweep, args.launcher, args.slurm_max_hours)
