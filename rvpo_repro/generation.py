@@ -218,13 +218,25 @@ def reloadable_colocate_sync(trainer: Any) -> bool:
     return True
 
 
+def memory_share(wanted: float = 0.9, margin: float = 0.05) -> dict[str, float]:
+    """vLLM's `gpu_memory_utilization` for an evaluation engine: its default share, or less when
+    something else still holds part of the GPU (the training process of the same job, which keeps
+    its CUDA context), so the engine starts in what is free. Nothing on CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    free, total = torch.cuda.mem_get_info()
+    return {"gpu_memory_utilization": round(min(wanted, free / total - margin), 3)}
+
+
 def generate_vllm(
     model_path: str, tokenizer: Any, prompts: list[Messages], s: GenerationSettings
 ) -> list[list[str]]:
     from vllm import LLM, SamplingParams
 
     try:
-        llm = LLM(model=model_path, seed=s.seed)
+        llm = LLM(model=model_path, seed=s.seed, **memory_share())
     except Exception as exc:  # vLLM raises many types at start-up; each means "cannot run here"
         raise vllm_start_error(exc, model_path) from exc
     params = SamplingParams(

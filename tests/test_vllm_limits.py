@@ -80,3 +80,19 @@ def test_an_engine_given_no_kv_cache_is_told_to_get_one_not_to_lower_it():
     exc = RuntimeError("No available memory for the cache blocks. Try increasing `gpu_memory_utilization`")
     msg = str(vllm_start_error(exc, "/m"))
     assert "give vLLM a KV cache (VLLM_CPU_KVCACHE_SPACE=1" in msg and "lower the KV cache" not in msg
+
+
+def test_an_evaluation_engine_takes_what_is_free_on_the_gpu(monkeypatch):
+    """The job's training process keeps its CUDA context while a fresh process evaluates: vLLM's
+    default 0.9 share would be refused where less is free."""
+    import torch
+
+    from rvpo_repro.generation import memory_share
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (30e9, 80e9))
+    assert memory_share() == {"gpu_memory_utilization": 0.325}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (79e9, 80e9))
+    assert memory_share() == {"gpu_memory_utilization": 0.9}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert memory_share() == {}

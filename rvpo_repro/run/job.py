@@ -22,10 +22,12 @@ never resumed from.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,16 +167,19 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
     return plan.run_dir
 
 
-def release_engines(trainer: Any) -> None:
-    """Shut down TRL's colocated vLLM engine, if any, so its memory is free when evaluation starts."""
-    generation = getattr(trainer, "vllm_generation", None)
-    llm = getattr(generation, "llm", None)
-    if llm is None:
-        return
-    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-    if callable(getattr(core, "shutdown", None)):
-        core.shutdown()
-    generation.llm = None
+@contextlib.contextmanager
+def distributed_kept() -> Iterator[None]:
+    """Hold off torch.distributed's teardown while TRL's colocated vLLM engine is collected: vLLM
+    0.31's engine shutdown (run by a finalizer when the engine is collected) destroys every process
+    group of the process, which the job's ranks still use to wait for the evaluation's outcome."""
+    import torch.distributed as dist
+
+    teardown = dist.destroy_process_group
+    dist.destroy_process_group = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        dist.destroy_process_group = teardown
 
 
 def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) -> dict:
@@ -237,9 +242,9 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) 
         write_jsonl(plan.run_dir / record_mod.LOG_HISTORY_FILE, history)
         publish_model(partial, final, summary)
     ranks.barrier()
-    release_engines(trainer)
-    del trainer
-    gc.collect()
+    with distributed_kept():  # the engine's memory is freed here, before evaluation starts
+        del trainer
+        gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # rank 0 evaluates next, on the same device
     return summary

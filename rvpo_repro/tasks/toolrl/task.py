@@ -35,7 +35,9 @@ class ToolRLConfig:
     split_seed: int = 31415  # ... and numpy seed (the prepared parquet is already split)
     max_train_examples: int | None = None  # first N of the (shuffled) train split
     max_prompt_tokens: int | None = None  # drop longer prompts (upstream cuts them on the left; TRL cannot)
-    bfcl_source: str | None = "v3"  # v3 (bfcl-eval 2025.8.6.2, pinned) | directory | None: installed bfcl-eval
+    bfcl_source: str | None = (
+        "v3"  # v3 (bfcl-eval 2025.8.6.2, pinned) | directory | None: installed bfcl-eval
+    )
     bfcl_categories: list[str] = field(default_factory=lambda: list(BFCL_CATEGORIES))
     bfcl_per_category: int | None = None  # seeded sample per category; None: all
     bfcl_seed: int = 0  # fixed across runs, so eval examples pair up between runs
