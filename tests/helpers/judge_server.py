@@ -19,6 +19,7 @@ action for every later attempt. Without a directive the verdict is a function of
     sleep       sleep `sleep_s` seconds (past the client's timeout), then answer "ok"
     429 / 500 / 503 / 400   that status with an OpenAI-style error body
     401echo     401 whose message echoes the Authorization header (as a careless server might)
+    okecho      200, "ok" whose explanation quotes the Authorization header
 A global `latency` (seconds) delays every answer.
 
 Thread mode: `with ScriptedChatServer(latency=0.05) as srv: srv.base_url ...`.
@@ -120,6 +121,11 @@ class ChatLogic:
             return 401, _error(
                 f"Incorrect API key provided: {headers.get('authorization')}", "invalid_api_key"
             )
+        if action == "okecho":
+            echo = json.dumps(
+                {"explanation": f"you sent {headers.get('authorization')}", "criteria_met": verdict}
+            )
+            return 200, _completion(req.get("model", "?"), echo, len(text))
         if action == "badbody":
             return 200, b"<html>this is not json"
         return 200, _completion(req.get("model", "?"), _content(action, verdict), len(text))
