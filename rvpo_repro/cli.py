@@ -126,6 +126,11 @@ def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | N
 
         print(version_text(prog))
         return
+    try:  # before Hydra writes its output folder: a secret on the command line never reaches disk
+        config_errors.refuse_secrets(config_errors.overrides_in(args))
+    except config_errors.ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(config_errors.EXIT_CONFIG) from None
     register_configs()
     if config_errors.wants_resolved(args):
         config_errors.print_resolved(prog, config_name, args)
