@@ -9,9 +9,28 @@ handling and reward weights apply channel by channel.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+# The largest reward magnitude accepted. Rewards are float32 tensors in TRL; a group's variance
+# squares their deviations, which overflows float32 (3.4e38) near 1e19 and loses every difference
+# between rollouts long before: ±1e308 becomes inf, then NaN advantages. 1e9 leaves room to spare
+# for any reward scale in use (rates in [0, 1], ToolRL's [-3, 3], counts, lengths).
+MAX_ABS_REWARD = 1e9
+
+
+def out_of_domain(value: float) -> str | None:
+    """Why a reward value is refused (NaN, ±inf, |value| > MAX_ABS_REWARD), or None when it is usable.
+
+    A missing reward is None, never NaN: NaN is refused, so a reward that cannot score a completion
+    says so explicitly and its channel's absence is counted, not hidden."""
+    if math.isnan(value):
+        return "NaN (return None for a missing reward)"
+    if math.isinf(value) or abs(value) > MAX_ABS_REWARD:
+        return f"{value!r}, outside [-{MAX_ABS_REWARD:g}, {MAX_ABS_REWARD:g}]"
+    return None
 
 
 class NoUsableRewardError(RuntimeError):
