@@ -50,3 +50,35 @@ def test_ordinary_overrides_pass_the_secret_check():
         refuse_secrets([f"judge.base_url=http://h/?k={KEY}"], env)
     with pytest.raises(ConfigError, match=r"^judge\.api_key_env=<not shown>: expected the NAME"):
         refuse_secrets(["judge.api_key_env=sk-a-key-not-in-the-environment"], {})
+
+
+@pytest.mark.slow
+def test_a_key_quoted_back_by_the_judge_reaches_no_file_of_a_run(tmp_path):
+    """A whole run with its key in the environment, against a judge that quotes it in every reply:
+    the key is in no file under the run's output, results and cache folders."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from helpers.judge_server import ScriptedChatServer
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OPENAI_API_KEY": KEY}
+    with ScriptedChatServer(default_action="okecho") as srv:
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "rvpo-train"), "experiment=rubric_tiny", "judge=openai",
+             f"judge.base_url={srv.base_url}", "judge.model=judge-test", "judge.max_retries=0",
+             "trainer.max_steps=1", "trainer.save_steps=1", "task.healthbench_limit=2", "task.evals=[healthbench]", "logger=offline",
+             f"paths.cache_dir={tmp_path / 'cache'}"],
+            cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        sent = srv.logic.last_authorization
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sent == f"Bearer {KEY}"  # the key went out
+    assert list(tmp_path.glob("results/runs/rubric_tiny/*/result.json"))
+    assert list(tmp_path.glob("cache/judge/*.sqlite"))  # verdicts were cached
+    assert KEY not in proc.stdout + proc.stderr
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    assert leaked == [], f"the key reached {leaked}"
