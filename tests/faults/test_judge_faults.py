@@ -12,25 +12,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers.judge_server import ScriptedChatServer, directive  # noqa: E402
+from helpers.judge_server import directive  # noqa: E402
 
 from rvpo_repro.judges import JudgeCache, JudgeRequest  # noqa: E402
 from rvpo_repro.judges.openai_judge import OpenAIJudge  # noqa: E402
 
 pytestmark = pytest.mark.faults
 SECRET = "sk-test-QUOTED-3b9d1e07c5a24f68"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with ScriptedChatServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def srv(server):
-    server.logic.reset()
-    return server
 
 
 def judge(srv, cache: JudgeCache, **kw) -> OpenAIJudge:
