@@ -5,6 +5,10 @@ and expects one float (or None = absent) per completion. A `MultiChannelReward` 
 per completion from one pass (e.g. one judge pass over all rubric items); `expand_reward_funcs`
 turns it into K single-channel views sharing that pass, so TRL's own per-function logging, NaN
 handling and reward weights apply channel by channel.
+
+A reward value is a finite number within ±MAX_ABS_REWARD, or None for a missing one. NaN, ±inf and
+larger magnitudes are refused (`out_of_domain`), never read as missing: a user's reward where it
+returns them (tasks.user_code), any reward in the trainer's reward matrix (RVPOTrainer).
 """
 
 from __future__ import annotations

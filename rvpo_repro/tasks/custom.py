@@ -14,6 +14,10 @@ factory with `factory: true`) giving K channels. Evaluation scores the eval spli
 rewards through the generic `rewards/` evaluation, plus optional functions of the same signature
 whose per-example means are reported as `custom/<name>`.
 
+Prompts longer than the model's context minus the completion budget (or `max_prompt_tokens`) are
+dropped and counted in the record, or refused (`long_prompts`), when the task loads and before any
+weights load (tasks.prompt_limit).
+
 Before a run is hashed, `prepare_config` resolves every import path, checks every signature and
 pins sha256 hashes of the code (`task.code_hashes`) and of local data (`task.data_hashes`) into the
 config: the run id and config hash then change with the code or data, so an edited reward never
