@@ -29,8 +29,9 @@ import pandas as pd
 
 from rvpo_repro.analysis.compare import mean_ci
 from rvpo_repro.analysis.labels import setting_label
-from rvpo_repro.analysis.runs import read_record, record_dirs
+from rvpo_repro.analysis.runs import record_dirs
 from rvpo_repro.run.checkpoint_eval import best_checkpoint
+from rvpo_repro.run.record import load_record
 
 INF = math.inf
 
@@ -70,7 +71,7 @@ def load(
     With `seeds`, only those seeds' runs: the benchmark's extra seeds of shared settings stay out."""
     rows = []
     for d in record_dirs(results_dir, experiment):
-        rec = read_record(d)
+        rec = load_record(d)
         v = variant(rec.config["aggregator"])
         if v is None or (seeds is not None and rec.seed not in seeds):
             continue
