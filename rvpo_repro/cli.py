@@ -114,7 +114,7 @@ def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | N
     import hydra
 
     from rvpo_repro import config_errors
-    from rvpo_repro.config import conf_dir, register_configs
+    from rvpo_repro.config import ConfigError, conf_dir, register_configs
 
     args = sys.argv[1:] if argv is None else list(argv)
     prog = "rvpo-train" if config_name == "train" else "rvpo-eval"
@@ -126,6 +126,11 @@ def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | N
 
         print(version_text(prog))
         return
+    try:  # before Hydra writes its output folder: a secret on the command line never reaches disk
+        config_errors.refuse_secrets(config_errors.overrides_in(args))
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(config_errors.EXIT_CONFIG) from None
     register_configs()
     if config_errors.wants_resolved(args):
         config_errors.print_resolved(prog, config_name, args)

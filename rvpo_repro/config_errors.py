@@ -8,20 +8,28 @@ lines of its own (exit 1). `one_line_compose_errors` turns each into the suite's
     rvpo-train: aggregator.risk=high: expected a float, got 'high'
 
 `--cfg job --resolve` resolves `${hydra:runtime.output_dir}` as the run would (`print_resolved`).
+
+Secrets never pass through the command line (`refuse_secrets`): Hydra writes every override into
+its output folder (`.hydra/overrides.yaml`, `config.yaml`, `hydra.yaml`) before the app runs, so an
+override that sets a secret-named key (`+judge.api_key=...`), carries the value of a secret
+environment variable, or puts something other than a variable NAME into a `*_env` key is refused
+before Hydra starts, in one line that shows the key and never the value.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from rvpo_repro.config import ConfigError
 
 EXIT_CONFIG = 2
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def closest(word: str, options: Sequence[str], n: int = 5) -> list[str]:
@@ -40,6 +48,36 @@ def overrides_in(args: Sequence[str]) -> list[str]:
     """The Hydra overrides among command-line words (`key=value`, `+key=value`, `~key`), not the
     flags nor their values (`--cfg job`)."""
     return [a for a in args if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+
+
+def refuse_secrets(overrides: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    """ConfigError for the first override that would write a secret to disk (module docstring).
+
+    The line names the override's key only; the value is never echoed."""
+    from rvpo_repro.run.provenance import is_secret_key
+
+    env = os.environ if env is None else env
+    secrets = [v for k, v in env.items() if is_secret_key(k) and len(v) >= 8]
+    for o in overrides:
+        typed, _, value = o.partition("=")
+        key = re.sub(r"^[+~]+", "", typed)
+        name = key.rpartition(".")[2]
+        if is_secret_key(name):
+            raise ConfigError(
+                f"{typed}=<not shown>: secrets are not accepted in the config or on the command line "
+                "(they would be written to disk); export it in the environment variable the config "
+                "names instead (judge.api_key_env, default OPENAI_API_KEY)"
+            )
+        if any(s in value for s in secrets):
+            raise ConfigError(
+                f"{typed}=<not shown>: the value holds the value of a secret environment variable; "
+                "secrets are read from the environment only, never from the config"
+            )
+        if name.endswith("_env") and value and value != "null" and not _ENV_NAME.fullmatch(value):
+            raise ConfigError(
+                f"{typed}=<not shown>: expected the NAME of an environment variable (letters, digits, "
+                "underscores), not its value; export the key there"
+            )
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:

@@ -5,13 +5,36 @@ and expects one float (or None = absent) per completion. A `MultiChannelReward` 
 per completion from one pass (e.g. one judge pass over all rubric items); `expand_reward_funcs`
 turns it into K single-channel views sharing that pass, so TRL's own per-function logging, NaN
 handling and reward weights apply channel by channel.
+
+A reward value is a finite number within ±MAX_ABS_REWARD, or None for a missing one. NaN, ±inf and
+larger magnitudes are refused (`out_of_domain`), never read as missing: a user's reward where it
+returns them (tasks.user_code), any reward in the trainer's reward matrix (RVPOTrainer).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+# The largest reward magnitude accepted. Rewards are float32 tensors in TRL; a group's variance
+# squares their deviations, which overflows float32 (3.4e38) near 1e19 and loses every difference
+# between rollouts long before: ±1e308 becomes inf, then NaN advantages. 1e9 leaves room to spare
+# for any reward scale in use (rates in [0, 1], ToolRL's [-3, 3], counts, lengths).
+MAX_ABS_REWARD = 1e9
+
+
+def out_of_domain(value: float) -> str | None:
+    """Why a reward value is refused (NaN, ±inf, |value| > MAX_ABS_REWARD), or None when it is usable.
+
+    A missing reward is None, never NaN: NaN is refused, so a reward that cannot score a completion
+    says so explicitly and its channel's absence is counted, not hidden."""
+    if math.isnan(value):
+        return "NaN (return None for a missing reward)"
+    if math.isinf(value) or abs(value) > MAX_ABS_REWARD:
+        return f"{value!r}, outside [-{MAX_ABS_REWARD:g}, {MAX_ABS_REWARD:g}]"
+    return None
 
 
 class NoUsableRewardError(RuntimeError):

@@ -29,12 +29,15 @@ from trl import GRPOTrainer
 from rvpo_repro.aggregators.base import Aggregator
 from rvpo_repro.channel_metrics import channel_metrics
 from rvpo_repro.rewards import (
+    MAX_ABS_REWARD,
     MultiChannelReward,
     NoUsableRewardError,
     RewardChannel,
     expand_reward_funcs,
     item_weight_sources,
+    out_of_domain,
 )
+from rvpo_repro.tasks.base import TaskInputError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,7 @@ class RVPOTrainer(GRPOTrainer):
     # -- hooks into TRL -------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._refuse_out_of_domain(rewards)
         if self.require_rewards and self.model.training and bool(torch.isnan(rewards).all()):
             raise NoUsableRewardError(
                 f"step {self.state.global_step + 1}: every reward is missing "
@@ -95,6 +99,19 @@ class RVPOTrainer(GRPOTrainer):
         self._step_rewards = rewards  # (N_all_processes, K), NaN = absent
         self._step_item_weights = self._item_weights(inputs, rewards)
         return rewards
+
+    def _refuse_out_of_domain(self, rewards: torch.Tensor) -> None:
+        """±inf or |r| > MAX_ABS_REWARD in the (N, K) rewards: TaskInputError naming the channel and
+        the rollout, before any advantage is computed (NaN is TRL's missing reward: left alone here;
+        a user's reward returning NaN is refused where it returns it, tasks.user_code)."""
+        bad = torch.isinf(rewards) | (rewards.abs() > MAX_ABS_REWARD)
+        if not bool(bad.any()):
+            return
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise TaskInputError(
+            f"reward channel {self.channels[col].name!r}: returned {out_of_domain(float(rewards[row, col]))} "
+            f"for rollout {row} of step {self.state.global_step + 1}; expected a finite number or None"
+        )
 
     def _item_weights(self, inputs: list[dict], rewards: torch.Tensor) -> torch.Tensor | None:
         """(N_all_processes, K) item weights (1 for channels without), or None when no reward has any."""

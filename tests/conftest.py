@@ -125,3 +125,20 @@ def train_cmd(tmp_path, cache_dir):
                 *(where if isolated else []), *overrides]  # fmt: skip
 
     return build
+
+
+@pytest.fixture(scope="module")
+def judge_server():
+    """The scripted OpenAI-compatible judge server (tests/helpers/judge_server.py), one per module."""
+    from helpers.judge_server import ScriptedChatServer
+
+    with ScriptedChatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def srv(judge_server):
+    """`judge_server` with its counters cleared and no latency, for one test."""
+    judge_server.logic.reset()
+    judge_server.logic.latency = 0.0
+    return judge_server

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers.judge_server import ScriptedChatServer, directive
+from helpers.judge_server import directive
 
 from rvpo_repro.config import validate
 from rvpo_repro.judges import (
@@ -61,19 +61,6 @@ def bounded(fn, limit: float = LIMIT_S):
     if "error" in out:
         raise out["error"]
     return out["value"]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with ScriptedChatServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def srv(server):
-    server.logic.reset()
-    server.logic.latency = 0.0
-    return server
 
 
 def judge_for(srv, **kw) -> OpenAIJudge:

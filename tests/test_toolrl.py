@@ -15,6 +15,7 @@ import rvpo_repro.tasks.toolrl as toolrl  # registers the task (and its schema) 
 from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.base import TaskInputError
+from rvpo_repro.tasks.prompt_limit import prompt_tokens
 from rvpo_repro.tasks.toolrl import (
     ToolRLConfig,
     ToolRLRewards,
@@ -540,7 +541,7 @@ def test_default_categories_are_the_bfcl_modules_single_turn_ones():
 
 def test_max_prompt_tokens_drops_long_prompts(tokenizer):
     rows = get_task(ToolRLConfig(source="fixture", fixture_examples=60)).train_rows(tokenizer)
-    lengths = sorted(toolrl._prompt_tokens(tokenizer, r["prompt"]) for r in rows)
+    lengths = sorted(prompt_tokens(tokenizer, r["prompt"]) for r in rows)
     limit = lengths[len(lengths) // 2]
     kept = get_task(ToolRLConfig(source="fixture", fixture_examples=60, max_prompt_tokens=limit))
     n_kept = len(kept.train_rows(tokenizer))

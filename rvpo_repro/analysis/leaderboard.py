@@ -28,7 +28,7 @@ import pandas as pd
 
 from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis import page, wandb_report
-from rvpo_repro.analysis.runs import load_runs
+from rvpo_repro.analysis.runs import RecordError, load_runs
 from rvpo_repro.config import ConfigError
 
 ALL = "all tasks"
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             a.status,
             aggregators,
         )
-    except (FileNotFoundError, ConfigError) as err:  # no runs; an --aggregators name with no config
+    except (FileNotFoundError, ConfigError, RecordError) as err:  # no runs; no such config; a bad record
         print(f"rvpo-leaderboard: {err}", file=sys.stderr)
         return 2
     for name, path in paths.items():

@@ -25,7 +25,7 @@ import pandas as pd
 
 from rvpo_repro.analysis import figures, page, wandb_report
 from rvpo_repro.analysis.paper import DEFAULT_REFERENCE, load_reference
-from rvpo_repro.analysis.runs import MissingMetricError, load_runs
+from rvpo_repro.analysis.runs import MissingMetricError, RecordError, load_runs
 from rvpo_repro.analysis.table import display_table, results_table, table_preamble, write_tables
 from rvpo_repro.run.record import load_log_history
 from rvpo_repro.version import version_text
@@ -224,9 +224,13 @@ def main(argv: list[str] | None = None) -> int:
             rep = build_report(exp, args.results_dir, args.out, args.baseline, args.metric, args.seed,
                                args.paper_reference, split_configs=args.split_configs,
                                wandb=args.wandb_report, dry_run=args.dry_run)  # fmt: skip
+        except RecordError as e:  # a record it cannot read faithfully: refused, as bad input is
+            print(f"error: {e}", file=sys.stderr)
+            status = 2
+            continue
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
-            status = 1
+            status = max(status, 1)
             continue
         for note in rep.notes:
             print(f"note: {note}", file=sys.stderr)

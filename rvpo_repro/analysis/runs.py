@@ -14,10 +14,18 @@ experiment (a `${seed}` interpolation); one fixed at a value (`task.data_seed: 0
 that differ, unless `split_configs` asks for one row per config (the label then gains the
 differing settings). A finished record lacking a metric that other records of its task have is an
 error naming the file and the metric.
+
+A record the report cannot read faithfully is refused (`RecordError`, one line naming the file and
+the field; `rvpo-report` exits 2), never dropped or guessed at (`check_record`): a schema version
+this reader does not know, a metric value or stderr that is not a number (or null, shown as "no
+value"), a `config_hash` that is not the hash of the recorded config (the config, its aggregator
+say, was edited after the run), or a run id that does not name that config.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -28,13 +36,17 @@ import pandas as pd
 from rvpo_repro.analysis.labels import method_label, risk_of
 from rvpo_repro.run.record import (
     EXAMPLES_FILE,
+    HASH_EXCLUDED,
     RESULT_FILE,
+    SCHEMA_VERSION,
     RunRecord,
     config_hash,
     load_examples,
     load_record,
+    run_id,
 )
 
+_UNHASHED_TOP = {path[0] for path in HASH_EXCLUDED if len(path) == 1}  # never part of the hash
 KEY_COLUMNS = {
     "experiment", "run_id", "run_dir", "model", "task", "aggregator", "seed", "config_hash", "git_commit",
     "method", "risk", "schedule", "config_key", "wandb_url", "wandb_dir",
@@ -47,12 +59,106 @@ class ConfigConflictError(ValueError):
     """Runs under one method label were trained with different configs (beyond the seed)."""
 
 
-class MissingMetricError(ValueError):
+class RecordError(ValueError):
+    """A record the report cannot read faithfully; the message names its file and field."""
+
+
+class MissingMetricError(RecordError):
     """A finished record lacks a metric that the report needs."""
 
 
-class RecordMismatchError(ValueError):
+class RecordMismatchError(RecordError):
     """A record's metric is not what its own per-example scores give."""
+
+
+KNOWN_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
+
+
+def _number_or_null(value) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def check_record(run_dir: Path, rec: RunRecord) -> None:
+    """RecordError naming the file and field when `rec` cannot be read faithfully (module docstring)."""
+    f = Path(run_dir) / RESULT_FILE
+    if type(rec.schema_version) is not int or rec.schema_version not in KNOWN_SCHEMA_VERSIONS:
+        raise RecordError(
+            f"{f}: field 'schema_version' = {rec.schema_version!r}: this reader knows version(s) "
+            f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}; upgrade rvpo-repro or rewrite the record"
+        )
+    for name, m in rec.metrics.items():
+        for part in ("value", "stderr"):
+            if not _number_or_null(m.get(part)):
+                raise RecordError(
+                    f"{f}: field 'metrics.{name}.{part}' = {m[part]!r} ({type(m[part]).__name__}): "
+                    "expected a number or null"
+                )
+    try:
+        hashes = config_hashes(rec.config)
+        named = run_id(rec.config)
+    except Exception as exc:  # noqa: BLE001 (an edited config may miss keys or fail to resolve)
+        raise RecordError(f"{f}: field 'config' cannot be hashed ({type(exc).__name__}: {exc})") from exc
+    if rec.config_hash not in hashes:
+        raise RecordError(
+            f"{f}: field 'config_hash' = {rec.config_hash!r} but the recorded config hashes to "
+            f"{hashes[0]!r}: the config (its aggregator, say) or the hash was edited after the run; "
+            "rerun it or restore the record"
+        )
+    named = named[:-8] + rec.config_hash[:8]  # `{model}-{task}-{aggregator}-s{seed}-{hash8}`
+    if named != rec.run_id:
+        raise RecordError(
+            f"{f}: field 'run_id' = {rec.run_id!r} but the recorded config names the run {named!r}: "
+            "the record was edited or copied from another run"
+        )
+
+
+_MAX_READINGS = 64
+
+
+def config_hashes(config: dict) -> list[str]:
+    """The config hashes a recorded (resolved) config may have been written under, the literal
+    reading first. The run hashed its config before resolving, with `paths.*` masked
+    (record.config_hash), so a kept value that interpolated a path (`${paths.cache_dir}/judge/x`)
+    is recorded resolved ("./.cache/judge/x"): each string starting with a `paths` value is read
+    both as typed and as that interpolation."""
+    paths = {k: v for k, v in (config.get("paths") or {}).items() if isinstance(v, str) and v}
+    leaves: list[tuple[tuple, list[str]]] = []
+
+    def visit(node, at: tuple) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if not (at == () and k in _UNHASHED_TOP):
+                    visit(v, (*at, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                visit(v, (*at, i))
+        elif isinstance(node, str):
+            masked = [f"<paths.{k}>{node[len(v):]}" for k, v in paths.items()
+                      if node == v or node.startswith(v.rstrip("/") + "/")]  # fmt: skip
+            if masked:
+                leaves.append((at, [node, *masked]))
+
+    visit(config, ())
+    out = [config_hash(config)]
+    for choice in itertools.islice(itertools.product(*(opts for _, opts in leaves)), 1, _MAX_READINGS):
+        edited = copy.deepcopy(config)
+        for (at, _), value in zip(leaves, choice, strict=True):
+            node = edited
+            for key in at[:-1]:
+                node = node[key]
+            node[at[-1]] = value
+        out.append(config_hash(edited))
+    return out
+
+
+def read_record(run_dir: Path) -> RunRecord:
+    """The record of a finished run, checked (`check_record`); RecordError for a malformed file."""
+    try:
+        rec = load_record(run_dir)
+    except ValueError as exc:
+        raise RecordError(str(exc)) from exc
+    check_record(run_dir, rec)
+    return rec
 
 
 @dataclass
@@ -235,7 +341,7 @@ def collect(results_dir: str | Path, experiment: str | None = None, **filters) -
     `filters` select rows by column value, e.g. collect(dir, "toy", aggregator="rvpo")."""
     rows = []
     for d in record_dirs(results_dir, experiment):
-        rows.append(_row(d, load_record(d)))
+        rows.append(_row(d, read_record(d)))
     df = pd.DataFrame(rows)
     for key, value in filters.items():
         if key not in df.columns:
@@ -272,7 +378,7 @@ def load_runs(results_dir: str | Path, experiment: str, split_configs: bool = Fa
         if state != "finished":
             status.append({"run_id": d.name, "seed": _id_seed(d.name), "state": state, "reason": reason})
             continue
-        rec = load_record(d)
+        rec = read_record(d)
         check_examples(d, rec)
         records[str(d)] = rec
         rows.append(_row(d, rec))

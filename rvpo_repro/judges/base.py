@@ -2,9 +2,11 @@
 
 `Judge.grade(requests, parse)` returns one `JudgeResult` per request, in order. The shared loop
 deduplicates identical requests (each is judged once per call), serves what it can from the
-on-disk cache, asks the back end for the rest, reads each reply with `parse`, asks again those
+on-disk cache (a row counts only when `parse` of its stored reply gives its stored value, as a
+fresh reply is read), asks the back end for the rest, reads each reply with `parse`, asks again those
 whose reply `parse` rejects (up to `reask_limit` times; `ask_until_parsed`), caches the successes,
-counts usage and logs one INFO line per call.
+counts usage and logs one INFO line per call. Reply texts pass through `_redact` as they arrive,
+so a key a server quotes back is never parsed, cached, logged or recorded.
 
 A result's `value` is what `parse` returned, or None when the judge gave no usable answer
 (missing): after the back end's own transport retries and the re-asks here. None is never turned
@@ -230,6 +232,8 @@ class Judge(ABC):
             async with contextlib.aclosing(send([requests[i] for i in pending], ask, stats)) as replies:
                 async for j, reply in replies:
                     i, seen = pending[j], seen + 1
+                    if reply.text is not None:  # a server may quote the key back: never cached or logged
+                        reply = Reply(self._redact(reply.text), reply.error, reply.attempts)
                     attempts[i] += reply.attempts
                     stats.sent += reply.attempts
                     last[i] = reply
@@ -290,11 +294,25 @@ class Judge(ABC):
         keys = [self.cache_key(req, parse) for req in unique] if self.cache is not None else []
         if self.cache is not None and unique:
             hits = await asyncio.to_thread(self.cache.get_many, keys)
+            rejected = []
             for i, key in enumerate(keys):
-                if key in hits:
-                    raw, value = hits[key]
-                    results[i] = JudgeResult(value=value, raw=raw, attempts=0, cached=True)
-            stats.cache_hits = len(hits)
+                if key not in hits:
+                    continue
+                raw, stored = hits[key]
+                value = self._cached_verdict(raw, stored, parse)
+                if value is None:
+                    rejected.append(stored)
+                    continue
+                results[i] = JudgeResult(value=value, raw=raw, attempts=0, cached=True)
+                stats.cache_hits += 1
+            if rejected:
+                log.warning(
+                    "judge cache %s: %d rows hold a verdict their reply does not parse to (first: %r); "
+                    "asked again",
+                    self.cache.path,
+                    len(rejected),
+                    rejected[0],
+                )
         todo = [i for i, r in enumerate(results) if r is None]
         try:
             if todo:
@@ -313,6 +331,20 @@ class Judge(ABC):
             await asyncio.to_thread(self.cache.put_many, rows)
         self._log(stats, results)
         return [results[i] for i in order]
+
+    @staticmethod
+    def _cached_verdict(raw: str | None, value: Any, parse: Parse) -> Any:
+        """A cached row's verdict, read as a fresh reply is: `parse` of its stored reply text, which
+        must give the stored value (compared as JSON, as it was stored). Else None (no usable text,
+        or a value edited or written by other code, such as "no" for a boolean): asked again."""
+        try:
+            fresh = parse(raw if raw is not None else "")
+            same = fresh is not None and json.dumps(fresh, sort_keys=True) == json.dumps(
+                value, sort_keys=True
+            )
+        except (TypeError, ValueError):
+            return None
+        return fresh if same else None
 
     async def _with_progress(self, todo, unique, parse, stats) -> list[JudgeResult]:
         from rvpo_repro import progress

@@ -14,6 +14,10 @@ factory with `factory: true`) giving K channels. Evaluation scores the eval spli
 rewards through the generic `rewards/` evaluation, plus optional functions of the same signature
 whose per-example means are reported as `custom/<name>`.
 
+Prompts longer than the model's context minus the completion budget (or `max_prompt_tokens`) are
+dropped and counted in the record, or refused (`long_prompts`), when the task loads and before any
+weights load (tasks.prompt_limit).
+
 Before a run is hashed, `prepare_config` resolves every import path, checks every signature and
 pins sha256 hashes of the code (`task.code_hashes`) and of local data (`task.data_hashes`) into the
 config: the run id and config hash then change with the code or data, so an edited reward never
@@ -33,7 +37,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from rvpo_repro.evals.base import EvalResult, mean_metric
 from rvpo_repro.evals.rewards import evaluate_channels
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel
-from rvpo_repro.tasks import custom_data
+from rvpo_repro.tasks import custom_data, prompt_limit
 from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
 from rvpo_repro.tasks.user_code import (
     CheckedMultiReward,
@@ -86,6 +90,11 @@ class CustomTaskConfig:
     max_eval_examples: int | None = None
     eval_samples: int = 4  # completions per eval prompt
     probe_rows: int = 2  # call each reward on this many train rows (empty completion) when loading
+    # Prompts over max_prompt_tokens chat-templated tokens (None: the model's context minus
+    # completion_tokens) are dropped and counted, or refused (long_prompts): tasks.prompt_limit.
+    max_prompt_tokens: int | None = None
+    long_prompts: str = "drop"  # drop | refuse
+    completion_tokens: int = 0  # room kept for the completion; the config sets trainer.max_completion_length
     rewards: list[Any] = field(default_factory=list)  # RewardSpec entries or bare import paths
     eval_functions: list[Any] = field(default_factory=list)  # EvalFunctionSpec entries or paths
     code_hashes: dict[str, str] = field(default_factory=dict)  # filled by the run: import path -> sha256
@@ -275,8 +284,19 @@ class CustomTask(Task):
                     f"0-{len(rows) - 1} with an empty completion (task.probe_rows=0 skips this check)"
                 ) from exc
 
+    def fit_prompts(self, train: list[dict], eval_: list[dict], tokenizer: Any) -> tuple[list, list, dict]:
+        """Both splits under the prompt limit (tasks.prompt_limit), and the facts for the record."""
+        c = self.cfg
+        limit = prompt_limit.prompt_limit(tokenizer, c.max_prompt_tokens, int(c.completion_tokens))
+        train, train_facts = prompt_limit.fit_prompts(
+            train, tokenizer, limit, c.long_prompts, "task.train_source"
+        )
+        eval_, eval_facts = prompt_limit.fit_prompts(eval_, tokenizer, limit, c.long_prompts, "the eval data")
+        return train, eval_, {**limit, "rule": c.long_prompts, "train": train_facts, "eval": eval_facts}
+
     def build(self, tokenizer: Any, seed: int) -> TaskData:
         train, eval_ = self.load_rows()
+        train, eval_, facts = self.fit_prompts(train, eval_, tokenizer)  # before any weights load
         self._check_columns(train, "task.train_source")
         self._check_columns(eval_, "the eval data")
         self._probe(train)
@@ -285,6 +305,7 @@ class CustomTask(Task):
             eval_dataset=custom_data.to_dataset(eval_, "the eval data"),
             reward_funcs=[r.reward for r in self.rewards],
             channels=[c for r in self.rewards for c in r.channels],
+            extra={"prompt_limit": facts},
         )
 
     # --------------------------------------------------------------------------------- evaluation

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rvpo_repro.rewards import MultiChannelReward
+from rvpo_repro.rewards import MultiChannelReward, out_of_domain
 from rvpo_repro.tasks.base import TaskInputError
 
 # Keywords TRL passes to every reward function besides the data columns (GRPOTrainer._calculate_rewards).
@@ -144,11 +144,16 @@ def _row_name(i: int, kwargs: dict) -> str:
 
 
 def check_value(value: Any, label: str, where: str) -> float | None:
-    """A reward value as float (None = absent); bool counts as 0/1. Anything else: TaskInputError."""
+    """A reward value as float (None = absent); bool counts as 0/1. Anything else, and a number
+    outside the reward domain (NaN, ±inf, beyond ±MAX_ABS_REWARD: rewards.out_of_domain), is a
+    TaskInputError naming the function and the row."""
     if value is None:
         return None
     if isinstance(value, numbers.Real):  # bool, int, float, numpy scalars
-        return float(value)
+        number = float(value)
+        if why := out_of_domain(number):
+            raise TaskInputError(f"{label}: returned {why} for {where}; expected a finite number or None")
+        return number
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         return check_value(value.item(), label, where)  # 0-d tensor or array
     raise TaskInputError(

@@ -32,7 +32,9 @@ def test_record_missing_a_metric_names_the_file_and_the_metric(tmp_path, capsys)
     victim.write_text(json.dumps(data))
     with pytest.raises(MissingMetricError, match=r"result\.json: metric 'rewards/digit' missing"):
         load_runs(tmp_path, "toy")
-    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 1
+    assert (
+        report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
+    )  # a refused record: exit 2
     err = capsys.readouterr().err
     assert str(victim) in err and "rewards/digit" in err and "KeyError" not in err
 
@@ -211,7 +213,78 @@ def test_a_record_disagreeing_with_its_examples_stops_before_writing_and_names_t
     write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False)
     victim = _set_metric(sorted((tmp_path / "runs" / "toy").glob("*rvpo-s1*"))[0], "rewards/digit", 0.01)
     out = tmp_path / "out"
-    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(out)]) == 1
+    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{victim}: metric 'rewards/digit' = 0.01 but its examples" in err and "column 'digit'" in err
     assert err.count("\n") == 1 and not out.exists()  # one line, and no table, figure or page written
+
+
+def _edit(record: Path, edit) -> Path:
+    data = json.loads(record.read_text())
+    edit(data)
+    record.write_text(json.dumps(data))
+    return record
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (
+            lambda d: d["metrics"]["rewards/digit"].update(value="0.5"),
+            "'metrics.rewards/digit.value' = '0.5' (str)",
+        ),
+        (
+            lambda d: d["metrics"]["rewards/digit"].update(stderr=[0.1]),
+            "'metrics.rewards/digit.stderr' = [0.1]",
+        ),
+        (
+            lambda d: d["metrics"]["rewards/digit"].update(value=True),
+            "'metrics.rewards/digit.value' = True (bool)",
+        ),
+        (lambda d: d.update(schema_version=99), "'schema_version' = 99: this reader knows version(s) 1"),
+        (lambda d: d.update(schema_version="1"), "'schema_version' = '1'"),
+        (
+            lambda d: d.update(config_hash="0123456789ab"),
+            "'config_hash' = '0123456789ab' but the recorded config",
+        ),
+        (lambda d: d["config"]["aggregator"].update(risk=9.0), "'config_hash' ="),
+        (lambda d: d["config"]["aggregator"].update(name="gdpo"), "'config_hash' ="),
+        (lambda d: d.update(run_id=d["run_id"].replace("-s1-", "-s7-")), "'run_id' ="),
+    ],
+    ids=[
+        "value-str",
+        "stderr-list",
+        "value-bool",
+        "schema-99",
+        "schema-str",
+        "hash-edited",
+        "aggregator-edited",
+        "aggregator-renamed",
+        "run-id-edited",
+    ],  # fmt: skip
+)
+def test_a_record_read_unfaithfully_is_refused_naming_file_and_field(tmp_path, capsys, edit, field):
+    write_runs(tmp_path, "toy", ["gdpo", "rvpo"], seeds=(0, 1), with_history=False, with_examples=False)
+    victim = _edit(sorted((tmp_path / "runs" / "toy").glob("*rvpo-s1*"))[0] / "result.json", edit)
+    out = tmp_path / "out"
+    assert report.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{victim}: field {field}" in err, err
+    assert err.count("\n") == 1 and not out.exists()  # one line; no table that lacks the run
+    from rvpo_repro.analysis import leaderboard
+
+    assert leaderboard.main(["--experiment", "toy", "--results-dir", str(tmp_path), "--out", str(out)]) == 2
+    assert f"{victim}: field {field}" in capsys.readouterr().err
+
+
+def test_untouched_records_and_their_resolved_paths_are_read(tmp_path):
+    """The recorded config is resolved (`${paths.cache_dir}/judge/x` as ./.cache/judge/x) while its
+    hash was taken before resolving: every record of the committed snapshot still reads."""
+    from rvpo_repro.analysis.runs import read_record
+
+    snapshot = Path(report.SNAPSHOT) / "runs"
+    dirs = sorted(p for p in snapshot.glob("*/*") if (p / RESULT_FILE).is_file())
+    if not dirs:
+        pytest.skip("no committed snapshot")
+    for d in dirs:
+        assert read_record(d).run_id == d.name

@@ -9,7 +9,7 @@ What each request gets is scripted by its own content. Any message may carry a d
 `script[i]` is the action for the i-th attempt of this exact message list (attempts are counted
 per request key, so retries and re-asks of one request walk through its script) and `then` the
 action for every later attempt. Without a directive the verdict is a function of the content
-(parity of its sha256) and the action is "ok". Actions:
+(parity of its sha256) and the action is the server's `default_action` ("ok"). Actions:
     ok          200, '{"explanation": ..., "criteria_met": <verdict>}'
     fence       200, the same object inside a ```json fence with prose around it
     malformed   200, prose without any JSON object
@@ -19,6 +19,7 @@ action for every later attempt. Without a directive the verdict is a function of
     sleep       sleep `sleep_s` seconds (past the client's timeout), then answer "ok"
     429 / 500 / 503 / 400   that status with an OpenAI-style error body
     401echo     401 whose message echoes the Authorization header (as a careless server might)
+    okecho      200, "ok" whose explanation quotes the Authorization header
 A global `latency` (seconds) delays every answer.
 
 Thread mode: `with ScriptedChatServer(latency=0.05) as srv: srv.base_url ...`.
@@ -61,8 +62,9 @@ def request_key(messages: list[dict]) -> str:
 class ChatLogic:
     """Counters and the scripted answer for one request body; shared by both modes."""
 
-    def __init__(self, latency: float = 0.0):
+    def __init__(self, latency: float = 0.0, default_action: str = "ok"):
         self.latency = latency
+        self.default_action = default_action  # the action of a request without a directive
         self.attempts: Counter[str] = Counter()  # request key -> attempts seen
         self.total = 0
         self.inflight: Counter[str] = Counter()  # per model name, so tests can tell their requests apart
@@ -107,7 +109,7 @@ class ChatLogic:
         found = DIRECTIVE.search(text)
         d = json.loads(found.group(1)) if found else {}
         script = d.get("script", [])
-        action = script[attempt] if attempt < len(script) else d.get("then", "ok")
+        action = script[attempt] if attempt < len(script) else d.get("then", self.default_action)
         verdict = d.get("verdict", hashlib.sha256(text.encode()).digest()[0] % 2 == 1)
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -120,6 +122,11 @@ class ChatLogic:
             return 401, _error(
                 f"Incorrect API key provided: {headers.get('authorization')}", "invalid_api_key"
             )
+        if action == "okecho":
+            echo = json.dumps(
+                {"explanation": f"you sent {headers.get('authorization')}", "criteria_met": verdict}
+            )
+            return 200, _completion(req.get("model", "?"), echo, len(text))
         if action == "badbody":
             return 200, b"<html>this is not json"
         return 200, _completion(req.get("model", "?"), _content(action, verdict), len(text))
@@ -223,8 +230,10 @@ class _Connection(asyncio.Protocol):
 class ScriptedChatServer:
     """The server on 127.0.0.1 (ephemeral port) in a background thread with its own event loop."""
 
-    def __init__(self, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0):
-        self.logic = ChatLogic(latency)
+    def __init__(
+        self, latency: float = 0.0, host: str = "127.0.0.1", port: int = 0, default_action: str = "ok"
+    ):
+        self.logic = ChatLogic(latency, default_action)
         self.host, self.port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -49,7 +49,6 @@ from rvpo_repro.tasks.toolrl.task import (
     BFCL_CATEGORIES,
     ToolRLConfig,
     ToolRLTask,
-    _prompt_tokens,  # noqa: F401  (used by tests)
     main,
 )
 

@@ -11,6 +11,7 @@ from typing import Any
 from rvpo_repro.evals.base import EvalResult
 from rvpo_repro.io import parse_digest
 from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
+from rvpo_repro.tasks.prompt_limit import prompt_tokens
 from rvpo_repro.tasks.toolrl.data import RLLA_DIGEST, RLLA_URL, load_rlla, read_raw, write_prepared_split
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, write_rlla_fixture
 from rvpo_repro.tasks.toolrl.rewards import ToolRLRewards
@@ -45,11 +46,6 @@ class ToolRLConfig:
     bfcl_parser: str = "toolrl"  # toolrl (ToolRL's BFCL handler rules) | strict (evals.bfcl_parsing)
 
 
-def _prompt_tokens(tokenizer: Any, prompt: list[dict]) -> int:
-    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 @register_task("toolrl")
 class ToolRLTask(Task):
     schema = ToolRLConfig
@@ -73,7 +69,7 @@ class ToolRLTask(Task):
         limit = self.cfg.max_prompt_tokens
         self.prompts = {"read": len(rows), "max_prompt_tokens": limit, "dropped": 0}
         if limit is not None and tokenizer is not None:
-            kept = [r for r in rows if _prompt_tokens(tokenizer, r["prompt"]) <= limit]
+            kept = [r for r in rows if prompt_tokens(tokenizer, r["prompt"]) <= limit]
             self.prompts["dropped"] = len(rows) - len(kept)
             log.info(
                 "toolrl: dropped %d of %d prompts over %d tokens", len(rows) - len(kept), len(rows), limit
