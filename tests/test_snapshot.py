@@ -180,3 +180,24 @@ def test_no_table_of_the_runs_is_one_line_and_exit_1(tmp_path, capsys):
     assert snapshot.main(["--experiment", "toy", "--from", str(results), "--to", str(snap)]) == 1
     err = capsys.readouterr().err
     assert f"no table {results / 'tables' / 'toy.md'}" in err and "make reproduce" in err
+
+
+def test_the_report_keeps_a_table_whose_rows_read_the_same(tmp_path):
+    results, _ = _first_rerun(tmp_path)
+    rep = build_report("toy", results, results, snapshot=None)
+    csv = rep.tables["csv"]
+    lines = csv.read_text().splitlines()
+    head, first = lines[0].split(","), lines[1].split(",")
+    first[head.index("mean")] = repr(float(first[head.index("mean")]) + 1e-12)  # another CPU's last digits
+    csv.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    before = {k: p.read_bytes() for k, p in rep.tables.items()}
+    build_report("toy", results, results, snapshot=None)
+    assert {k: p.read_bytes() for k, p in rep.tables.items()} == before
+
+
+def test_table_rows_ignore_padding_but_not_a_cell():
+    from rvpo_repro.analysis.output import table_rows
+
+    a = "# t\n\n| m | v |\n|:--|--:|\n| gdpo | 0.724 |\n"
+    assert table_rows(a) == table_rows("# other note\n|  m   |  v    |\n|:-----|------:|\n|  gdpo  | 0.724 |")
+    assert table_rows(a) != table_rows(a.replace("0.724", "0.725"))

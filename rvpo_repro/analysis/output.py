@@ -31,7 +31,7 @@ def table_rows(markdown: str) -> list[str]:
     for line in markdown.splitlines():
         if line.lstrip().startswith("|"):
             line = re.sub(r"\s*\|\s*", "|", line.strip())
-            rows.append(re.sub(r"-{3,}", "---", line))
+            rows.append(re.sub(r"-+", "-", line) if re.fullmatch(r"[|:\- ]+", line) else line)
     return rows
 
 
