@@ -167,7 +167,7 @@ bfcl-ref: $(STAMP) $(BFCL_REF_VENV)/bin/python ## check our BFCL AST checker aga
 bench: $(STAMP) ## print speed figures (aggregators, trainer overhead, judge throughput, statistics)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
-gpu-lock: $(STAMP) ## rewrite requirements/gpu-lock.txt: pip's resolution of .[gpu] on CUDA Linux (no GPU needed)
+gpu-lock: $(STAMP) ## rewrite requirements/gpu-lock.txt: the index's resolution of .[gpu] for CUDA Linux (uv, no GPU needed)
 	$(PY) scripts/lock_gpu.py
 
 lock: $(STAMP) ## rewrite requirements/cpu-lock.txt from the current venv

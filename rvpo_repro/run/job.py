@@ -7,9 +7,13 @@ run, exit 75 when another launch holds it, else where to start). Then, for train
     load the tokenizer and build the task        every rank (reward probes, column checks: before
                                                  any weights load)
     train from the newest complete checkpoint    every rank (skipped when the final model is
-                                                 already published)
+                                                 already published); at each save rank 0 exports
+                                                 the checkpoint's policy for evaluation
     publish model/ with the training summary     rank 0, in one rename (rvpo_repro.run.checkpoints)
-    evaluate the published model, seal the record   rank 0; the other ranks wait for the outcome
+    evaluate the saved checkpoints and the       rank 0, from the weights on disk, generating in a
+    published model, seal the record             fresh process where training held an engine or
+                                                 a device (rvpo_repro.run.generation_process); the
+                                                 other ranks wait for the outcome
 
 A kill in any phase therefore reruns only what was not finished: the record is written last and
 atomically, the final model is published whole or not at all, and an incomplete checkpoint is
@@ -29,12 +33,14 @@ from omegaconf import DictConfig, open_dict
 
 from rvpo_repro.config import grpo_config
 from rvpo_repro.evals.base import EvalResult
-from rvpo_repro.generation import GenerationSettings, generate, raised_in_vllm, vllm_start_error
+from rvpo_repro.generation import GenerationSettings, raised_in_vllm, vllm_start_error
 from rvpo_repro.io import write_jsonl
 from rvpo_repro.rewards import NoUsableRewardError
+from rvpo_repro.run import checkpoint_eval
 from rvpo_repro.run import record as record_mod
-from rvpo_repro.run.checkpoint_eval import carve_validation, checkpoint_eval_callback, read_checkpoint_evals
+from rvpo_repro.run.checkpoint_eval import carve_validation, export_callback, read_checkpoint_evals
 from rvpo_repro.run.checkpoints import publish_model
+from rvpo_repro.run.generation_process import SavedPolicy, generate_saved, needs_fresh_process
 from rvpo_repro.run.lifecycle import OpenRun, agree, join_ranks, open_run, plan_run
 from rvpo_repro.run.verdicts import check_missing_share, no_usable_reward, verdict_usage
 from rvpo_repro.tasks import get_task
@@ -88,15 +94,21 @@ def build_task(cfg: DictConfig, tokenizer: Any) -> tuple[Task, TaskData]:
 
 
 def evaluate_policy(
-    cfg: DictConfig, task: Task, data: TaskData, model: Any, model_path: str, tokenizer: Any
+    cfg: DictConfig, task: Task, data: TaskData, policy: SavedPolicy, tokenizer: Any, fresh: bool = False
 ) -> EvalResult:
-    """Generate on the task's eval set with the configured back end and score it."""
+    """Generate on the task's eval set from `policy` with the configured back end (in a fresh
+    process when `fresh`) and score it."""
     settings = GenerationSettings.of_run(cfg)
     prompts = list(data.eval_dataset["prompt"])
     log.info(
-        "evaluating on %d prompts x %d samples (%s)", len(prompts), settings.num_samples, cfg.eval.backend
+        "evaluating %s on %d prompts x %d samples (%s%s)",
+        policy.path,
+        len(prompts),
+        settings.num_samples,
+        cfg.eval.backend,
+        ", fresh process" if fresh else "",
     )
-    generations = generate(cfg.eval.backend, model, model_path, tokenizer, prompts, settings)
+    generations = generate_saved(cfg.eval.backend, policy, tokenizer, prompts, settings, fresh)
     result = task.evaluate(data.eval_dataset, generations, tokenizer)
     log_eval_table(result, prompts, generations)  # per-example W&B table, when a run is open
     return result
@@ -140,15 +152,32 @@ def train_and_evaluate(cfg: DictConfig, command: str = "the same command") -> Pa
             task, data = build_task(cfg, tokenizer)  # reward probes and column checks: no weights yet
             data, validation, validation_facts = carve_validation(cfg, data)  # held out of training
             summary = run.trained
-            if summary is None:
-                summary = _train(run, args, tokenizer, task, data, validation)
+            trained_here = summary is None
+            if trained_here:
+                summary = _train(run, args, tokenizer, task, data)
             extra = {"validation_split": validation_facts} if validation_facts else {}
-            metrics = agree(ranks, lambda: _evaluate_and_seal(run, summary, tokenizer, task, data, wb, extra))
+            fresh = trained_here and needs_fresh_process(cfg, ranks.world_size)
+            metrics = agree(
+                ranks,
+                lambda: _evaluate_and_seal(run, summary, tokenizer, task, data, validation, wb, extra, fresh),
+            )
     log.info("run %s done: %s", plan.run_id, metrics)
     return plan.run_dir
 
 
-def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData, validation: Any) -> dict:
+def release_engines(trainer: Any) -> None:
+    """Shut down TRL's colocated vLLM engine, if any, so its memory is free when evaluation starts."""
+    generation = getattr(trainer, "vllm_generation", None)
+    llm = getattr(generation, "llm", None)
+    if llm is None:
+        return
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if callable(getattr(core, "shutdown", None)):
+        core.shutdown()
+    generation.llm = None
+
+
+def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData) -> dict:
     """Train on every rank (from `run.resume` when set), publish model/, return its summary."""
     import torch
 
@@ -174,11 +203,8 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData, 
             raise vllm_start_error(exc, resolve_model_path(cfg.model, cfg.paths.cache_dir)) from exc
         raise
     install_callbacks(trainer)  # progress bar + compact log lines; nested config in W&B
-    if cfg.trainer.get("eval_checkpoints"):
-        evals = plan.run_dir / "checkpoint_evals.jsonl"
-        trainer.add_callback(
-            checkpoint_eval_callback(cfg, task, data, tokenizer, evals, validation, evaluate_policy)
-        )
+    if cfg.trainer.get("eval_checkpoints"):  # evaluated after training, from these exports
+        trainer.add_callback(export_callback(plan.run_dir))
     if run.resume:
         log.info("resuming %s from %s", plan.run_id, run.resume)
     t0 = time.perf_counter()
@@ -210,6 +236,7 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData, 
         write_jsonl(plan.run_dir / record_mod.LOG_HISTORY_FILE, history)
         publish_model(partial, final, summary)
     ranks.barrier()
+    release_engines(trainer)
     del trainer
     gc.collect()
     if torch.cuda.is_available():
@@ -218,18 +245,49 @@ def _train(run: OpenRun, args: Any, tokenizer: Any, task: Task, data: TaskData, 
 
 
 def _evaluate_and_seal(
-    run: OpenRun, summary: dict, tokenizer: Any, task: Task, data: TaskData, wb: Any, extra: dict
+    run: OpenRun,
+    summary: dict,
+    tokenizer: Any,
+    task: Task,
+    data: TaskData,
+    validation: Any,
+    wb: Any,
+    extra: dict,
+    fresh: bool,
 ) -> dict[str, float]:
-    """Rank 0: evaluate the published final model and seal the record."""
-    from rvpo_repro.models import load_model, resolve_model_path
+    """Rank 0: evaluate the saved checkpoints and the published final model, seal the record.
+
+    Generation reads the weights on disk, in a fresh process when `fresh`
+    (rvpo_repro.run.generation_process); the test set's grader sees the best checkpoint and the
+    final model only when a validation split picks the best (rvpo_repro.run.checkpoint_eval)."""
+    from rvpo_repro.models import resolve_model_path
 
     plan, cfg = run.plan, run.plan.cfg
-    final = plan.run_dir / "model"
-    with open_dict(cfg):  # the policy as published, loaded as a user would load it
-        policy_cfg = cfg.model.copy()
-        policy_cfg.source, policy_cfg.path = "pretrained", str(final)
-    model = load_model(policy_cfg, cfg.paths.cache_dir, training=False)
-    result = evaluate_policy(cfg, task, data, model, str(final), tokenizer)
+    final = SavedPolicy.of_run(cfg, plan.run_dir / "model")  # as published, loaded as a user would
+
+    def test(policy: SavedPolicy) -> dict[str, float]:
+        return {
+            k: v["value"]
+            for k, v in evaluate_policy(cfg, task, data, policy, tokenizer, fresh).metrics.items()
+        }
+
+    def answers(policy: SavedPolicy):
+        return lambda prompts, settings: generate_saved(
+            cfg.eval.backend, policy, tokenizer, prompts, settings, fresh
+        )
+
+    if cfg.trainer.get("eval_checkpoints"):
+        checkpoint_eval.evaluate_saved_checkpoints(
+            cfg, data, validation, plan.run_dir, tokenizer, answers, test
+        )
+    result = evaluate_policy(cfg, task, data, final, tokenizer, fresh)
+    rows = []
+    if cfg.trainer.get("eval_checkpoints"):
+        checkpoint_eval.grade_best(plan.run_dir, cfg, int(summary["global_step"]), test)
+        rows = read_checkpoint_evals(plan.run_dir / checkpoint_eval.EVALS_FILE)
+        checkpoint_eval.log_checkpoint_evals(rows)
+    if fresh:
+        extra = {**extra, "evaluation_process": "fresh"}
     record = record_mod.new_record(
         cfg,
         result.metrics,
@@ -237,12 +295,15 @@ def _evaluate_and_seal(
         extra={
             "train": summary,
             "model_path": resolve_model_path(cfg.model, cfg.paths.cache_dir),
-            "checkpoint_evals": read_checkpoint_evals(plan.run_dir / "checkpoint_evals.jsonl"),
+            "checkpoint_evals": rows,
             **extra,  # the validation split, when one is held out
             **data.extra,  # facts about the data (e.g. rubric_truncation)
         },
     )
-    return save_result(plan.run_dir, record, result, wb)
+    metrics = save_result(plan.run_dir, record, result, wb)
+    if cfg.trainer.get("eval_checkpoints"):
+        checkpoint_eval.prune_exports(plan.run_dir, checkpoint_eval.best_validated_step(rows))
+    return metrics
 
 
 def evaluate_checkpoint(cfg: DictConfig, command: str = "the same command") -> Path:
@@ -270,14 +331,13 @@ def evaluate_checkpoint(cfg: DictConfig, command: str = "the same command") -> P
 
 
 def _evaluate_checkpoint(run: OpenRun, checkpoint: Path, wb: Any) -> dict[str, float]:
-    from rvpo_repro.models import load_model, load_tokenizer
+    from rvpo_repro.models import load_tokenizer
 
     cfg = run.plan.cfg
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
     task, data = build_task(cfg, tokenizer)
-    model = load_model(cfg.model, cfg.paths.cache_dir, training=False)
-    result = evaluate_policy(cfg, task, data, model, str(checkpoint), tokenizer)
+    result = evaluate_policy(cfg, task, data, SavedPolicy.of_run(cfg, checkpoint), tokenizer)
     record = record_mod.new_record(
         cfg, result.metrics, started_at=run.started_at, extra={"checkpoint": str(checkpoint)}
     )
