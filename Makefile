@@ -18,7 +18,7 @@ ENGINES_STAMP := $(ENGINES_VENV)/.installed
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-runs test-engines engines-venv lint smoke reproduce reproduce-rubric reproduce-ablation benchmark report snapshot notebook bfcl-ref bench lock gpu-lock clean wandb-sync
+.PHONY: help install test test-fast test-runs test-engines engines-venv lint smoke reproduce reproduce-rubric reproduce-ablation benchmark report snapshot snapshot-update notebook bfcl-ref bench lock gpu-lock clean wandb-sync
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -65,25 +65,17 @@ reproduce: $(STAMP) ## run the offline CPU experiment (finished runs skipped); y
 	$(CPU_SWEEP) experiment=toy aggregator=$(REPRO_AGGREGATORS) seed=$(REPRO_SEEDS)
 	$(PY) -m rvpo_repro.analysis.report --experiment toy
 	$(MAKE) --no-print-directory snapshot
-	$(MAKE) --no-print-directory $(NOTEBOOK_OUT)
 
-# The committed snapshot a fresh clone browses: the default experiment's records without weights.
-# A snapshot record is replaced only when its result changed (rvpo_repro.analysis.snapshot), and
-# the page, tables, figures and the executed notebook built from it are rebuilt only when it or
-# the code behind them changed (and then written only where their bytes differ): a rerun with the
-# same results leaves every committed file as it was. Your own toy report (results/tables/toy.*,
-# results/figures/toy, results/report/toy, from results/runs) is yours: not committed.
+# The committed snapshot a fresh clone browses: the default experiment's records without weights,
+# their report and the executed notebook. It changes only when a result changes as the table shows
+# it: `make snapshot` compares your toy table (results/tables/toy.md, from results/runs) with the
+# snapshot's, row by row, and leaves every committed file as it is when they agree (records that
+# differ in timestamps, paths, commit, run id or float digits the table does not show are the
+# same result). The notebook is re-executed only when its inputs' bytes change (the digest it
+# stores). `make snapshot-update` refreshes on purpose. Your own toy report (results/tables/toy.*,
+# results/figures/toy, results/report/toy) is yours: not committed.
 SNAPSHOT_DIR := results/snapshot
-SNAPSHOT_INPUTS = $(wildcard $(SNAPSHOT_DIR)/runs/toy/*/*) $(wildcard rvpo_repro/analysis/*.py)
-SNAPSHOT_PAGE := $(SNAPSHOT_DIR)/report/toy/index.html
-NOTEBOOK_OUT := results/notebook/analysis.ipynb
-$(SNAPSHOT_PAGE): $(SNAPSHOT_INPUTS)
-	$(PY) -m rvpo_repro.analysis.report --experiment toy --results-dir $(SNAPSHOT_DIR) --out $(SNAPSHOT_DIR) --wandb-report --dry-run > /dev/null
-	touch $@
-$(NOTEBOOK_OUT): notebooks/analysis.ipynb scripts/execute_notebook.py $(SNAPSHOT_INPUTS)
-	MPLBACKEND=Agg RVPO_RESULTS_DIR=$(abspath $(SNAPSHOT_DIR)) $(PY) scripts/execute_notebook.py
-	touch $@
-
+EXECUTE_NOTEBOOK = MPLBACKEND=Agg RVPO_RESULTS_DIR=$(abspath $(SNAPSHOT_DIR)) $(PY) scripts/execute_notebook.py
 # The rubric track in miniature (rubric_toy: 5-17 rule-checked items per prompt, rules judge,
 # HealthBench scoring): grpo (item-weighted), gdpo, gdpo mean (= rvpo at k=0) and rvpo, 3 seeds.
 RUBRIC_SEEDS ?= 0,1,2
@@ -117,12 +109,16 @@ benchmark: $(STAMP) ## every aggregator x CPU task x 5 seeds (resumable), then t
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))
 
-snapshot: $(STAMP) ## refresh results/snapshot/ from results/runs/toy (records whose result changed; no weights) and its report
+snapshot: $(STAMP) ## refresh results/snapshot/ and its notebook only if your toy table differs from the snapshot's
 	$(PY) -m rvpo_repro.analysis.snapshot --experiment toy --from results --to $(SNAPSHOT_DIR)
-	$(MAKE) --no-print-directory $(SNAPSHOT_PAGE)
+	$(EXECUTE_NOTEBOOK) --if-inputs-changed
+
+snapshot-update: $(STAMP) ## (maintainers) refresh results/snapshot/ from results/runs/toy whatever the table, rebuild its report and notebook
+	$(PY) -m rvpo_repro.analysis.snapshot --experiment toy --from results --to $(SNAPSHOT_DIR) --force
+	$(EXECUTE_NOTEBOOK)
 
 notebook: $(STAMP) ## execute notebooks/analysis.ipynb on the snapshot into results/notebook/analysis.ipynb (outputs kept, for browsing)
-	$(MAKE) --no-print-directory -B $(NOTEBOOK_OUT)
+	$(EXECUTE_NOTEBOOK)
 
 # W&B runs of every job (logger.dir, default the repository root): $(WANDB_RUNS)/{offline-run,run}-*.
 WANDB_RUNS ?= $(or $(RVPO_ROOT),.)/wandb
@@ -244,3 +240,22 @@ gpu-carry: $(STAMP) ## fetch the wheels gpu-check needs on a machine without net
 
 gpu-check-rehearsal: $(STAMP) ## the GPU check on CPU as a lent machine runs it: carried wheels, no index (~4 min, needs PyPI)
 	$(PY) -m pytest -n 0 -m carry tests/carry -s
+
+# The manual (docs/, mkdocs.yml): mkdocs-material with mkdocstrings, in a venv of its own (the
+# pinned [docs] extra, requirements/docs-lock.txt; the API reference reads the code statically,
+# so the suite's own stack is not needed there). --strict: a broken link, a page missing from the
+# nav or an API reference that does not resolve fails the build. The site lands in site/ (ignored).
+DOCS_VENV ?= .cache/docs-venv
+DOCS_STAMP := $(DOCS_VENV)/.installed
+.PHONY: docs docs-lock
+$(DOCS_STAMP): requirements/docs-lock.txt
+	test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/pip install --quiet --no-deps -r requirements/docs-lock.txt
+	touch $@
+
+docs: $(DOCS_STAMP) ## build the manual (docs/) into site/, strictly: any warning fails it
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict
+
+docs-lock: $(DOCS_STAMP) ## rewrite requirements/docs-lock.txt from the docs venv
+	{ head -2 requirements/docs-lock.txt; $(DOCS_VENV)/bin/pip freeze; } > requirements/docs-lock.tmp
+	mv requirements/docs-lock.tmp requirements/docs-lock.txt

@@ -134,3 +134,20 @@ def test_seeds_keep_the_ablation_to_its_own_sweep(tmp_path, capsys):
     args = ["--experiment", "abl", "--results-dir", str(tmp_path), "--out", str(tmp_path / "o")]
     assert ablation.main([*args, "--seeds", "0,x"]) == 2
     assert "--seeds '0,x': expected comma-separated integers" in capsys.readouterr().err
+
+
+def test_a_rerun_showing_the_same_table_rewrites_none_of_its_files(tmp_path, capsys):
+    _record(tmp_path, "a0", {"name": "rvpo", "risk": 5.0}, 0, 0.2, [(50, 0.6), (100, 0.4)])
+    _record(tmp_path, "b0", {"name": "hard_min"}, 0, 0.9, [(50, 0.1)])
+    args = ["--experiment", "abl", "--results-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert ablation.main(args) == 0
+    csv = tmp_path / "o" / "tables" / "abl_ablation.csv"
+    csv.write_text(csv.read_text().replace("0.6000", "0.6000001"))  # digits the table does not show
+    files = {p: p.read_bytes() for p in (tmp_path / "o").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert ablation.main([*args, "--seeds", "0"]) == 0  # another command line, the same table
+    assert "the same table as written; no file rewritten" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in files} == files
+    _record(tmp_path, "b1", {"name": "hard_min"}, 1, 0.5, [])  # a new seed: other rows
+    assert ablation.main(args) == 0
+    assert "0.6000001" not in csv.read_text()

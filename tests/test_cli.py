@@ -2,7 +2,8 @@
 
 `python -m rvpo_repro.train` from the repository root once hid that `rvpo-train` failed everywhere
 else; these tests call the installed scripts from a temporary directory, build the wheel to check
-that it ships the config tree, and run every command the READMEs show (cheap variants).
+that it ships the config tree, and run every command the READMEs and the manual show (cheap
+variants).
 """
 
 from __future__ import annotations
@@ -137,8 +138,12 @@ def test_the_wheel_ships_every_config_file_and_its_scripts_find_them(tmp_path, o
 
 
 # ----------------------------------------------------------------------------- README commands
-READMES = [REPO / "README.md", REPO / "sweeps" / "README.md", REPO / "examples" / "README.md"]
-# Commands the READMEs show that these tests do not run, each with the reason.
+# The READMEs and every page of the manual (docs/): whatever command a user reads is checked.
+READMES = [
+    REPO / "README.md", REPO / "sweeps" / "README.md", REPO / "examples" / "README.md",
+    REPO / "results" / "README.md", *sorted((REPO / "docs").rglob("*.md")),
+]  # fmt: skip
+# Commands the READMEs and the manual show that these tests do not run, each with the reason.
 NOT_RUN = {
     "pip": "installs packages",
     "wandb": "uploads to W&B (needs the network)",
@@ -230,6 +235,8 @@ def check_command(command: str, cwd: Path) -> None:
 def test_readme_shows_commands():
     names = {Path(_words(c)[0]).name for _, c in readme_commands()}
     assert {"make", "rvpo-train", "rvpo-report"} <= names
+    pages = {page for page, _ in readme_commands()}
+    assert {"README.md", "docs/index.md", "docs/guides/runs.md", "docs/guides/extending.md"} <= pages
 
 
 @pytest.mark.parametrize("readme, command", readme_commands())

@@ -112,3 +112,18 @@ def test_aggregators_keep_other_runs_of_the_tasks_out_of_the_ranking(tmp_path):
     assert prov and all("-grpo-" not in r["run_id"] for r in prov)  # provenance lists only the ranked runs
     with pytest.raises(ConfigError, match=r"--aggregators: no aggregator config \[.no_such.\]"):
         build(["toy"], SNAPSHOT, tmp_path / "bad", aggregators=["no_such"])
+
+
+@pytest.mark.skipif(not (SNAPSHOT / "runs" / "toy").is_dir(), reason="no committed snapshot")
+def test_a_rerun_with_the_same_leaderboard_keeps_its_files_and_provenance(tmp_path):
+    paths = build(["toy"], SNAPSHOT, tmp_path, status="snapshot")
+    prov = json.loads(paths["provenance"].read_text())
+    for run in prov["runs"]:  # as if the committed leaderboard came from runs at another commit
+        run["git_commit"] = "f" * 40
+    paths["provenance"].write_text(json.dumps(prov))
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert build(["toy"], SNAPSHOT, tmp_path, status="snapshot") == {}
+    assert {p: p.read_bytes() for p in files} == files
+    # other rows (a status line is not a row; one method fewer is)
+    assert build(["toy"], SNAPSHOT, tmp_path, aggregators=["rvpo", "gdpo"])["md"] == paths["md"]
+    assert "f" * 40 not in paths["provenance"].read_text()

@@ -66,3 +66,40 @@ def test_notebook_falls_back_to_the_snapshot_and_says_so(tmp_path, monkeypatch):
     assert (
         "showing the committed snapshot" in text and (tmp_path / "snapshot" / "tables" / "toy.md").is_file()
     )
+
+
+def _executor():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "execute_notebook", NOTEBOOK.parents[1] / "scripts" / "execute_notebook.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_executed_notebook_is_current_for_the_committed_snapshot():
+    """`make snapshot` on a fresh clone does not re-execute (and so never rewrites) it."""
+    ex = _executor()
+    records = ex.ROOT / "results" / "snapshot" / "runs"
+    if not records.is_dir():
+        pytest.skip("no committed snapshot")
+    assert ex.stored_digest(ex.ROOT / ex.DEST) == ex.inputs_digest(ex.ROOT / ex.SRC, records)
+
+
+def test_the_notebook_is_executed_again_only_when_its_inputs_change(tmp_path, monkeypatch):
+    ex = _executor()
+    results = write_runs(tmp_path / "results", "toy", seeds=(0,))
+    monkeypatch.setenv("RVPO_RESULTS_DIR", str(results))
+    monkeypatch.setattr(ex, "ROOT", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / ex.SRC).write_bytes(NOTEBOOK.read_bytes())
+    executed = []
+    monkeypatch.setattr(ex.nbclient.NotebookClient, "execute", lambda self: executed.append(1))
+    assert ex.main(["--if-inputs-changed"]) == 0 and len(executed) == 1  # no copy yet
+    assert ex.main(["--if-inputs-changed"]) == 0 and len(executed) == 1  # same inputs: skipped
+    record = next((results / "runs" / "toy").glob("*/result.json"))
+    record.write_text(record.read_text() + " ")
+    assert ex.main(["--if-inputs-changed"]) == 0 and len(executed) == 2  # a record changed
+    assert ex.main([]) == 0 and len(executed) == 3  # make notebook: always

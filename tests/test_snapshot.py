@@ -1,5 +1,7 @@
-"""A rerun with the same results rewrites no committed file: the snapshot keeps a record whose result
-is unchanged byte for byte, and the report built from it writes no file whose bytes would not change."""
+"""A rerun with the same results rewrites no committed file: the snapshot is left alone while the
+table of the runs shows the same rows as its own (whatever else the records say), keeps a record
+whose result is unchanged byte for byte when it is refreshed, and the report built from it writes no
+file whose bytes would not change."""
 
 from __future__ import annotations
 
@@ -110,7 +112,92 @@ def test_the_report_rebuilt_from_the_same_records_writes_nothing(tmp_path):
 
 def test_the_command_line_prints_what_changed(tmp_path, capsys):
     results, snap = _first_rerun(tmp_path)
-    assert snapshot.main(["--experiment", "toy", "--from", str(results), "--to", str(snap)]) == 0
+    assert snapshot.main(["--experiment", "toy", "--from", str(results), "--to", str(snap), "--force"]) == 0
     assert "4 kept" in capsys.readouterr().out
-    assert snapshot.main(["--experiment", "toy", "--from", str(tmp_path / "none"), "--to", str(snap)]) == 1
+    none = ["--experiment", "toy", "--from", str(tmp_path / "none"), "--to", str(snap), "--force"]
+    assert snapshot.main(none) == 1
     assert "no finished runs" in capsys.readouterr().err
+
+
+def _report(results: Path, snap: Path) -> None:
+    """What `make reproduce` builds before `make snapshot`: the runs' own table, and (once) the
+    snapshot's report."""
+    build_report("toy", results, results, snapshot=None)
+    if not (snap / "tables" / "toy.md").is_file():
+        snapshot.rebuild_report(snap, "toy")
+
+
+def _elsewhere_at_another_commit(results: Path) -> None:
+    """A fresh clone on another CPU at a later commit: circumstances differ, a new config key gives
+    every run a new id, and per-step floats differ in the 8th significant digit; the table does not."""
+    _rerun_elsewhere(results)
+    for d in sorted((results / "runs" / "toy").iterdir()):
+        rows = read_jsonl(d / LOG_HISTORY_FILE)
+        write_jsonl(d / LOG_HISTORY_FILE, [r | {"grad_norm": 0.31636816 + i} for i, r in enumerate(rows)])
+        data = json.loads((d / RESULT_FILE).read_text())
+        data["config"]["a_new_key"] = 1
+        (d / RESULT_FILE).write_text(json.dumps(data, indent=2))
+        d.rename(d.with_name(d.name[: d.name.rindex("-")] + "-0000abcd"))
+
+
+def test_the_same_table_leaves_the_whole_snapshot_as_committed(tmp_path, capsys):
+    results, snap = _first_rerun(tmp_path)
+    _report(results, snap)
+    before = _files(snap)
+    _elsewhere_at_another_commit(results)
+    _report(results, snap)
+    args = ["--experiment", "toy", "--from", str(results), "--to", str(snap)]
+    assert snapshot.main(args) == 0
+    assert "the same table as the snapshot's; nothing rewritten" in capsys.readouterr().out
+    assert _files(snap) == before  # records, tables, figures, page: bytes and modification times
+    # on purpose (make snapshot-update) the per-record rule applies: every record differs now
+    assert snapshot.main([*args, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "4 added" in out and "4 removed" in out and "snapshot report rebuilt" in out
+    assert sorted(p.name for p in (snap / "runs" / "toy").iterdir()) == sorted(
+        p.name for p in (results / "runs" / "toy").iterdir()
+    )
+
+
+def test_a_changed_table_refreshes_the_records_and_rebuilds_the_report(tmp_path, capsys):
+    results, snap = _first_rerun(tmp_path)
+    _report(results, snap)
+    import shutil
+
+    run = sorted((results / "runs" / "toy").iterdir())[0]
+    shutil.rmtree(run)  # one seed fewer: the table shows other rows
+    _report(results, snap)
+    assert not snapshot.same_table(results, snap, "toy")
+    assert snapshot.main(["--experiment", "toy", "--from", str(results), "--to", str(snap)]) == 0
+    out = capsys.readouterr().out
+    assert "1 removed" in out and "3 kept" in out and "snapshot report rebuilt" in out
+    assert not (snap / "runs" / "toy" / run.name).exists()
+    assert snapshot.same_table(results, snap, "toy")  # the snapshot's table now shows the new result
+
+
+def test_no_table_of_the_runs_is_one_line_and_exit_1(tmp_path, capsys):
+    results, snap = _first_rerun(tmp_path)
+    assert snapshot.main(["--experiment", "toy", "--from", str(results), "--to", str(snap)]) == 1
+    err = capsys.readouterr().err
+    assert f"no table {results / 'tables' / 'toy.md'}" in err and "make reproduce" in err
+
+
+def test_the_report_keeps_a_table_whose_rows_read_the_same(tmp_path):
+    results, _ = _first_rerun(tmp_path)
+    rep = build_report("toy", results, results, snapshot=None)
+    csv = rep.tables["csv"]
+    lines = csv.read_text().splitlines()
+    head, first = lines[0].split(","), lines[1].split(",")
+    first[head.index("mean")] = repr(float(first[head.index("mean")]) + 1e-12)  # another CPU's last digits
+    csv.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    before = {k: p.read_bytes() for k, p in rep.tables.items()}
+    build_report("toy", results, results, snapshot=None)
+    assert {k: p.read_bytes() for k, p in rep.tables.items()} == before
+
+
+def test_table_rows_ignore_padding_but_not_a_cell():
+    from rvpo_repro.analysis.output import table_rows
+
+    a = "# t\n\n| m | v |\n|:--|--:|\n| gdpo | 0.724 |\n"
+    assert table_rows(a) == table_rows("# other note\n|  m   |  v    |\n|:-----|------:|\n|  gdpo  | 0.724 |")
+    assert table_rows(a) != table_rows(a.replace("0.724", "0.725"))

@@ -1,6 +1,6 @@
 """Reward aggregators: per-channel rewards (N, K) -> one advantage per rollout (N,).
 
-Rows are ordered group by group: N = B*G and rows [b*G, (b+1)*G) are the G rollouts of prompt b.
+Rows are ordered group by group: `N = B*G` and rows `[b*G, (b+1)*G)` are the G rollouts of prompt b.
 NaN marks a channel that is absent for that row (a rubric shorter than K) or whose reward function
 failed (returned None, a missing judge verdict). Each aggregator is a pure, vectorised torch
 function; none loops over groups or rows.

@@ -29,6 +29,7 @@ import pandas as pd
 
 from rvpo_repro.analysis.compare import mean_ci
 from rvpo_repro.analysis.labels import setting_label
+from rvpo_repro.analysis.output import save_figure, shows_same_table, write_if_changed
 from rvpo_repro.analysis.runs import record_dirs
 from rvpo_repro.run.checkpoint_eval import best_checkpoint
 from rvpo_repro.run.record import load_record
@@ -206,7 +207,7 @@ def figures(runs: pd.DataFrame, tab: pd.DataFrame, metric: str, outdir: Path) ->
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     paths = [outdir / "score_vs_k.png"]
-    fig.savefig(paths[0], dpi=130)
+    save_figure(fig, paths[0], dpi=130)
 
     fig = Figure(figsize=(6.4, 3.8))
     ax = fig.subplots()
@@ -224,14 +225,15 @@ def figures(runs: pd.DataFrame, tab: pd.DataFrame, metric: str, outdir: Path) ->
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     paths.append(outdir / "checkpoints.png")
-    fig.savefig(paths[1], dpi=130)
+    save_figure(fig, paths[1], dpi=130)
     return paths
 
 
 def write(tab: pd.DataFrame, metric: str, experiment: str, out: Path, command: str) -> list[Path]:
+    """<out>/<experiment>_ablation.{csv,md}, unless the md already shows the same rows; returns the
+    paths written."""
     out.mkdir(parents=True, exist_ok=True)
     csv, md = out / f"{experiment}_ablation.csv", out / f"{experiment}_ablation.md"
-    tab.to_csv(csv, index=False, float_format="%.4f")
     shown = tab.copy()
     shown["k"] = shown["k"].map(lambda k: "—" if pd.isna(k) else ("∞" if k == INF else f"{k:g}"))
     text = [
@@ -244,7 +246,10 @@ def write(tab: pd.DataFrame, metric: str, experiment: str, out: Path, command: s
         shown.to_markdown(index=False, floatfmt=".3f"),
         "",
     ]
-    md.write_text("\n".join(text), encoding="utf-8")
+    if shows_same_table(md, "\n".join(text)) and csv.is_file():
+        return []  # the same result: its files stay as committed
+    write_if_changed(csv, tab.to_csv(index=False, float_format="%.4f"))
+    write_if_changed(md, "\n".join(text))
     return [csv, md]
 
 
@@ -265,12 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     tab = table(runs)
     command = "python -m rvpo_repro.analysis.ablation " + " ".join(argv if argv is not None else sys.argv[1:])
     files = write(tab, metric, args.experiment, Path(args.out) / "tables", command)
-    files += figures(runs, tab, metric, Path(args.out) / "figures" / f"{args.experiment}_ablation")
+    if files:  # the figures show the table's numbers: redrawn only with them
+        files += figures(runs, tab, metric, Path(args.out) / "figures" / f"{args.experiment}_ablation")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(
             tab.drop(columns=["final (per seed)"]).to_string(index=False, float_format=lambda v: f"{v:.3f}")
         )
-    print("\n".join(f"wrote {f}" for f in files))
+    print(
+        "\n".join(f"wrote {f}" for f in files)
+        or f"{args.experiment}_ablation: the same table as written; no file rewritten"
+    )
     return 0
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis import page, wandb_report
+from rvpo_repro.analysis.output import save_figure, shows_same_table, write_if_changed
 from rvpo_repro.analysis.runs import RecordError, load_runs
 from rvpo_repro.config import ConfigError
 
@@ -181,7 +182,7 @@ def make_figures(tab: pd.DataFrame, prof: dict[str, np.ndarray], outdir: Path) -
     fig.axes[-1].legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
     board = outdir / "leaderboard.png"
-    fig.savefig(board, dpi=130)
+    save_figure(fig, board, dpi=130)
     fig = Figure(figsize=(6.5, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     for method, curve in sorted(prof.items(), key=lambda kv: -kv[1].sum()):
@@ -193,7 +194,7 @@ def make_figures(tab: pd.DataFrame, prof: dict[str, np.ndarray], outdir: Path) -
     ax.grid(alpha=0.3)
     fig.tight_layout()
     prof_path = outdir / "profiles.png"
-    fig.savefig(prof_path, dpi=130)
+    save_figure(fig, prof_path, dpi=130)
     return [
         (board, "IQM (dot, 95% stratified-bootstrap CI) and mean (bar) of each task's primary metric over seeds, "
                 "per task and over all tasks (the seeds a method finished on every task)."),
@@ -229,15 +230,19 @@ def build(experiments: list[str], results_dir: str | Path = "results", out: str 
     tables.mkdir(parents=True, exist_ok=True)
     paths = {"csv": tables / "benchmark.csv", "md": tables / "benchmark.md",
              "provenance": tables / "benchmark_provenance.json"}  # fmt: skip
-    tab.to_csv(paths["csv"], index=False)
     md = to_markdown(tab)
-    paths["md"].write_text(
-        f"# Aggregator benchmark: {', '.join(experiments)}\n\n" + (f"{status}\n\n" if status else "") + md,
-        encoding="utf-8",
+    md_text = (
+        f"# Aggregator benchmark: {', '.join(experiments)}\n\n" + (f"{status}\n\n" if status else "") + md
     )
+    if shows_same_table(paths["md"], md_text) and all(p.is_file() for p in paths.values()):
+        # The same leaderboard: its files, figures, page and the provenance of the runs that made
+        # it stay as written (a rerun elsewhere has other commits, the same result).
+        return {}
+    write_if_changed(paths["csv"], tab.to_csv(index=False))
+    write_if_changed(paths["md"], md_text)
     meta = {"experiments": experiments, "bootstrap": {"n": ie.N_BOOT, "confidence": ie.CONFIDENCE, "seed": seed},
             "runs": sorted(prov, key=lambda p: (p["experiment"], p["run_id"]))}  # fmt: skip
-    paths["provenance"].write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    write_if_changed(paths["provenance"], json.dumps(meta, indent=1) + "\n")
     figs = make_figures(tab, profiles(df), out / "figures" / "benchmark")
     command = command or "python -m rvpo_repro.analysis.leaderboard --experiment " + " ".join(experiments)
     paths["page"] = page.write_leaderboard_page(
@@ -277,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, path in paths.items():
         print(f"{name}: {path}")
+    if not paths:
+        print(
+            f"benchmark: {Path(a.out) / 'tables' / 'benchmark.md'} already shows this table; no file rewritten"
+        )
     return 0
 
 

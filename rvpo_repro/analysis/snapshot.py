@@ -1,17 +1,23 @@
 """The committed snapshot of an experiment's records (results/snapshot/runs/<experiment>/, no
-weights), refreshed so that a rerun with the same results leaves it byte for byte as it was.
+weights) and the report built from them, refreshed only when a result changes.
 
-A record also says where, when and on what machine it ran (output paths, platform, git state,
-timestamps, wall-clock timings). Those differ on every rerun though the result does not. A snapshot
-run is therefore replaced only when what describes the result differs: its config (the parts the
-config hash leaves out aside: logger, paths, eval back end), metrics, package versions, per-example
-scores or per-step training metrics (timings aside). Then the new record replaces it whole, so the snapshot always holds one real record per
-run with the provenance of the run that produced it.
+What decides is the table: the report of the runs (`<from>/tables/<experiment>.md`, which `make
+reproduce` has just built) against the snapshot's own (`<to>/tables/<experiment>.md`), row by row
+as a reader sees them. The same rows mean the same result, and nothing in the snapshot is touched,
+however much the records differ in what the table does not show: where, when and at which commit
+they ran, the run id a new config key gives, the 8th significant digit of a per-step metric on
+another CPU.
 
-    python -m rvpo_repro.analysis.snapshot --experiment toy [--from results] [--to results/snapshot]
+When the table differs (or with `--force`), each snapshot run is replaced whose result differs:
+its config (the parts the config hash leaves out aside: logger, paths, eval back end), metrics,
+package versions, per-example scores or per-step training metrics (timings aside); runs gone are
+removed, new ones added, each whole, so the snapshot always holds one real record per run with the
+provenance of the run that produced it. Then the snapshot's report (tables, figures, page, W&B
+Report spec) is rebuilt, each file written only where its bytes differ.
 
-prints what changed and exits 0 (1 when there is no finished run to copy); a second call with the
-same records changes nothing.
+    python -m rvpo_repro.analysis.snapshot --experiment toy [--from results] [--to results/snapshot] [--force]
+
+prints what changed and exits 0 (1 when there is no finished run to copy, or no table to compare).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from rvpo_repro.analysis.output import write_if_changed
+from rvpo_repro.analysis.output import shows_same_table, write_if_changed
 from rvpo_repro.analysis.runs import record_dirs
 from rvpo_repro.run.record import EXAMPLES_FILE, HASH_EXCLUDED, LOG_HISTORY_FILE, RESULT_FILE
 
@@ -84,6 +90,16 @@ def same_result(src: Path, dest: Path) -> bool:
     return True
 
 
+def same_table(results_dir: str | Path, snapshot_dir: str | Path, experiment: str) -> bool:
+    """Whether the report of `results_dir` shows the same table rows as the snapshot's."""
+    ours = Path(results_dir) / "tables" / f"{experiment}.md"
+    if not ours.is_file():
+        raise FileNotFoundError(f"no table {ours} (the report of the runs) to compare the snapshot with")
+    return shows_same_table(
+        Path(snapshot_dir) / "tables" / f"{experiment}.md", ours.read_text(encoding="utf-8")
+    )
+
+
 def refresh(results_dir: str | Path, snapshot_dir: str | Path, experiment: str) -> dict[str, list[str]]:
     """Make <snapshot_dir>/runs/<experiment> hold the finished runs of <results_dir>/runs/<experiment>:
     add new ones, replace those whose result changed, remove those gone; keep the rest untouched.
@@ -113,27 +129,37 @@ def refresh(results_dir: str | Path, snapshot_dir: str | Path, experiment: str) 
     return out
 
 
+def rebuild_report(snapshot_dir: str | Path, experiment: str) -> None:
+    """The snapshot's own report: tables, figures, page and W&B Report spec, from its records."""
+    from rvpo_repro.analysis.report import build_report
+
+    snapshot_dir = Path(snapshot_dir)
+    build_report(experiment, snapshot_dir, snapshot_dir, wandb=True, dry_run=True, snapshot=snapshot_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rvpo_repro.analysis.snapshot", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--experiment", default="toy")
     p.add_argument("--from", dest="results_dir", default="results", help="holds runs/<experiment>/")
     p.add_argument("--to", dest="snapshot_dir", default="results/snapshot")
+    p.add_argument("--force", action="store_true", help="compare each record even when the table is the same")
     args = p.parse_args(argv)
+    where = Path(args.snapshot_dir) / "runs" / args.experiment
     try:
+        if not args.force and same_table(args.results_dir, args.snapshot_dir, args.experiment):
+            print(f"snapshot {where}: the same table as the snapshot's; nothing rewritten")
+            return 0
         done = refresh(args.results_dir, args.snapshot_dir, args.experiment)
     except FileNotFoundError as exc:
         print(f"snapshot: {exc}: run `make reproduce` first", file=sys.stderr)
         return 1
-    print(
-        f"snapshot {Path(args.snapshot_dir) / 'runs' / args.experiment}: "
-        + ", ".join(f"{len(v)} {k}" for k, v in done.items())
-        + (
-            " (same results: nothing rewritten)"
-            if not (done["added"] or done["replaced"] or done["removed"])
-            else ""
-        )
-    )
+    changed = bool(done["added"] or done["replaced"] or done["removed"])
+    print(f"snapshot {where}: " + ", ".join(f"{len(v)} {k}" for k, v in done.items())
+          + ("" if changed else " (same results: nothing rewritten)"))  # fmt: skip
+    if changed or args.force:
+        rebuild_report(args.snapshot_dir, args.experiment)
+        print(f"snapshot report rebuilt in {Path(args.snapshot_dir)}")
     return 0
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rvpo_repro.analysis.compare import RULE, bottleneck_source, bounds, compare, example_matrix, mean_ci
-from rvpo_repro.analysis.output import write_if_changed
+from rvpo_repro.analysis.output import shows_same_table, write_if_changed
 from rvpo_repro.analysis.paper import DASH, has_counterpart, paper_numbers, paper_text
 from rvpo_repro.analysis.runs import Runs, missing_seeds
 from rvpo_repro.analysis.stats import holm
@@ -265,11 +265,14 @@ def write_tables(
     d = Path(out) / "tables"
     d.mkdir(parents=True, exist_ok=True)
     paths = {k: d / f"{runs.experiment}.{k}" for k in ("md", "csv", "tex")}
-    # 12 significant digits: the last bits of a float sum differ between CPUs, not the result
-    write_if_changed(paths["csv"], table.to_csv(index=False, float_format="%.12g"))
     shown = display_table(table, baseline)
     md = [f"# {runs.experiment}: results against {baseline}", "", *(f"- {s}" for s in preamble), "", ""]
-    write_if_changed(paths["md"], "\n".join(md) + shown.to_markdown(index=False) + "\n")
+    md_text = "\n".join(md) + shown.to_markdown(index=False) + "\n"
+    if shows_same_table(paths["md"], md_text) and all(p.is_file() for p in paths.values()):
+        return paths  # the same result as written: leave its files (and their digits) as they are
+    # 12 significant digits: the last bits of a float sum differ between CPUs, not the result
+    write_if_changed(paths["csv"], table.to_csv(index=False, float_format="%.12g"))
+    write_if_changed(paths["md"], md_text)
     styled = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     tex = styled.to_latex(caption=_latex(f"{runs.experiment}: " + " ".join(preamble)), hrules=True)
     write_if_changed(paths["tex"], _unicode_to_latex(tex))

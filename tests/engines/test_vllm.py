@@ -59,10 +59,11 @@ def test_a_kv_cache_larger_than_the_machine_is_refused_before_vllm_starts(tmp_pa
     assert not (tmp_path / "results").exists()
 
 
-def test_colocate_training_and_vllm_evaluation_end_to_end_as_the_readme_writes_it(tmp_path, engine_cache):
-    # the README's command; paths.root_dir and logger=disabled only keep the test's files apart
+def test_colocate_training_and_vllm_evaluation_end_to_end_as_the_manual_writes_it(tmp_path, engine_cache):
+    # the manual's command (GPUs, clusters and engines); paths.root_dir and logger=disabled only
+    # keep the test's files apart
     readme = "rvpo-train experiment=toy_smoke trainer.use_vllm=true eval.backend=vllm"
-    assert readme in (REPO / "README.md").read_text()
+    assert readme in (REPO / "docs" / "guides" / "gpus-clusters-engines.md").read_text()
     cmd = [script("rvpo-train"), *readme.split()[1:], "logger=disabled", f"paths.root_dir={tmp_path}"]
     proc = run(cmd, engine_env(engine_cache))
     assert proc.returncode == 0, tail(proc)
