@@ -113,6 +113,7 @@ benchmark: $(STAMP) ## every aggregator x CPU task x 5 seeds (resumable), then t
 	  $(BENCH_SWEEP) experiment=$$t aggregator=$(BENCH_AGGREGATORS) seed=$$s || exit 1; \
 	done; done
 	$(PY) -m rvpo_repro.analysis.leaderboard --experiment $(BENCH_TASKS) --aggregators $(BENCH_AGGREGATORS)
+	$(PY) -m rvpo_repro.analysis.credit --aggregators $(BENCH_AGGREGATORS)
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))
@@ -204,3 +205,9 @@ $(addprefix reproduce-,$(SWEEPS)): reproduce-%: $(STAMP)
 
 gpu-check: ## Qwen2.5-1.5B-sized RVPO steps on CUDA: hf, vLLM colocate, ZeRO-2 on 2 GPUs: s/step, tokens/s, memory (<10 min)
 	PY=$(PY) bash scripts/gpu_check.sh
+
+# ---- credit profiles: each aggregator's advantage for one rollout in hand-built groups (seconds, no training),
+# written to results/tables/credit.*, results/figures/credit/ and the benchmark page.
+.PHONY: credit
+credit: $(STAMP) ## each aggregator's credit profile (table, figures, benchmark page section), from the aggregators alone
+	$(PY) -m rvpo_repro.analysis.credit

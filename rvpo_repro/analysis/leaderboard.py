@@ -10,7 +10,8 @@ interval_estimates. The "all tasks" rows pool, per method, the seeds it finished
 Writes results/tables/benchmark.{csv,md} (one row per method and task, plus the "all" rows),
 results/tables/benchmark_provenance.json (every run's id, seed, config hash, git commit and the
 library versions), results/figures/benchmark/{leaderboard,profiles}.png, the page
-results/report/benchmark/index.html and its W&B Report spec (wandb_report.json).
+results/report/benchmark/index.html and its W&B Report spec (wandb_report.json). `make benchmark` then
+puts the aggregators' credit profiles on that page (rvpo_repro.analysis.credit).
 
     python -m rvpo_repro.analysis.leaderboard --experiment toy rubric_toy [--aggregators rvpo,gdpo,...]
 """
@@ -38,19 +39,9 @@ TAUS = np.linspace(0.0, 1.0, 101)
 
 def method_labels(aggregators: list[str]) -> set[str]:
     """The method labels of these aggregator configs (conf/aggregator/<name>.yaml) at their defaults."""
-    from omegaconf import OmegaConf
+    from rvpo_repro.analysis.labels import configured_methods
 
-    from rvpo_repro.analysis.labels import method_label
-    from rvpo_repro.config import compose, conf_dir, group_options
-
-    known = group_options(conf_dir())["aggregator"]
-    unknown = [a for a in aggregators if a not in known]
-    if unknown:
-        raise ConfigError(f"--aggregators: no aggregator config {unknown}; expected names from {known}")
-    return {
-        method_label(OmegaConf.to_container(compose([f"aggregator={a}"]).aggregator, resolve=True))
-        for a in aggregators
-    }
+    return {label for label, _ in configured_methods(aggregators).values()}
 
 
 def collect_scores(
