@@ -29,7 +29,7 @@ import pandas as pd
 
 from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis import page, wandb_report
-from rvpo_repro.analysis.runs import load_runs
+from rvpo_repro.analysis.runs import load_runs, provenance
 from rvpo_repro.config import ConfigError
 
 ALL = "all tasks"
@@ -64,10 +64,7 @@ def collect_scores(
                    "score": rec.metrics[metric]["value"]}  # fmt: skip
             row.update({k: m["value"] for k, m in rec.metrics.items() if k.startswith("rewards/")})
             rows.append(row)
-            prov.append({"experiment": exp, "run_id": rec.run_id, "seed": rec.seed, "config_hash": rec.config_hash,
-                         "git_commit": (rec.environment.get("git") or {}).get("commit"),
-                         "started_at": rec.started_at, "finished_at": rec.finished_at,
-                         "packages": rec.environment.get("packages", {})})  # fmt: skip
+            prov.append(provenance(exp, rec))
     df = pd.DataFrame(rows)
     if df.empty:
         raise FileNotFoundError(f"no finished runs of {experiments} under {Path(results_dir) / 'runs'}")

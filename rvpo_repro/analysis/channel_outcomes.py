@@ -1,0 +1,285 @@
+"""Which channels each method learns, beside what its credit profile predicts.
+
+From the runs of one experiment trained with `trainer.eval_checkpoints`: each channel's held-out
+rate at every checkpoint (the task's `rewards/<channel>` metrics, without the aggregates
+all_constraints and bottleneck), mean over seeds, per method.
+
+The split (one rule for every method, so the classes do not depend on the method): a channel is
+**met early** when its held-out rate at the first checkpoint, averaged over every run of every
+method, is at least EARLY (0.5): most responses already meet it; otherwise it is **acquired late**
+(or never). Per method: each channel's rate at the first and last checkpoint and the gain between
+them; per class, the mean over its channels.
+
+Beside them, the method's credit profile (rvpo_repro.analysis.credit; G = 8, K = 5, no whitening,
+a risk schedule taken at its midpoint): the advantage of a rollout that alone meets a hard channel
+(`meets`), of one that also slips on an easy channel the rest meet (`slips`), and their ratio
+`slips / meets`, which does not depend on the method's scale: below 0 a rollout that learns a rare
+channel while slipping on a common one is pushed down.
+
+Writes <out>/tables/<experiment>_channels.{csv,md,json} (the JSON holds the figures' numbers),
+<out>/tables/<experiment>_provenance.json (every run behind them: id, seed, commit, versions) and
+<out>/figures/<experiment>_channels/{held_out_by_channel,profile_vs_late}.png:
+
+    python -m rvpo_repro.analysis.channel_outcomes --experiment rubric_toy_long
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rvpo_repro.analysis.labels import method_label, risk_of
+from rvpo_repro.analysis.runs import provenance, record_dirs
+from rvpo_repro.run.record import load_record
+
+EARLY = 0.5  # first-checkpoint rate (pooled over all runs) at or above which a channel is "met early"
+AGGREGATES = {"rewards/all_constraints", "rewards/bottleneck"}  # not channels of their own
+PROFILE_PROGRESS = 0.5  # where a risk schedule's profile is read
+
+
+def records(results_dir: str | Path, experiment: str) -> list:
+    """The finished run records of `experiment`, in run-directory order."""
+    return [load_record(d) for d in record_dirs(results_dir, experiment)]
+
+
+def checkpoint_rates(results_dir: str | Path, experiment: str) -> tuple[pd.DataFrame, dict]:
+    """One row per (run, checkpoint step, channel): method, aggregator, seed, step, channel, rate;
+    and {method: its aggregator config}. FileNotFoundError when no finished run has checkpoints."""
+    rows, configs = [], {}
+    for rec in records(results_dir, experiment):
+        agg = rec.config["aggregator"]
+        method = method_label(agg)
+        configs.setdefault(method, agg)
+        for c in rec.extra.get("checkpoint_evals") or []:
+            for key, value in c.get("metrics", {}).items():
+                if key.startswith("rewards/") and key not in AGGREGATES and value == value:
+                    rows.append({"method": method, "aggregator": agg["name"], "seed": rec.seed, "run": rec.run_id,
+                                 "step": c["step"], "channel": key.removeprefix("rewards/"), "rate": float(value)})  # fmt: skip
+    if not rows:
+        raise FileNotFoundError(
+            f"no finished run with checkpoint evaluations under {Path(results_dir) / 'runs' / experiment} "
+            "(train with trainer.eval_checkpoints=true)"
+        )
+    return pd.DataFrame(rows), configs
+
+
+def classify(rates: pd.DataFrame, threshold: float = EARLY) -> pd.DataFrame:
+    """Per channel: its pooled rate at the first checkpoint step and its class (early | late)."""
+    first = rates.step.min()
+    pooled = rates[rates.step == first].groupby("channel").rate.mean()
+    return pd.DataFrame({"first_step": first, "first_rate_pooled": pooled,
+                         "class": np.where(pooled >= threshold, "early", "late")}).rename_axis("channel")  # fmt: skip
+
+
+def credit_of(agg: dict) -> dict[str, float]:
+    """The credit profile of one aggregator config: meets, slips (m = 1, G = 8, K = 5) and their ratio."""
+    from rvpo_repro.analysis import credit
+
+    meth = credit.Method(agg["name"], method_label(agg), agg)
+    a = meth.build()
+    progress = PROFILE_PROGRESS if len(meth.phases()) > 1 else 0.0
+    vals = {
+        g: credit.advantage(a, g, credit.GROUP_SIZE, credit.CHANNELS, 1, progress) for g in ("meets", "slips")
+    }
+    return {"credit_meets": vals["meets"], "credit_slips": vals["slips"],
+            "slips_over_meets": vals["slips"] / vals["meets"] if vals["meets"] else np.nan}  # fmt: skip
+
+
+def outcomes(rates: pd.DataFrame, classes: pd.DataFrame, configs: dict) -> pd.DataFrame:
+    """One row per (method, channel): class, seeds, rate at the first and last checkpoint (mean over
+    seeds) and the gain; then one row per (method, class) with channel = `<class> channels (mean)`."""
+    first, last = rates.step.min(), rates.step.max()
+    per_seed = rates[rates.step.isin([first, last])].pivot_table(
+        index=["method", "channel", "seed"], columns="step", values="rate"
+    )
+    per = per_seed.groupby(level=["method", "channel"]).mean()
+    n = per_seed.groupby(level=["method", "channel"]).size()
+    tab = pd.DataFrame({"first": per[first], "last": per[last], "seeds": n}).reset_index()
+    tab["gain"] = tab["last"] - tab["first"]
+    tab["class"] = tab.channel.map(classes["class"])
+    means = tab.groupby(["method", "class"])[["first", "last", "gain", "seeds"]].mean().reset_index()
+    means["channel"] = means["class"] + " channels (mean)"
+    means["seeds"] = means.seeds.round().astype(int)
+    out = pd.concat([tab, means], ignore_index=True)
+    prof = pd.DataFrame({m: credit_of(configs[m]) for m in out.method.unique()}).T
+    out = out.join(prof, on="method")
+    order = {"early": 0, "late": 1}
+    out["_c"] = out["class"].map(order) + out.channel.str.endswith("(mean)") * 0.5
+    cols = ["method", "class", "channel", "seeds", "first", "last", "gain",
+            "credit_meets", "credit_slips", "slips_over_meets"]  # fmt: skip
+    return out.sort_values(["method", "_c", "channel"])[cols].reset_index(drop=True)
+
+
+def summary(tab: pd.DataFrame) -> pd.DataFrame:
+    """Per method: final held-out rate of its early and late channels, the late channels' gain,
+    and its credit profile; sorted by the late channels' final rate."""
+    m = tab[tab.channel.str.endswith("(mean)")]
+    s = m.pivot_table(index="method", columns="class", values=["last", "gain"])
+    s.columns = [f"{c}_{v}" for v, c in s.columns]
+    prof = tab.drop_duplicates("method").set_index("method")[
+        ["credit_meets", "credit_slips", "slips_over_meets"]
+    ]
+    seeds = tab.groupby("method").seeds.max()
+    out = s.join(prof).assign(seeds=seeds).reset_index()
+    return out.sort_values("late_last", ascending=False).reset_index(drop=True)
+
+
+def rank_agreement(summ: pd.DataFrame) -> float:
+    """Spearman correlation, over methods, of `slips / meets` with the late channels' final rate."""
+    if len(summ) < 3:
+        return float("nan")
+    return float(summ.slips_over_meets.rank().corr(summ.late_last.rank()))
+
+
+def to_markdown(
+    tab: pd.DataFrame, summ: pd.DataFrame, classes: pd.DataFrame, experiment: str, rho: float
+) -> str:
+    cls = ", ".join(
+        f"{c} ({r['class']}, {r.first_rate_pooled:.2f})" for c, r in classes.sort_values("class").iterrows()
+    )
+    first = int(classes.first_step.iloc[0])
+    lines = [f"# {experiment}: which channels each method learns", "",
+             f"Held-out rate of each channel (`rewards/<channel>`) at the first checkpoint (step {first}) and the "
+             "last, mean over seeds. Rule: a channel is *met early* when its rate at the first checkpoint, pooled "
+             f"over every run, is at least {EARLY:g}; otherwise *late*. Channels (class, pooled first rate): {cls}.",
+             "Credit profile (G = 8, K = 5; schedules at their midpoint): `meets`, `slips` = advantage of a rollout "
+             "that alone meets a hard channel, and of one that also slips on an easy channel the rest meet; "
+             "`slips/meets` < 0: learning a rare channel while slipping on a common one is pushed down.",
+             f"Spearman correlation over methods of slips/meets with the late channels' final rate: {rho:.2f} "
+             f"({len(summ)} methods). Written by `python -m rvpo_repro.analysis.channel_outcomes --experiment {experiment}`.",
+             "", "## Per method", "",
+             "| method | seeds | early: final | late: final | late: gain | meets | slips | slips/meets |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in summ.itertuples():
+        lines.append(f"| {r.method} | {r.seeds} | {r.early_last:.3f} | {r.late_last:.3f} | {r.late_gain:+.3f} "
+                     f"| {r.credit_meets:+.2f} | {r.credit_slips:+.2f} | {r.slips_over_meets:+.2f} |")  # fmt: skip
+    lines += ["", "## Per channel", "", "| method | class | channel | seeds | first | last | gain |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in tab.itertuples():
+        lines.append(
+            f"| {r.method} | {r._2} | {r.channel} | {r.seeds} | {r.first:.3f} | {r.last:.3f} | {r.gain:+.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def curves(rates: pd.DataFrame) -> dict:
+    """{method: {channel: {"steps": [...], "mean": [...], "seeds": {seed: [...]}}}} for the JSON and figure."""
+    out: dict = {}
+    for (method, channel), g in rates.groupby(["method", "channel"]):
+        p = g.pivot_table(index="step", columns="seed", values="rate")
+        out.setdefault(method, {})[channel] = {
+            "steps": [int(s) for s in p.index],
+            "mean": [round(float(v), 6) for v in p.mean(axis=1)],
+            "seeds": {str(s): [None if v != v else round(float(v), 6) for v in p[s]] for s in p.columns},
+        }
+    return out
+
+
+def make_figures(rates, classes, summ, configs, outdir: Path) -> list[tuple[Path, str]]:
+    from rvpo_repro.analysis.figures import _panels, method_styles
+    from rvpo_repro.analysis.output import save_figure
+
+    meta = pd.DataFrame(
+        [{"method": m, "aggregator": c["name"], "risk": risk_of(c)[0], "schedule": risk_of(c)[1]}
+         for m, c in configs.items()]
+    )  # fmt: skip
+    styles = method_styles(meta)
+    order = classes.sort_values(["class", "first_rate_pooled"], ascending=[True, False]).index.tolist()
+    fig, axes = _panels(len(order), ncols=3)
+    cur = curves(rates)
+    for ax, ch in zip(axes, order, strict=True):
+        for method in sorted(cur):
+            if ch in cur[method]:
+                c = cur[method][ch]
+                ax.plot(c["steps"], c["mean"], marker="o", ms=2.5, lw=1.5, label=method, **styles[method])
+        r = classes.loc[ch]
+        ax.set_title(f"{ch}: {r['class']} (pooled {r.first_rate_pooled:.2f} at step {int(r.first_step)})")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("held-out rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, frameon=False, fontsize=8
+    )
+    fig.suptitle("Held-out rate of each channel at every checkpoint (mean over seeds)", fontsize=11)
+    a = save_figure(fig, outdir / "held_out_by_channel.png", dpi=110)
+    fig, axes = _panels(1, ncols=1, size=(6.0, 4.2))
+    ax = axes[0]
+    for r in summ.itertuples():
+        ax.scatter(
+            r.slips_over_meets, r.late_last, s=45, color=styles[r.method]["color"], label=r.method, zorder=3
+        )
+    ax.axvline(0.0, color="#999", lw=0.6)
+    ax.set_xlabel("credit profile: slips / meets (advantage ratio, m = 1, G = 8, K = 5)")
+    ax.set_ylabel("late channels' held-out rate at the last checkpoint")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right center", fontsize=8, frameon=False)
+    b = save_figure(fig, outdir / "profile_vs_late.png", dpi=110)
+    return [(a, "Held-out rate of each channel at every checkpoint, per method (mean over seeds); "
+                "panels: the channels met early first, then those acquired late."),
+            (b, "Each method's credit profile (slips/meets) against the final held-out rate of the channels "
+                "acquired late.")]  # fmt: skip
+
+
+def build(
+    experiment: str, results_dir: str | Path = "results", out: str | Path = "results"
+) -> dict[str, Path]:
+    """Compute the per-channel outcomes of `experiment` and write the table, JSON and figures."""
+    from rvpo_repro.analysis.output import write_if_changed
+
+    rates, configs = checkpoint_rates(results_dir, experiment)
+    classes = classify(rates)
+    tab = outcomes(rates, classes, configs)
+    summ = summary(tab)
+    rho = rank_agreement(summ)
+    tables = Path(out) / "tables"
+    paths = {"csv": tables / f"{experiment}_channels.csv", "md": tables / f"{experiment}_channels.md",
+             "json": tables / f"{experiment}_channels.json", "provenance": tables / f"{experiment}_provenance.json"}  # fmt: skip
+    prov = sorted(
+        (provenance(experiment, r) for r in records(results_dir, experiment)), key=lambda p: p["run_id"]
+    )
+    write_if_changed(
+        paths["provenance"], json.dumps({"experiment": experiment, "runs": prov}, indent=1) + "\n"
+    )
+    write_if_changed(paths["csv"], tab.to_csv(index=False, float_format="%.6g"))
+    write_if_changed(paths["md"], to_markdown(tab, summ, classes, experiment, rho))
+    doc = {"experiment": experiment, "rule": f"met early: pooled held-out rate at step "
+           f"{int(classes.first_step.iloc[0])} >= {EARLY:g}; otherwise late", "threshold": EARLY,
+           "classes": {c: {"class": r["class"], "first_rate_pooled": round(float(r.first_rate_pooled), 6)}
+                       for c, r in classes.iterrows()},
+           "spearman_slips_over_meets_vs_late_final": None if rho != rho else round(rho, 6),
+           "methods": {r.method: {"seeds": int(r.seeds), "early_final": round(float(r.early_last), 6),
+                                  "late_final": round(float(r.late_last), 6), "late_gain": round(float(r.late_gain), 6),
+                                  "credit_meets": round(float(r.credit_meets), 6),
+                                  "credit_slips": round(float(r.credit_slips), 6),
+                                  "slips_over_meets": round(float(r.slips_over_meets), 6)} for r in summ.itertuples()},
+           "curves": curves(rates)}  # fmt: skip
+    write_if_changed(paths["json"], json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    for p, _ in make_figures(rates, classes, summ, configs, Path(out) / "figures" / f"{experiment}_channels"):
+        paths[p.stem] = p
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--experiment", required=True, help="experiment under <results-dir>/runs")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--out", default="results")
+    a = p.parse_args(argv)
+    try:
+        paths = build(a.experiment, a.results_dir, a.out)
+    except FileNotFoundError as err:
+        print(f"channel-outcomes: {err}", file=sys.stderr)
+        return 2
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
