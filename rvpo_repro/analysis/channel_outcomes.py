@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from rvpo_repro.analysis.labels import method_label, risk_of
+from rvpo_repro.analysis.output import print_paths
 from rvpo_repro.analysis.runs import provenance, record_dirs
 from rvpo_repro.run.record import load_record
 
@@ -271,14 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--out", default="results")
     a = p.parse_args(argv)
-    try:
-        paths = build(a.experiment, a.results_dir, a.out)
-    except FileNotFoundError as err:
-        print(f"channel-outcomes: {err}", file=sys.stderr)
-        return 2
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    return 0
+    return print_paths(
+        "channel-outcomes", lambda: build(a.experiment, a.results_dir, a.out), (FileNotFoundError,)
+    )
 
 
 if __name__ == "__main__":

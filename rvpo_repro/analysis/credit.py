@@ -309,16 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.G < 2 or a.K < 2:
         print(f"rvpo-credit: --G {a.G} --K {a.K}: expected G >= 2 and K >= 2", file=sys.stderr)
         return 2
+    from rvpo_repro.analysis.output import print_paths
     from rvpo_repro.config import ConfigError
 
-    try:
-        paths = build(a.out, a.G, a.K, [x for x in (a.aggregators or "").split(",") if x] or None)
-    except ConfigError as err:
-        print(f"rvpo-credit: {err}", file=sys.stderr)
-        return 2
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    return 0
+    configs = [x for x in (a.aggregators or "").split(",") if x] or None
+    return print_paths("rvpo-credit", lambda: build(a.out, a.G, a.K, configs), (ConfigError,))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import pandas as pd
 
 from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis import page, wandb_report
+from rvpo_repro.analysis.output import print_paths
 from rvpo_repro.analysis.runs import load_runs, provenance
 from rvpo_repro.config import ConfigError
 
@@ -250,22 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = p.parse_args(argv)
     aggregators = [x for x in (a.aggregators or "").split(",") if x] or None
-    try:
-        paths = build(
-            a.experiment,
-            a.results_dir,
-            a.out,
-            a.seed,
-            shlex.join([sys.argv[0], *sys.argv[1:]]),
-            a.status,
-            aggregators,
-        )
-    except (FileNotFoundError, ConfigError) as err:  # no runs; an --aggregators name with no config
-        print(f"rvpo-leaderboard: {err}", file=sys.stderr)
-        return 2
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    return 0
+    command = shlex.join([sys.argv[0], *sys.argv[1:]])
+    return print_paths(  # no runs; an --aggregators name with no config
+        "rvpo-leaderboard",
+        lambda: build(a.experiment, a.results_dir, a.out, a.seed, command, a.status, aggregators),
+        (FileNotFoundError, ConfigError),
+    )
 
 
 if __name__ == "__main__":

@@ -148,11 +148,7 @@ def write_page(runs, table: pd.DataFrame, shown: pd.DataFrame, tables: dict, fig
         return esc(Path(os.path.relpath(Path(p).resolve(), outdir.resolve())).as_posix())
 
     links = " · ".join(f'<a href="{rel(p)}">{k.upper()}</a>' for k, p in tables.items())
-    fig_html = "".join(
-        f'<figure><a href="{rel(p)}"><img src="{rel(p)}" alt="{esc(Path(p).stem)}"></a>'
-        f"<figcaption>{esc(cap)}</figcaption></figure>"
-        for p, cap in figs
-    )
+    fig_html = figures_html(figs, rel)
     body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>{CSS}</style></head><body><h1>{esc(title)}</h1>
 <p><b>Constraint neglect</b>: GRPO-style methods add up several rewards, so success on an easy channel can
@@ -177,15 +173,20 @@ examples shared by all runs. With one seed per method no across-seed test can ru
     return page
 
 
-def leaderboard_section(table: pd.DataFrame, figs: list, rel) -> str:
-    """The aggregator benchmark as an HTML section: the leaderboard table and its figures."""
+def figures_html(figs: list, rel) -> str:
+    """(path, caption) pairs as linked <figure>s; `rel` makes a path relative to the page."""
     esc = html.escape
-    shown = table.drop(columns=[c for c in table.columns if c.endswith(("_ci_low", "_ci_high"))])
-    fig_html = "".join(
+    return "".join(
         f'<figure><a href="{rel(p)}"><img src="{rel(p)}" alt="{esc(Path(p).stem)}"></a>'
         f"<figcaption>{esc(cap)}</figcaption></figure>"
         for p, cap in figs
     )
+
+
+def leaderboard_section(table: pd.DataFrame, figs: list, rel) -> str:
+    """The aggregator benchmark as an HTML section: the leaderboard table and its figures."""
+    shown = table.drop(columns=[c for c in table.columns if c.endswith(("_ci_low", "_ci_high"))])
+    fig_html = figures_html(figs, rel)
     return f"""<h2>Aggregator benchmark</h2>
 <p>Every registered aggregator at its defaults (and the paper's RVPO variants) on the CPU tasks. Per task and
 over all tasks: mean and interquartile mean (IQM) of the task's primary metric over seeds, with 95%
@@ -229,11 +230,7 @@ def credit_section(reference: pd.DataFrame, figs: list, files: dict, outdir: Pat
         for r in reference.itertuples()
     )
     links = " · ".join(f'<a href="{rel(p)}">{esc(k)}</a>' for k, p in files.items())
-    fig_html = "".join(
-        f'<figure><a href="{rel(p)}"><img src="{rel(p)}" alt="{esc(Path(p).stem)}"></a>'
-        f"<figcaption>{esc(cap)}</figcaption></figure>"
-        for p, cap in figs
-    )
+    fig_html = figures_html(figs, rel)
     return f"""<h2>Credit profiles: why the methods differ</h2>
 <p>The advantage one rollout receives from each aggregator alone, without training or batch whitening, in one
 group of 8 rollouts with 5 binary channels. <i>meets</i>: it alone meets a hard channel and meets every easy one;
