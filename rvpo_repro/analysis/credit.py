@@ -42,6 +42,7 @@ MAX_CHANNELS = 17  # rubric_toy's longest rubric
 RISKS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)  # RVPO's k on the risk axis (hard min: k = inf)
 # A method with a risk schedule is shown at its start and its end (progress 0 and 1).
 PHASES = {"start": 0.0, "end": 1.0}
+SYMLOG_TICKS = (-8, -4, -2, -1, -0.5, 0, 0.5, 1, 2, 4, 8, 16)
 FIXED = "as configured"  # the risk axis's column of the methods without k
 RISK_CURVE = "k on the axis"  # the phase naming RVPO's curve over RISKS
 
@@ -234,6 +235,7 @@ def to_markdown(df: pd.DataFrame, G: int, K: int) -> str:
 
 def make_figures(df: pd.DataFrame, outdir: Path) -> list[tuple[Path, str]]:
     """One PNG per quantity, every method on it; returns (path, caption) pairs."""
+    import matplotlib.ticker
     from matplotlib.figure import Figure
 
     from rvpo_repro.analysis.figures import method_styles
@@ -259,7 +261,10 @@ def make_figures(df: pd.DataFrame, outdir: Path) -> list[tuple[Path, str]]:
                 ax.plot(g.x, g.advantage, marker="o", ms=3, lw=1.4, label=shown, **st)
         ax.axhline(0.0, color="#999", lw=0.6)
         ax.set_xlabel(xlabel[spec.axis].format(G=int(t.G.iloc[0])))
-        ax.set_yscale("symlog", linthresh=1.0)  # sums of K z-scores reach 8; means stay within +-2.5
+        ax.set_yscale("symlog", linthresh=1.0)  # sums of K z-scores reach 17; means stay within +-2.5
+        lo, hi = t.advantage.min(), t.advantage.max()
+        ax.set_yticks([v for v in SYMLOG_TICKS if lo - 0.5 <= v <= hi + 0.5])
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_ylabel("advantage of rollout 0 (linear within ±1, log beyond)")
         fig.suptitle(spec.title, fontsize=11)
         ax.grid(alpha=0.3)
