@@ -223,4 +223,4 @@ reproduce-rubric-long: $(STAMP) ## rubric_toy at 600 steps, 7 methods x 3 seeds:
 	  experiment=rubric_toy experiment_name=rubric_toy_long trainer.max_steps=600 \
 	  seed=$(RUBRIC_LONG_SEEDS) aggregator=$(RUBRIC_LONG_AGGREGATORS)
 	$(PY) -m rvpo_repro.analysis.report --experiment rubric_toy_long --baseline gdpo
-	$(PY) -m rvpo_repro.analysis.channel_outcomes --experiment rubric_toy_long
+	$(PY) -m rvpo_repro.analysis.channel_outcomes --experiment rubric_toy_long --benchmark results/tables/benchmark.csv --task rubric_toy

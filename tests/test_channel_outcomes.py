@@ -81,3 +81,28 @@ def test_no_checkpoints_is_one_line_and_exit_2(tmp_path, capsys):
     assert co.main(["--experiment", "none", "--results-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "eval_checkpoints" in err
+
+
+def test_benchmark_final_rates_beside_the_profiles(runs, tmp_path):
+    bench = tmp_path / "benchmark.csv"
+    bench.write_text(
+        "task,method,seeds,channel/easy,channel/hard\n"
+        "long,gdpo (mean),0 1 2,0.7,0.4\nlong,rvpo (k=1),0 1,0.9,0.1\nother,gdpo,0,0.0,0.0\n",
+        encoding="utf-8",
+    )
+    rates, _ = co.checkpoint_rates(runs, "long")
+    b = co.benchmark_summary(bench, "long", co.classify(rates)).set_index("method")
+    assert b.loc["gdpo (mean)", ["seeds", "early_last", "late_last"]].tolist() == [3, 0.7, 0.4]
+    assert b.loc["rvpo (k=1)", "credit_slips"] == pytest.approx(-1.0347, abs=1e-3)
+    paths = co.build("long", runs, tmp_path / "out", bench, "long")
+    doc = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert doc["benchmark"]["methods"]["rvpo (k=1)"]["late_final"] == pytest.approx(0.1)
+    assert "| rvpo (k=1) | 2 | 0.900 | 0.100 | +0.55 | -1.03 | -1.89 |" in paths["md"].read_text(
+        encoding="utf-8"
+    )
+    bench.write_text("task,method,seeds,channel/easy\nlong,gdpo (mean),0,0.7\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"no column \['channel/hard'\]"):
+        co.benchmark_summary(bench, "long", co.classify(rates))
+    bench.write_text("task,method,seeds,channel/easy,channel/hard\nlong,nope,0,0.7,0.1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="'nope' matches no config"):
+        co.benchmark_summary(bench, "long", co.classify(rates))

@@ -136,9 +136,36 @@ def rank_agreement(summ: pd.DataFrame) -> float:
     return float(summ.slips_over_meets.rank().corr(summ.late_last.rank()))
 
 
-def to_markdown(
-    tab: pd.DataFrame, summ: pd.DataFrame, classes: pd.DataFrame, experiment: str, rho: float
-) -> str:
+def benchmark_summary(path: str | Path, task: str, classes: pd.DataFrame) -> pd.DataFrame:
+    """Per method of a committed benchmark table (its `task` rows; final held-out rates only, the
+    `channel/<channel>` columns): the mean final rate of the early and of the late channels (as
+    `classes` split them) and the method's credit profile; sorted by the late channels' rate."""
+    from rvpo_repro.analysis.labels import configured_methods
+
+    b = pd.read_csv(path)
+    b = b[b.task == task]
+    if b.empty:
+        raise FileNotFoundError(f"{path}: no rows of task {task!r}")
+    missing = [f"channel/{c}" for c in classes.index if f"channel/{c}" not in b.columns]
+    if missing:
+        raise ValueError(f"{path}: no column {missing}; expected one per channel of {task}")
+    by_label = {label: cfg for label, cfg in configured_methods().values()}
+    rows = []
+    for r in b.to_dict("records"):
+        if r["method"] not in by_label:
+            raise ValueError(f"{path}: method {r['method']!r} matches no config in conf/aggregator")
+        cfg = by_label[r["method"]]
+        rate = {
+            k: np.mean([r[f"channel/{c}"] for c in classes.index[classes["class"] == k]])
+            for k in ("early", "late")
+        }
+        rows.append({"method": r["method"], "seeds": len(str(r["seeds"]).split()), "early_last": rate["early"],
+                     "late_last": rate["late"], "aggregator": cfg["name"], **credit_of(cfg)})  # fmt: skip
+    return pd.DataFrame(rows).sort_values("late_last", ascending=False).reset_index(drop=True)
+
+
+def to_markdown(tab: pd.DataFrame, summ: pd.DataFrame, classes: pd.DataFrame, experiment: str, rho: float,
+                bench: pd.DataFrame | None = None, bench_task: str = "") -> str:  # fmt: skip
     cls = ", ".join(
         f"{c} ({r['class']}, {r.first_rate_pooled:.2f})" for c, r in classes.sort_values("class").iterrows()
     )
@@ -158,6 +185,17 @@ def to_markdown(
     for r in summ.itertuples():
         lines.append(f"| {r.method} | {r.seeds} | {r.early_last:.3f} | {r.late_last:.3f} | {r.late_gain:+.3f} "
                      f"| {r.credit_meets:+.2f} | {r.credit_slips:+.2f} | {r.slips_over_meets:+.2f} |")  # fmt: skip
+    if bench is not None:
+        lines += ["", f"## The benchmark's {bench_task} runs (200 steps, final rates only)", "",
+                  f"From the committed benchmark table (the runs' records are not committed, so no checkpoints): each "
+                  f"method's final held-out rate of the same early and late channels, beside its credit profile. "
+                  f"Spearman correlation over methods of slips/meets with the late channels' rate: "
+                  f"{rank_agreement(bench):.2f} ({len(bench)} methods).", "",
+                  "| method | seeds | early: final | late: final | meets | slips | slips/meets |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in bench.itertuples():
+            lines.append(f"| {r.method} | {r.seeds} | {r.early_last:.3f} | {r.late_last:.3f} "
+                         f"| {r.credit_meets:+.2f} | {r.credit_slips:+.2f} | {r.slips_over_meets:+.2f} |")  # fmt: skip
     lines += ["", "## Per channel", "", "| method | class | channel | seeds | first | last | gain |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in tab.itertuples():
@@ -180,7 +218,7 @@ def curves(rates: pd.DataFrame) -> dict:
     return out
 
 
-def make_figures(rates, classes, summ, configs, outdir: Path) -> list[tuple[Path, str]]:
+def make_figures(rates, classes, summ, configs, outdir: Path, bench=None) -> list[tuple[Path, str]]:
     from rvpo_repro.analysis.figures import _panels, method_styles
     from rvpo_repro.analysis.output import save_figure
 
@@ -188,6 +226,10 @@ def make_figures(rates, classes, summ, configs, outdir: Path) -> list[tuple[Path
         [{"method": m, "aggregator": c["name"], "risk": risk_of(c)[0], "schedule": risk_of(c)[1]}
          for m, c in configs.items()]
     )  # fmt: skip
+    if bench is not None:
+        extra = bench[~bench.method.isin(meta.method)]
+        meta = pd.concat([meta, pd.DataFrame([{"method": r.method, "aggregator": r.aggregator,
+                                               "risk": np.nan, "schedule": None} for r in extra.itertuples()])])  # fmt: skip
     styles = method_styles(meta)
     order = classes.sort_values(["class", "first_rate_pooled"], ascending=[True, False]).index.tolist()
     fig, axes = _panels(len(order), ncols=3)
@@ -208,17 +250,21 @@ def make_figures(rates, classes, summ, configs, outdir: Path) -> list[tuple[Path
     )
     fig.suptitle("Held-out rate of each channel at every checkpoint (mean over seeds)", fontsize=11)
     a = save_figure(fig, outdir / "held_out_by_channel.png", dpi=110)
-    fig, axes = _panels(1, ncols=1, size=(6.0, 4.2))
-    ax = axes[0]
-    for r in summ.itertuples():
-        ax.scatter(
-            r.slips_over_meets, r.late_last, s=45, color=styles[r.method]["color"], label=r.method, zorder=3
-        )
-    ax.axvline(0.0, color="#999", lw=0.6)
-    ax.set_xlabel("credit profile: slips / meets (advantage ratio, m = 1, G = 8, K = 5)")
-    ax.set_ylabel("late channels' held-out rate at the last checkpoint")
-    ax.grid(alpha=0.3)
-    fig.legend(loc="outside right center", fontsize=8, frameon=False)
+    runs = [("600-step runs", summ, "o")] + (
+        [("benchmark, 200 steps", bench, "X")] if bench is not None else []
+    )
+    fig, axes = _panels(len(runs), ncols=2, size=(5.6, 4.2))
+    for ax, (title, df, marker) in zip(axes, runs, strict=True):
+        for r in df.itertuples():
+            ax.scatter(r.slips_over_meets, r.late_last, s=50, marker=marker, color=styles[r.method]["color"],
+                       label=r.method, zorder=3)  # fmt: skip
+        ax.axvline(0.0, color="#999", lw=0.6)
+        ax.set_title(f"{title}: Spearman {rank_agreement(df):.2f} over {len(df)} methods")
+        ax.set_xlabel("credit profile: slips / meets (m = 1, G = 8, K = 5)")
+        ax.set_ylabel("late channels' final held-out rate")
+        ax.grid(alpha=0.3)
+    handles = {h.get_label(): h for ax in axes for h in ax.collections}
+    fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=7, frameon=False)
     b = save_figure(fig, outdir / "profile_vs_late.png", dpi=110)
     return [(a, "Held-out rate of each channel at every checkpoint, per method (mean over seeds); "
                 "panels: the channels met early first, then those acquired late."),
@@ -226,10 +272,10 @@ def make_figures(rates, classes, summ, configs, outdir: Path) -> list[tuple[Path
                 "acquired late.")]  # fmt: skip
 
 
-def build(
-    experiment: str, results_dir: str | Path = "results", out: str | Path = "results"
-) -> dict[str, Path]:
-    """Compute the per-channel outcomes of `experiment` and write the table, JSON and figures."""
+def build(experiment: str, results_dir: str | Path = "results", out: str | Path = "results",
+          benchmark: str | Path | None = None, benchmark_task: str = "") -> dict[str, Path]:  # fmt: skip
+    """Compute the per-channel outcomes of `experiment` and write the table, JSON and figures; with
+    `benchmark` (a benchmark.csv), its `benchmark_task` rows' final rates beside them."""
     from rvpo_repro.analysis.output import write_if_changed
 
     rates, configs = checkpoint_rates(results_dir, experiment)
@@ -237,6 +283,7 @@ def build(
     tab = outcomes(rates, classes, configs)
     summ = summary(tab)
     rho = rank_agreement(summ)
+    bench = None if benchmark is None else benchmark_summary(benchmark, benchmark_task, classes)
     tables = Path(out) / "tables"
     paths = {"csv": tables / f"{experiment}_channels.csv", "md": tables / f"{experiment}_channels.md",
              "json": tables / f"{experiment}_channels.json", "provenance": tables / f"{experiment}_provenance.json"}  # fmt: skip
@@ -247,22 +294,30 @@ def build(
         paths["provenance"], json.dumps({"experiment": experiment, "runs": prov}, indent=1) + "\n"
     )
     write_if_changed(paths["csv"], tab.to_csv(index=False, float_format="%.6g"))
-    write_if_changed(paths["md"], to_markdown(tab, summ, classes, experiment, rho))
+    write_if_changed(paths["md"], to_markdown(tab, summ, classes, experiment, rho, bench, benchmark_task))
     doc = {"experiment": experiment, "rule": f"met early: pooled held-out rate at step "
            f"{int(classes.first_step.iloc[0])} >= {EARLY:g}; otherwise late", "threshold": EARLY,
            "classes": {c: {"class": r["class"], "first_rate_pooled": round(float(r.first_rate_pooled), 6)}
                        for c, r in classes.iterrows()},
            "spearman_slips_over_meets_vs_late_final": None if rho != rho else round(rho, 6),
-           "methods": {r.method: {"seeds": int(r.seeds), "early_final": round(float(r.early_last), 6),
-                                  "late_final": round(float(r.late_last), 6), "late_gain": round(float(r.late_gain), 6),
-                                  "credit_meets": round(float(r.credit_meets), 6),
-                                  "credit_slips": round(float(r.credit_slips), 6),
-                                  "slips_over_meets": round(float(r.slips_over_meets), 6)} for r in summ.itertuples()},
-           "curves": curves(rates)}  # fmt: skip
+           "methods": _per_method(summ), "curves": curves(rates)}  # fmt: skip
+    if bench is not None:
+        doc["benchmark"] = {"source": Path(benchmark).as_posix(), "task": benchmark_task,
+                            "spearman_slips_over_meets_vs_late_final": round(rank_agreement(bench), 6),
+                            "methods": _per_method(bench)}  # fmt: skip
     write_if_changed(paths["json"], json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-    for p, _ in make_figures(rates, classes, summ, configs, Path(out) / "figures" / f"{experiment}_channels"):
+    for p, _ in make_figures(
+        rates, classes, summ, configs, Path(out) / "figures" / f"{experiment}_channels", bench
+    ):
         paths[p.stem] = p
     return paths
+
+
+def _per_method(summ: pd.DataFrame) -> dict:
+    keys = {"early_final": "early_last", "late_final": "late_last", "late_gain": "late_gain",
+            "credit_meets": "credit_meets", "credit_slips": "credit_slips", "slips_over_meets": "slips_over_meets"}  # fmt: skip
+    return {r["method"]: {"seeds": int(r["seeds"]), **{k: round(float(r[c]), 6) for k, c in keys.items() if c in r}}
+            for r in summ.to_dict("records")}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,10 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiment", required=True, help="experiment under <results-dir>/runs")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--out", default="results")
+    p.add_argument("--benchmark", help="a committed benchmark.csv whose final rates go beside (optional)")
+    p.add_argument("--task", default="rubric_toy", help="the benchmark's task matching the experiment")
     a = p.parse_args(argv)
-    return print_paths(
-        "channel-outcomes", lambda: build(a.experiment, a.results_dir, a.out), (FileNotFoundError,)
-    )
+    return print_paths("channel-outcomes", lambda: build(a.experiment, a.results_dir, a.out, a.benchmark, a.task),
+                       (FileNotFoundError, ValueError))  # fmt: skip
 
 
 if __name__ == "__main__":
