@@ -49,11 +49,11 @@ def lookup(key: str) -> float:
             return float(_one(_csv("benchmark.csv"), key, task=f[0], method=f[1])[f[2]])
         name = {"long": "rubric_toy_long.csv", "rubric": "rubric_toy.csv"}[kind]
         return float(_one(_csv(name), key, method=f[0], metric=f[1])[f[2]])
-    if kind == "chan":  # chan|method|field (the per-method summary of the channel outcomes)
-        doc = json.loads((TABLES / "rubric_toy_long_channels.json").read_text(encoding="utf-8"))
-        return float(
-            doc["methods"][f[0]][f[1]] if f[0] != "class" else doc["classes"][f[1]]["first_rate_pooled"]
-        )
+    if kind == "chan":  # chan|key|key|...: a path into the channel outcomes' JSON
+        node = json.loads((TABLES / "rubric_toy_long_channels.json").read_text(encoding="utf-8"))
+        for part in f:
+            node = node[part]
+        return float(node)
     if kind == "chanrate":  # chanrate|method|channel|first or last
         return float(_one(_csv("rubric_toy_long_channels.csv"), key, method=f[0], channel=f[1])[f[2]])
     if kind == "paper":  # paper|track|model|variant|checkpoint
