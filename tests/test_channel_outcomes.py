@@ -20,7 +20,7 @@ def _record(root, name, agg, seed, ckpts):
         environment={}, started_at="", finished_at="", metrics={"s/score": {"value": 0.5}},
         extra={"checkpoint_evals": [
             {"step": s, "metrics": {**{f"rewards/{c}": v for c, v in rates.items()}, "rewards/bottleneck": 0.0,
-                                    "s/score": 0.5}}
+                                    "s/score": s / 200 + seed / 10}}
             for s, rates in ckpts.items()]},
         primary_metric="s/score",
     )  # fmt: skip
@@ -70,6 +70,8 @@ def test_build_writes_table_json_and_figures(runs):
     assert doc["curves"]["gdpo (mean)"]["hard"] == {"steps": [50, 100], "mean": [0.05, 0.4],
                                                     "seeds": {"0": [0.1, 0.5], "1": [0.0, 0.3]}}  # fmt: skip
     assert doc["methods"]["rvpo (k=1)"]["late_final"] == pytest.approx(0.1)
+    assert doc["primary"]["gdpo (mean)"]["s/score"] == {"steps": [50, 100], "mean": [0.3, 0.55],
+                                                        "seeds": {"0": [0.25, 0.5], "1": [0.35, 0.6]}}  # fmt: skip
     md = paths["md"].read_text(encoding="utf-8")
     assert "| gdpo (mean) | 2 | 0.800 | 0.400 | +0.350 | +0.78 | +0.21 | +0.27 |" in md
     assert paths["held_out_by_channel"].is_file() and paths["profile_vs_late"].is_file()

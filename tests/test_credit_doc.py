@@ -52,7 +52,7 @@ def lookup(key: str) -> float:
     if kind == "chan":  # chan|key|key|...: a path into the channel outcomes' JSON
         node = json.loads((TABLES / "rubric_toy_long_channels.json").read_text(encoding="utf-8"))
         for part in f:
-            node = node[part]
+            node = node[int(part)] if isinstance(node, list) else node[part]
         return float(node)
     if kind == "chanrate":  # chanrate|method|channel|first or last
         return float(_one(_csv("rubric_toy_long_channels.csv"), key, method=f[0], channel=f[1])[f[2]])

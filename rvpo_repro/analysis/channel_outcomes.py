@@ -47,9 +47,12 @@ def records(results_dir: str | Path, experiment: str) -> list:
     return [load_record(d) for d in record_dirs(results_dir, experiment)]
 
 
-def checkpoint_rates(results_dir: str | Path, experiment: str) -> tuple[pd.DataFrame, dict]:
+def checkpoint_rates(
+    results_dir: str | Path, experiment: str, primary: bool = False
+) -> tuple[pd.DataFrame, dict]:
     """One row per (run, checkpoint step, channel): method, aggregator, seed, step, channel, rate;
-    and {method: its aggregator config}. FileNotFoundError when no finished run has checkpoints."""
+    and {method: its aggregator config}. With `primary`, the rows of each run's primary metric
+    instead of its channels. FileNotFoundError when no finished run has checkpoints."""
     rows, configs = [], {}
     for rec in records(results_dir, experiment):
         agg = rec.config["aggregator"]
@@ -57,7 +60,12 @@ def checkpoint_rates(results_dir: str | Path, experiment: str) -> tuple[pd.DataF
         configs.setdefault(method, agg)
         for c in rec.extra.get("checkpoint_evals") or []:
             for key, value in c.get("metrics", {}).items():
-                if key.startswith("rewards/") and key not in AGGREGATES and value == value:
+                wanted = (
+                    key == rec.primary_metric
+                    if primary
+                    else key.startswith("rewards/") and key not in AGGREGATES
+                )
+                if wanted and value == value:
                     rows.append({"method": method, "aggregator": agg["name"], "seed": rec.seed, "run": rec.run_id,
                                  "step": c["step"], "channel": key.removeprefix("rewards/"), "rate": float(value)})  # fmt: skip
     if not rows:
@@ -300,7 +308,8 @@ def build(experiment: str, results_dir: str | Path = "results", out: str | Path 
            "classes": {c: {"class": r["class"], "first_rate_pooled": round(float(r.first_rate_pooled), 6)}
                        for c, r in classes.iterrows()},
            "spearman_slips_over_meets_vs_late_final": None if rho != rho else round(rho, 6),
-           "methods": _per_method(summ), "curves": curves(rates)}  # fmt: skip
+           "methods": _per_method(summ), "curves": curves(rates),
+           "primary": curves(checkpoint_rates(results_dir, experiment, primary=True)[0])}  # fmt: skip
     if bench is not None:
         doc["benchmark"] = {"source": Path(benchmark).as_posix(), "task": benchmark_task,
                             "spearman_slips_over_meets_vs_late_final": round(rank_agreement(bench), 6),
