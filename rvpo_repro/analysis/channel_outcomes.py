@@ -267,8 +267,8 @@ def make_figures(rates, classes, summ, configs, outdir: Path, bench=None) -> lis
             ax.scatter(r.slips_over_meets, r.late_last, s=50, marker=marker, color=styles[r.method]["color"],
                        label=r.method, zorder=3)  # fmt: skip
         ax.axvline(0.0, color="#999", lw=0.6)
-        ax.set_title(f"{title}: Spearman {rank_agreement(df):.2f} over {len(df)} methods")
-        ax.set_xlabel("credit profile: slips / meets (m = 1, G = 8, K = 5)")
+        ax.set_title(f"{title}\nSpearman {rank_agreement(df):.2f} over {len(df)} methods")
+        ax.set_xlabel("credit profile: slips / meets")
         ax.set_ylabel("late channels' final held-out rate")
         ax.grid(alpha=0.3)
     handles = {h.get_label(): h for ax in axes for h in ax.collections}
