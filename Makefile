@@ -105,6 +105,7 @@ benchmark: $(STAMP) ## every aggregator x CPU task x 5 seeds (resumable), then t
 	  $(BENCH_SWEEP) experiment=$$t aggregator=$(BENCH_AGGREGATORS) seed=$$s || exit 1; \
 	done; done
 	$(PY) -m rvpo_repro.analysis.leaderboard --experiment $(BENCH_TASKS) --aggregators $(BENCH_AGGREGATORS)
+	$(PY) -m rvpo_repro.analysis.credit --aggregators $(BENCH_AGGREGATORS)
 
 report: $(STAMP) ## rebuild tables, figures and HTML pages from results/runs (EXPERIMENTS="toy ...")
 	$(PY) -m rvpo_repro.analysis.report $(if $(EXPERIMENTS),--experiment $(EXPERIMENTS))
@@ -259,3 +260,21 @@ docs: $(DOCS_STAMP) ## build the manual (docs/) into site/, strictly: any warnin
 docs-lock: $(DOCS_STAMP) ## rewrite requirements/docs-lock.txt from the docs venv
 	{ head -2 requirements/docs-lock.txt; $(DOCS_VENV)/bin/pip freeze; } > requirements/docs-lock.tmp
 	mv requirements/docs-lock.tmp requirements/docs-lock.txt
+# ---- credit profiles: each aggregator's advantage for one rollout in hand-built groups (seconds, no training),
+# written to results/tables/credit.*, results/figures/credit/ and the benchmark page.
+.PHONY: credit
+credit: $(STAMP) ## each aggregator's credit profile (table, figures, benchmark page section), from the aggregators alone
+	$(PY) -m rvpo_repro.analysis.credit
+
+# rubric_toy at 600 steps (3x the default): the long-horizon comparison, one job at a time, seed by seed (~100 s a run on an
+# idle machine; the runs go to results/runs/rubric_toy_long), then its statistics table (against gdpo) and
+# each channel's held-out rate over the checkpoints beside the methods' credit profiles.
+RUBRIC_LONG_AGGREGATORS ?= gdpo,rvpo,grpo,gdpo_mean,hard_min,rvpo_annealed,saw
+RUBRIC_LONG_SEEDS ?= 0,1,2
+.PHONY: reproduce-rubric-long
+reproduce-rubric-long: $(STAMP) ## rubric_toy at 600 steps, 7 methods x 3 seeds: table with statistics, per-channel outcomes
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m rvpo_repro.train --multirun +launcher=joblib hydra.launcher.n_jobs=1 \
+	  experiment=rubric_toy experiment_name=rubric_toy_long trainer.max_steps=600 \
+	  seed=$(RUBRIC_LONG_SEEDS) aggregator=$(RUBRIC_LONG_AGGREGATORS)
+	$(PY) -m rvpo_repro.analysis.report --experiment rubric_toy_long --baseline gdpo
+	$(PY) -m rvpo_repro.analysis.channel_outcomes --experiment rubric_toy_long --benchmark results/tables/benchmark.csv --task rubric_toy

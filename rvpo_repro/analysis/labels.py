@@ -63,6 +63,24 @@ def method_label(agg_cfg: dict) -> str:
     return f"{agg_cfg['name']} ({', '.join(parts)})" if parts else str(agg_cfg["name"])
 
 
+def configured_methods(configs: list[str] | None = None) -> dict[str, tuple[str, dict]]:
+    """{config name: (label, options)} of aggregator configs (conf/aggregator/<name>.yaml, default:
+    every one) composed at their defaults; ConfigError naming an unknown config."""
+    from omegaconf import OmegaConf
+
+    from rvpo_repro.config import ConfigError, compose, conf_dir, group_options
+
+    known = group_options(conf_dir())["aggregator"]
+    unknown = [a for a in configs or [] if a not in known]
+    if unknown:
+        raise ConfigError(f"--aggregators: no aggregator config {unknown}; expected names from {known}")
+    out = {}
+    for name in configs or known:
+        cfg = OmegaConf.to_container(compose([f"aggregator={name}"]).aggregator, resolve=True)
+        out[name] = (method_label(cfg), cfg)
+    return out
+
+
 def setting_label(agg: dict) -> str:
     """The label of one risk-ablation setting (see the module docstring); `risk` (rvpo at a constant
     k) and `beta` (variance_penalty) must be set."""

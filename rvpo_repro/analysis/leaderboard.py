@@ -10,7 +10,8 @@ interval_estimates. The "all tasks" rows pool, per method, the seeds it finished
 Writes results/tables/benchmark.{csv,md} (one row per method and task, plus the "all" rows),
 results/tables/benchmark_provenance.json (every run's id, seed, config hash, git commit and the
 library versions), results/figures/benchmark/{leaderboard,profiles}.png, the page
-results/report/benchmark/index.html and its W&B Report spec (wandb_report.json).
+results/report/benchmark/index.html and its W&B Report spec (wandb_report.json). `make benchmark` then
+puts the aggregators' credit profiles on that page (rvpo_repro.analysis.credit).
 
     python -m rvpo_repro.analysis.leaderboard --experiment toy rubric_toy [--aggregators rvpo,gdpo,...]
 """
@@ -29,7 +30,7 @@ import pandas as pd
 from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis import page, wandb_report
 from rvpo_repro.analysis.output import save_figure, shows_same_table, write_if_changed
-from rvpo_repro.analysis.runs import RecordError, load_runs
+from rvpo_repro.analysis.runs import RecordError, load_runs, provenance
 from rvpo_repro.config import ConfigError
 
 ALL = "all tasks"
@@ -39,19 +40,9 @@ TAUS = np.linspace(0.0, 1.0, 101)
 
 def method_labels(aggregators: list[str]) -> set[str]:
     """The method labels of these aggregator configs (conf/aggregator/<name>.yaml) at their defaults."""
-    from omegaconf import OmegaConf
+    from rvpo_repro.analysis.labels import configured_methods
 
-    from rvpo_repro.analysis.labels import method_label
-    from rvpo_repro.config import compose, conf_dir, group_options
-
-    known = group_options(conf_dir())["aggregator"]
-    unknown = [a for a in aggregators if a not in known]
-    if unknown:
-        raise ConfigError(f"--aggregators: no aggregator config {unknown}; expected names from {known}")
-    return {
-        method_label(OmegaConf.to_container(compose([f"aggregator={a}"]).aggregator, resolve=True))
-        for a in aggregators
-    }
+    return {label for label, _ in configured_methods(aggregators).values()}
 
 
 def collect_scores(
@@ -74,10 +65,7 @@ def collect_scores(
                    "score": rec.metrics[metric]["value"]}  # fmt: skip
             row.update({k: m["value"] for k, m in rec.metrics.items() if k.startswith("rewards/")})
             rows.append(row)
-            prov.append({"experiment": exp, "run_id": rec.run_id, "seed": rec.seed, "config_hash": rec.config_hash,
-                         "git_commit": (rec.environment.get("git") or {}).get("commit"),
-                         "started_at": rec.started_at, "finished_at": rec.finished_at,
-                         "packages": rec.environment.get("packages", {})})  # fmt: skip
+            prov.append(provenance(exp, rec))
     df = pd.DataFrame(rows)
     if df.empty:
         raise FileNotFoundError(f"no finished runs of {experiments} under {Path(results_dir) / 'runs'}")

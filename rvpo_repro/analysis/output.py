@@ -49,3 +49,18 @@ def save_figure(fig, path: str | Path, **kwargs) -> Path:
     fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
     write_if_changed(path, buf.getvalue())
     return Path(path)
+
+
+def print_paths(prog: str, build, errors: tuple[type[BaseException], ...]) -> int:
+    """Run `build()` (-> {name: path}) for a command line: each written path on stdout, or one line
+    `<prog>: <error>` on stderr and exit status 2 for the input errors named in `errors`."""
+    import sys
+
+    try:
+        paths = build()
+    except errors as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0

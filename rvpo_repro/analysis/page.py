@@ -148,11 +148,7 @@ def write_page(runs, table: pd.DataFrame, shown: pd.DataFrame, tables: dict, fig
         return esc(Path(os.path.relpath(Path(p).resolve(), outdir.resolve())).as_posix())
 
     links = " · ".join(f'<a href="{rel(p)}">{k.upper()}</a>' for k, p in tables.items())
-    fig_html = "".join(
-        f'<figure><a href="{rel(p)}"><img src="{rel(p)}" alt="{esc(Path(p).stem)}"></a>'
-        f"<figcaption>{esc(cap)}</figcaption></figure>"
-        for p, cap in figs
-    )
+    fig_html = figures_html(figs, rel)
     body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>{CSS}</style></head><body><h1>{esc(title)}</h1>
 <p><b>Constraint neglect</b>: GRPO-style methods add up several rewards, so success on an easy channel can
@@ -177,15 +173,20 @@ examples shared by all runs. With one seed per method no across-seed test can ru
     return page
 
 
-def leaderboard_section(table: pd.DataFrame, figs: list, rel) -> str:
-    """The aggregator benchmark as an HTML section: the leaderboard table and its figures."""
+def figures_html(figs: list, rel) -> str:
+    """(path, caption) pairs as linked <figure>s; `rel` makes a path relative to the page."""
     esc = html.escape
-    shown = table.drop(columns=[c for c in table.columns if c.endswith(("_ci_low", "_ci_high"))])
-    fig_html = "".join(
+    return "".join(
         f'<figure><a href="{rel(p)}"><img src="{rel(p)}" alt="{esc(Path(p).stem)}"></a>'
         f"<figcaption>{esc(cap)}</figcaption></figure>"
         for p, cap in figs
     )
+
+
+def leaderboard_section(table: pd.DataFrame, figs: list, rel) -> str:
+    """The aggregator benchmark as an HTML section: the leaderboard table and its figures."""
+    shown = table.drop(columns=[c for c in table.columns if c.endswith(("_ci_low", "_ci_high"))])
+    fig_html = figures_html(figs, rel)
     return f"""<h2>Aggregator benchmark</h2>
 <p>Every registered aggregator at its defaults (and the paper's RVPO variants) on the CPU tasks. Per task and
 over all tasks: mean and interquartile mean (IQM) of the task's primary metric over seeds, with 95%
@@ -215,3 +216,40 @@ def write_leaderboard_page(table: pd.DataFrame, md: str, figs: list, files: dict
     path = outdir / "index.html"
     path.write_text(body, encoding="utf-8")
     return path
+
+
+def credit_section(reference: pd.DataFrame, figs: list, files: dict, outdir: Path) -> str:
+    """The credit profiles as an HTML section: the two reference groups per method, then the figures."""
+    esc = html.escape
+
+    def rel(p: Path) -> str:
+        return esc(Path(os.path.relpath(Path(p).resolve(), outdir.resolve())).as_posix())
+
+    rows = "".join(
+        f"<tr><td>{esc(r.config)}</td><td>{esc(r.shown)}</td><td>{r.meets:+.2f}</td><td>{r.slips:+.2f}</td></tr>"
+        for r in reference.itertuples()
+    )
+    links = " · ".join(f'<a href="{rel(p)}">{esc(k)}</a>' for k, p in files.items())
+    fig_html = figures_html(figs, rel)
+    return f"""<h2>Credit profiles: why the methods differ</h2>
+<p>The advantage one rollout receives from each aggregator alone, without training or batch whitening, in one
+group of 8 rollouts with 5 binary channels. <i>meets</i>: it alone meets a hard channel and meets every easy one;
+<i>slips</i>: the same, but it misses an easy channel every other rollout meets. A SoftMin weighs a rollout's
+worst channel: a rare success is a high z-score and is discounted, a slip is a low one and dominates. Files:
+{links}.</p>
+<table><tr><th>config</th><th>method</th><th>meets</th><th>slips</th></tr>{rows}</table>
+{fig_html}"""
+
+
+def put_section(path: Path, name: str, section: str) -> None:
+    """Put `section` into the page at `path` between `<!-- name -->` markers: in place of the
+    previous one, else before the page's command (or the end of its body)."""
+    text = Path(path).read_text(encoding="utf-8")
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{start}\n{section}\n{end}\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) + 1 :]
+    else:
+        anchor = "<h3>Command</h3>" if "<h3>Command</h3>" in text else "</body>"
+        text = text.replace(anchor, block + anchor, 1)
+    write_if_changed(path, text)

@@ -368,6 +368,15 @@ def _row(d: Path, rec: RunRecord) -> dict:
     return row
 
 
+def provenance(experiment: str, rec: RunRecord) -> dict:
+    """What a committed table says of one run behind it: id, seed, config hash, git commit, times
+    and library versions."""
+    return {"experiment": experiment, "run_id": rec.run_id, "seed": rec.seed, "config_hash": rec.config_hash,
+            "git_commit": (rec.environment.get("git") or {}).get("commit"),
+            "started_at": rec.started_at, "finished_at": rec.finished_at,
+            "packages": rec.environment.get("packages", {})}  # fmt: skip
+
+
 def load_runs(results_dir: str | Path, experiment: str, split_configs: bool = False) -> Runs:
     """The runs of `experiment` under `results_dir`/runs (see the module docstring). Empty df when
     none finished; `status` lists the failed and unfinished ones either way."""
