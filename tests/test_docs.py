@@ -27,9 +27,11 @@ TABLES = {
     ],
     "rubric": [TABLE / f"rubric_toy{s}" for s in (".csv", ".md", "_ablation.csv", "_ablation.md")],
     "benchmark": [TABLE / "benchmark.csv", TABLE / "benchmark.md"],
+    # the credit profiles, the 600-step comparison's channels, and the paper's own numbers beside them
+    "credit": [TABLE / "credit.csv", TABLE / "rubric_toy_long_channels.csv", RESULTS / "paper_reference.yaml"],
 }  # fmt: skip
 QUOTING_PAGES = {
-    "README.md": TABLES["toy"] + TABLES["rubric"] + TABLES["benchmark"],
+    "README.md": TABLES["toy"] + TABLES["rubric"] + TABLES["benchmark"] + TABLES["credit"],
     "results/README.md": TABLES["toy"] + TABLES["rubric"] + TABLES["benchmark"],
     "docs/guides/cpu-experiments.md": TABLES["toy"] + TABLES["rubric"],
     "docs/guides/benchmark.md": TABLES["benchmark"],
