@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,17 @@ def file_sha256(path: Path) -> str:
 
 
 def contents(folder: str | Path) -> dict[str, dict]:
-    """`{relative name: {"bytes": size, "sha256": hex}}` of every file under `folder` but the seal."""
+    """`{relative name: {"bytes": size, "sha256": hex}}` of every file under `folder` but the seal.
+
+    Files are hashed side by side (hashlib releases the GIL): a sharded checkpoint of tens of GB
+    is read at the disk's pace, not one core's."""
     folder = Path(folder)
+    files = _files(folder)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(file_sha256, files))
     return {
-        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
-        for p in _files(folder)
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": digest}
+        for p, digest in zip(files, digests, strict=True)
     }
 
 
@@ -103,11 +110,11 @@ def why_incomplete(folder: str | Path, files: dict[str, dict] | None = None) -> 
             return f"{name} is missing"
         if now[name] != entry["bytes"]:
             return f"{name} has {now[name]} bytes, {entry['bytes']} when saved"
-    for name in now.keys() - sealed.keys():
-        return f"{name} was not there when sealed"
+    if added := sorted(now.keys() - sealed.keys()):
+        return f"{added[0]} was not there when sealed"
+    files = contents(folder) if files is None else files
     for name, entry in sealed.items():
-        digest = files[name]["sha256"] if files is not None else file_sha256(folder / name)
-        if digest != entry["sha256"]:
+        if (digest := files[name]["sha256"]) != entry["sha256"]:
             return f"{name} changed after its seal (sha256 {digest[:12]}, {entry['sha256'][:12]} when saved)"
     return None
 
@@ -146,6 +153,21 @@ def newest_complete(checkpoints: str | Path, run_dir: str | Path) -> str | None:
             return str(path)
         set_aside(path, run_dir, reason)
     return None
+
+
+def newest_sealed(checkpoints: str | Path) -> Path | None:
+    """The newest `checkpoint-N` under `checkpoints` with a seal, unverified (reads no weights): what
+    a message names or a failed run keeps; a resume verifies it (`newest_complete`)."""
+    checkpoints = Path(checkpoints)
+    if not checkpoints.is_dir():
+        return None
+    found = [p for p in checkpoints.iterdir() if p.is_dir() and _STEP.match(p.name) and (p / SEAL).exists()]
+    return max(found, key=_step, default=None)
+
+
+def published(run_dir: str | Path) -> bool:
+    """Whether `run_dir/model/` was published (sealed), unverified: `trained_model` verifies it."""
+    return (Path(run_dir) / "model" / SEAL).exists()
 
 
 def trained_model(run_dir: str | Path) -> dict | None:
