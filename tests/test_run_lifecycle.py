@@ -231,3 +231,33 @@ def test_the_resume_command_of_a_rank_is_its_launchers_own_line(monkeypatch):
     )
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert ranks.launch_command(["rvpo-train"], ["a b"]) == "rvpo-train 'a b'"
+
+
+def test_a_rank_in_a_session_of_its_own_dies_with_its_launcher(tmp_path):
+    """As torchrun starts a rank (start_new_session): SIGKILL of the launcher alone ends the rank."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    rank = "from rvpo_repro.run.ranks import die_with_launcher; die_with_launcher(); print('armed', flush=True); import time; time.sleep(600)"
+    launcher = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {rank!r}], start_new_session=True, stdout=sys.stdout)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
+    try:
+        child = psutil.Process(int(proc.stdout.readline()))
+        assert proc.stdout.readline().strip() == "armed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs([child], timeout=30)  # not our child: its status is not ours to read
+        assert not alive
+    finally:
+        for p in psutil.Process().children(recursive=True):
+            p.kill()
+        if proc.poll() is None:
+            proc.kill()
