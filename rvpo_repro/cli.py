@@ -11,6 +11,7 @@ install and from a wheel alike.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -98,11 +99,15 @@ def one_line_errors(task_function: Callable, prog: str) -> Callable:
         except tuple(codes) as exc:
             multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
             if multirun and not isinstance(exc, KeyboardInterrupt):
+                # Hydra raises only the sweep's first failure once every job has ended: each job
+                # names its own in one line, in its log and on the console
+                logging.getLogger(prog).error("%s", exc)
                 raise
             from rvpo_repro.tracking import is_main_process
 
-            if is_main_process():  # one line per job, not one per rank
-                print(f"{prog}: {exc or 'interrupted'}", file=sys.stderr, flush=True)
+            if is_main_process():  # one line per job, not one per rank; a bare Ctrl-C has no text
+                line = str(exc) or "interrupted before the run opened; nothing kept"
+                print(f"{prog}: {line}", file=sys.stderr, flush=True)
             raise SystemExit(next(c for t, c in codes.items() if isinstance(exc, t))) from None
 
     return job
@@ -138,5 +143,6 @@ def run_hydra(task_function: Callable, config_name: str, argv: Sequence[str] | N
     if argv is not None:
         sys.argv = [sys.argv[0], *args]
     main = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
-    with config_errors.one_line_compose_errors(prog, config_name, config_errors.overrides_in(args)):
+    overrides = config_errors.overrides_in(args)
+    with config_errors.one_line_compose_errors(prog, config_name, overrides, job_errors=exit_codes):
         main(one_line_errors(task_function, prog))()

@@ -76,6 +76,21 @@ OmegaConf.register_new_resolver("rvpo.is_bf16", lambda dtype: dtype == "bfloat16
 OmegaConf.register_new_resolver("rvpo.shipped_root", lambda: str(shipped_dir("sweeps").parent), replace=True)
 
 
+def experiment_dirname(name: Any) -> str:
+    """`name` as one folder name (of results/runs/ and outputs/); a path there is a ConfigError."""
+    text = str(name)
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise ConfigError(
+            f"experiment_name={text!r}: expected one folder name (letters, digits, `.`, `_`, `-`), "
+            "not a path: it names the folder under results/runs/ and outputs/"
+        )
+    return text
+
+
+# conf/hydra/default.yaml names Hydra's output folders with it: a path is refused before they are made
+OmegaConf.register_new_resolver("rvpo.dirname", experiment_dirname, replace=True)
+
+
 def compose(
     overrides: list[str] | None = None, config_name: str = "train", return_hydra_config: bool = False
 ):

@@ -23,7 +23,7 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rvpo_repro.config import ConfigError
@@ -127,6 +127,17 @@ def _keys_at(config_name: str, parent: str, overrides: Sequence[str]) -> list[st
     return keys
 
 
+def _config_error_within(exc: BaseException) -> ConfigError | None:
+    """The ConfigError an OmegaConf resolution error wraps (its cause or context), if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConfigError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def describe(exc: BaseException, config_name: str, overrides: Sequence[str]) -> str | None:
     """The one line for a Hydra composition error, or None when it is not a config mistake."""
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
@@ -135,6 +146,8 @@ def describe(exc: BaseException, config_name: str, overrides: Sequence[str]) -> 
     text = str(exc)
     if isinstance(exc, ConfigError):
         return text
+    if (raised := _config_error_within(exc)) is not None:  # raised by one of the suite's resolvers
+        return str(raised)
     if isinstance(exc, MissingConfigException):
         found = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", text)
         if found:
@@ -182,12 +195,19 @@ def describe(exc: BaseException, config_name: str, overrides: Sequence[str]) -> 
 
 
 @contextlib.contextmanager
-def one_line_compose_errors(prog: str, config_name: str, overrides: Sequence[str]) -> Iterator[None]:
+def one_line_compose_errors(
+    prog: str,
+    config_name: str,
+    overrides: Sequence[str],
+    job_errors: Callable[[], dict[type[BaseException], int]] | None = None,
+) -> Iterator[None]:
     """Within: Hydra's report of a failed composition is replaced by one line and exit status 2.
 
     Hydra catches every exception of composing (and of the run) in `run_and_report` and prints its
     own text; this wraps that one function, so errors of the task itself keep their handling
-    (rvpo_repro.cli.one_line_errors)."""
+    (rvpo_repro.cli.one_line_errors). A multirun hands a failed job's exception back to Hydra,
+    which raises the first once every job has ended: one of `job_errors()` (error type: exit
+    status) is shown as one line too, after Hydra's line naming the job's overrides."""
     from unittest import mock
 
     import hydra._internal.utils as hydra_utils
@@ -198,7 +218,11 @@ def one_line_compose_errors(prog: str, config_name: str, overrides: Sequence[str
         try:
             return func()
         except Exception as exc:  # noqa: BLE001 (Hydra's own handler takes whatever is not ours)
-            line = describe(exc, config_name, overrides)
+            line, status = describe(exc, config_name, overrides), EXIT_CONFIG
+            if line is None and job_errors is not None:
+                codes = job_errors()
+                status = next((c for t, c in codes.items() if isinstance(exc, t)), None)
+                line = str(exc) if status is not None else None
             if line is None:  # not a config mistake: Hydra reports it as it always has
                 error = exc
 
@@ -207,7 +231,7 @@ def one_line_compose_errors(prog: str, config_name: str, overrides: Sequence[str
 
                 return original(again)
             print(f"{prog}: {line}", file=sys.stderr, flush=True)
-            raise SystemExit(EXIT_CONFIG) from None
+            raise SystemExit(status) from None
 
     with mock.patch.object(hydra_utils, "run_and_report", run_and_report):
         yield

@@ -205,6 +205,9 @@ class EvaluateConfig(TrainConfig):
     """`rvpo-eval`: the train config of a run plus the checkpoint to evaluate."""
 
     checkpoint: str = MISSING  # a saved model directory (a run's model/ or checkpoints/checkpoint-N)
+    # Set by rvpo-eval, not by hand: the content digest of `checkpoint` (run.checkpoints.checkpoint_digest).
+    # It identifies the evaluation in the config hash, in place of the checkpoint's path.
+    checkpoint_sha256: str | None = None
 
 
 GROUP_SCHEMAS: dict[str, type] = {

@@ -11,8 +11,6 @@ key, file, row or function), 75 another process is writing this run (one line na
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Sequence
 
 from omegaconf import DictConfig
@@ -21,7 +19,10 @@ from rvpo_repro.cli import run_hydra
 
 
 def _command() -> str:
-    return shlex.join(["rvpo-train", *sys.argv[1:]])
+    """The command to repeat to resume: the launcher's own line for a job of several ranks."""
+    from rvpo_repro.run.ranks import launch_command
+
+    return launch_command(["rvpo-train"])
 
 
 def job(cfg: DictConfig) -> None:

@@ -128,3 +128,136 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_failure_after_publishing_keeps_the_model_when_there_is_no_checkpoint(tmp_path):
+    from rvpo_repro.run.checkpoints import publish_model
+    from rvpo_repro.run.lifecycle import discard_if_unstarted
+
+    partial = tmp_path / "model.partial"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"w" * 10)
+    publish_model(partial, tmp_path / "model", {"global_step": 6})  # checkpoints rotated out or never kept
+    assert discard_if_unstarted(tmp_path) is False
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == b"w" * 10
+
+    empty = tmp_path / "unstarted"
+    (empty / "checkpoints" / "checkpoint-2").mkdir(parents=True)  # never sealed
+    assert discard_if_unstarted(empty) is True and not empty.exists()
+
+
+def test_an_unstarted_run_in_hydras_own_folder_keeps_hydras_files(tmp_path):
+    from rvpo_repro.run.lifecycle import discard_if_unstarted
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / "train.log").write_text("the log of this launch\n")
+    (tmp_path / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    assert discard_if_unstarted(tmp_path, keep=frozenset({".hydra", "train.log"})) is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]
+    assert (tmp_path / "train.log").read_text() == "the log of this launch\n"
+
+
+def test_a_checkpoint_of_another_number_of_ranks_is_refused_naming_the_launch(tmp_path, monkeypatch):
+    from rvpo_repro.run.checkpoints import seal
+    from rvpo_repro.run.lifecycle import other_world_size
+
+    ckpt = tmp_path / "checkpoints" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    (ckpt / "model.safetensors").write_bytes(b"w")
+    seal(ckpt, world_size=2)
+    monkeypatch.setattr("sys.argv", ["rvpo-train", "experiment=toy_smoke", "seed=1"])
+    assert other_world_size(str(ckpt), 2) is None
+    line = other_world_size(str(ckpt), 1)
+    assert line == (
+        f"{ckpt} was saved by 2 rank(s) and this launch has 1: a run resumes on the ranks it started "
+        "with; resume with: torchrun --nproc_per_node 2 -m rvpo_repro.train experiment=toy_smoke seed=1 "
+        f"(or move {ckpt.parent} aside to start afresh)"
+    )
+    seal(ckpt, world_size=1)
+    assert "resume with: rvpo-train experiment=toy_smoke seed=1 " in other_world_size(str(ckpt), 4)
+
+
+@pytest.mark.parametrize("name", ["../../x", "..", ".", "a/b", "a\\b", ""])
+def test_an_experiment_name_that_is_a_path_is_refused_in_one_line(name, compose_cfg):
+    from rvpo_repro.run.lifecycle import plan_run
+
+    cfg = compose_cfg("experiment=toy_smoke", f"experiment_name='{name}'")
+    with pytest.raises(ConfigError, match=r"^experiment_name=.*: expected one folder name") as info:
+        plan_run(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_a_bare_ctrl_c_is_one_real_line_and_exit_130(capsys):
+    from rvpo_repro.cli import one_line_errors
+
+    def job(cfg):
+        raise KeyboardInterrupt  # e.g. during the first imports, before the run opened
+
+    with pytest.raises(SystemExit) as info:
+        one_line_errors(job, "rvpo-train")(None)
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "rvpo-train: interrupted before the run opened; nothing kept\n"
+
+
+def test_rank0s_bare_error_reaches_the_other_ranks_with_its_name():
+    ranks = FakeRanks([], world_size=2)
+
+    def boom():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        agree(ranks, boom)
+    assert ranks.sent == [{"error": "rank 0: KeyboardInterrupt"}]
+
+
+def test_the_resume_command_of_a_rank_is_its_launchers_own_line(monkeypatch):
+    from rvpo_repro.run import ranks
+
+    venv_python, torchrun = "/venv/bin/python3.11", "/venv/bin/torchrun"
+    parent = [venv_python, torchrun, "--nproc_per_node", "2", "-m", "rvpo_repro.train", "seed=1"]
+    monkeypatch.setattr(ranks, "_parent_argv", lambda: parent)
+    monkeypatch.setattr(ranks.shutil, "which", lambda name: torchrun if name == "torchrun" else None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    assert (
+        ranks.launch_command(["rvpo-train"], ["seed=1"])
+        == "torchrun --nproc_per_node 2 -m rvpo_repro.train seed=1"
+    )
+    monkeypatch.setattr(ranks.shutil, "which", lambda name: None)  # not on PATH: the path as launched
+    assert ranks.launch_command(["rvpo-train"], ["seed=1"]).startswith(f"{torchrun} --nproc_per_node 2 ")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")  # e.g. Slurm tasks: no launcher process to name
+    assert (
+        ranks.launch_command(["rvpo-train"], ["seed=1"]) == "rvpo-train seed=1 (on all 2 ranks, as launched)"
+    )
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert ranks.launch_command(["rvpo-train"], ["a b"]) == "rvpo-train 'a b'"
+
+
+def test_a_rank_in_a_session_of_its_own_dies_with_its_launcher(tmp_path):
+    """As torchrun starts a rank (start_new_session): SIGKILL of the launcher alone ends the rank."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    rank = "from rvpo_repro.run.ranks import die_with_launcher; die_with_launcher(); print('armed', flush=True); import time; time.sleep(600)"
+    launcher = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {rank!r}], start_new_session=True, stdout=sys.stdout)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
+    try:
+        child = psutil.Process(int(proc.stdout.readline()))
+        assert proc.stdout.readline().strip() == "armed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs([child], timeout=30)  # not our child: its status is not ours to read
+        assert not alive
+    finally:
+        for p in psutil.Process().children(recursive=True):
+            p.kill()
+        if proc.poll() is None:
+            proc.kill()

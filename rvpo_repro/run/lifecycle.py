@@ -10,15 +10,22 @@ the job (rank 0 decides, every rank learns it, see `rvpo_repro.run.ranks`):
              the published final model (only evaluation is left), the newest complete checkpoint
              (`rvpo_repro.run.checkpoints`), or nothing (a fresh start)
 
-On Ctrl-C rank 0 says where the checkpoint is and how to resume; a run that fails or is
-interrupted before its first checkpoint leaves no directory behind.
+A checkpoint resumes only on the number of ranks that saved it (each step's batches depend on it):
+another number is refused in one line naming the launch to use. On Ctrl-C rank 0 says where the
+checkpoint is and how to resume; a full disk is one line too. A run that fails or is interrupted
+before its first checkpoint removes what it wrote and nothing else (Hydra's log, when
+`hydra.run.dir` is the run's own directory, stays).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
+import shlex
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +34,15 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rvpo_repro import progress
-from rvpo_repro.config import ConfigError, validate
+from rvpo_repro.config import ConfigError, experiment_dirname, validate
 from rvpo_repro.run import record as record_mod
-from rvpo_repro.run.checkpoints import newest_complete, trained_model
+from rvpo_repro.run.checkpoints import (
+    newest_complete,
+    newest_sealed,
+    published,
+    sealed_world_size,
+    trained_model,
+)
 from rvpo_repro.run.lock import RunLockedError, run_lock
 from rvpo_repro.run.provenance import redact
 from rvpo_repro.run.ranks import Ranks, join
@@ -64,6 +77,7 @@ class RunPlan:
 
 def plan_run(cfg: DictConfig, train: bool = True) -> RunPlan:
     """Validate `cfg` (nothing exists yet) and fix the run's identity."""
+    experiment_dirname(cfg.experiment_name)  # a name, never a path out of results/runs
     validate(cfg, construct_trl=False)  # GRPOConfig itself is built once the run is not finished
     if train:  # the memory plan: a run that cannot fit its GPUs stops here
         from rvpo_repro.sweep.memory import check_memory
@@ -129,7 +143,24 @@ def check_same_config(plan: RunPlan, ranks: Ranks) -> None:
     )
 
 
-def _decide(plan: RunPlan, stack: contextlib.ExitStack) -> dict:
+def other_world_size(checkpoint: str, world_size: int) -> str | None:
+    """Why `checkpoint` cannot resume on `world_size` ranks (None: it can), with the launch to use."""
+    saved = sealed_world_size(checkpoint)
+    if saved is None or saved == world_size:
+        return None
+    launch = (
+        ["torchrun", "--nproc_per_node", str(saved), "-m", "rvpo_repro.train"]
+        if saved > 1
+        else ["rvpo-train"]
+    )
+    return (
+        f"{checkpoint} was saved by {saved} rank(s) and this launch has {world_size}: a run resumes on "
+        f"the ranks it started with; resume with: {shlex.join([*launch, *sys.argv[1:]])} "
+        f"(or move {Path(checkpoint).parent} aside to start afresh)"
+    )
+
+
+def _decide(plan: RunPlan, stack: contextlib.ExitStack, world_size: int) -> dict:
     """Rank 0's decision (see the module docstring); takes the lock into `stack` for `run`."""
     if record_mod.find_finished(plan.run_dir, plan.config_hash) is not None:
         return {"action": "skip"}
@@ -141,29 +172,60 @@ def _decide(plan: RunPlan, stack: contextlib.ExitStack) -> dict:
         return {"action": "skip"}
     trained = trained_model(plan.run_dir)
     resume = None if trained else newest_complete(plan.checkpoints, plan.run_dir)
+    if resume and (refusal := other_world_size(resume, world_size)):
+        return {"action": "refuse", "error": refusal}
     return {"action": "run", "trained": trained, "resume": resume}
 
 
-def discard_if_unstarted(run_dir: Path) -> bool:
-    """Remove `run_dir` when it holds no checkpoint, no final model and no record."""
-    if (
-        newest_complete(run_dir / "checkpoints", run_dir) is None
-        and trained_model(run_dir) is None
+def discard_if_unstarted(run_dir: Path, keep: frozenset[str] = frozenset()) -> bool:
+    """Remove what the run wrote to `run_dir` when it holds no checkpoint, no final model and no
+    record; the entries in `keep` (there before the run opened: Hydra's log and .hydra/ when
+    hydra.run.dir is the run directory) stay, and so does `run_dir` then."""
+    if (  # sealed is enough here, verified or not (no weights read): a sealed file is never removed
+        newest_sealed(run_dir / "checkpoints") is None
+        and not published(run_dir)
         and not (run_dir / record_mod.RESULT_FILE).exists()
     ):
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            return True
+        for entry in run_dir.iterdir() if run_dir.is_dir() else ():
+            if entry.name not in keep:
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
         return True
     return False
 
 
-def _interrupted(run_dir: Path, command: str) -> RunInterrupted:
-    if discard_if_unstarted(run_dir):
+def hydra_entries(run_dir: Path) -> frozenset[str]:
+    """The entries of `run_dir` there now when Hydra's output folder is `run_dir` or inside it
+    (they hold Hydra's log of this launch); else none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or not run_dir.is_dir():
+        return frozenset()
+    output = Path(HydraConfig.get().runtime.output_dir).resolve()
+    if not output.is_relative_to(run_dir.resolve()):
+        return frozenset()
+    return frozenset(os.listdir(run_dir))
+
+
+def _disk_full(exc: OSError, run_dir: Path, command: str) -> RunFailed:
+    where = exc.filename or run_dir
+    ckpt = newest_complete(run_dir / "checkpoints", run_dir)
+    kept = f"last complete checkpoint: {ckpt}" if ckpt else "no complete checkpoint"
+    return RunFailed(
+        f"no space left on the device writing {where}; {kept}. Free space, then resume with: {command}"
+    )
+
+
+def _interrupted(run_dir: Path, command: str, keep: frozenset[str] = frozenset()) -> RunInterrupted:
+    if discard_if_unstarted(run_dir, keep):
         return RunInterrupted(
             f"interrupted before the first checkpoint; nothing kept. Start again with: {command}"
         )
-    if trained_model(run_dir) is not None:
+    if published(run_dir):
         return RunInterrupted(f"interrupted after training; evaluation is left. Finish it with: {command}")
-    ckpt = newest_complete(run_dir / "checkpoints", run_dir)
+    ckpt = newest_sealed(run_dir / "checkpoints")  # the next launch verifies it: Ctrl-C ends now
     return RunInterrupted(f"interrupted; last checkpoint: {ckpt}. Resume from it with: {command}")
 
 
@@ -171,9 +233,12 @@ def _interrupted(run_dir: Path, command: str) -> RunInterrupted:
 def open_run(plan: RunPlan, ranks: Ranks, command: str, what: str = "run") -> Iterator[OpenRun | None]:
     """Decide once for every rank (module docstring); yields None when the run is sealed."""
     check_same_config(plan, ranks)
+    keep = hydra_entries(plan.run_dir)  # not removed if the run ends before a checkpoint
     with contextlib.ExitStack() as stack:
-        decision = _decide(plan, stack) if ranks.main else None
+        decision = _decide(plan, stack, ranks.world_size) if ranks.main else None
         decision = ranks.broadcast(decision)
+        if decision["action"] == "refuse":
+            raise ConfigError(decision["error"])
         if decision["action"] == "skip":
             log.info(
                 "skipping finished %s %s (config %s): %s",
@@ -192,10 +257,16 @@ def open_run(plan: RunPlan, ranks: Ranks, command: str, what: str = "run") -> It
         except KeyboardInterrupt:
             if not ranks.main:
                 raise
-            raise _interrupted(plan.run_dir, command) from None
+            raise _interrupted(plan.run_dir, command, keep) from None
+        except OSError as exc:
+            if ranks.main:
+                discard_if_unstarted(plan.run_dir, keep)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _disk_full(exc, plan.run_dir, command) from None
+            raise
         except BaseException:
             if ranks.main:
-                discard_if_unstarted(plan.run_dir)
+                discard_if_unstarted(plan.run_dir, keep)
             raise
         finally:
             progress.close_all()
@@ -213,7 +284,7 @@ def agree(ranks: Ranks, work: Callable[[], Any]) -> Any:
         try:
             outcome["value"] = work()
         except BaseException as exc:
-            ranks.broadcast({"error": f"rank 0: {exc or type(exc).__name__}"})
+            ranks.broadcast({"error": f"rank 0: {str(exc) or type(exc).__name__}"})
             raise
         return ranks.broadcast(outcome)["value"]
     outcome = ranks.broadcast(None)

@@ -26,6 +26,9 @@ class RunLockedError(RuntimeError):
         holder = f"PID {pid}" if pid is not None else "another process"
         super().__init__(f"{run_dir} is being written by {holder}; wait for it to finish or stop it first")
 
+    def __reduce__(self):  # rebuilt from its own arguments where it crosses a process (joblib, submitit)
+        return type(self), (self.run_dir, self.pid)
+
 
 def _read_pid(fd: int) -> int | None:
     os.lseek(fd, 0, os.SEEK_SET)

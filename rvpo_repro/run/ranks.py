@@ -10,11 +10,23 @@ default group uses the accelerator's backend (gloo on CPU; NCCL for CUDA tensors
 objects on GPU). Decisions travel on a separate gloo group with a long timeout of its own
 (`run.rank_wait_hours`), because ranks 1..N-1 wait there while rank 0 evaluates, which can take
 longer than the training group's timeout (`trainer.ddp_timeout`).
+
+torchrun and accelerate start each rank in a session of its own, so a launcher killed with SIGKILL
+would leave its ranks running (and rank 0 holding the run's lock): every rank of a multi-rank job
+asks the kernel to kill it when its launcher dies (`die_with_launcher`). The launcher's command
+line is also the one to repeat to resume the job (`launch_command`).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -72,6 +84,62 @@ class Ranks:
 
 
 _JOINED: Ranks | None = None
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_launcher() -> None:
+    """SIGKILL this process when its parent (the launcher) dies, however it dies.
+
+    Linux: prctl(PR_SET_PDEATHSIG) (the kernel signals the rank); elsewhere a daemon thread polls
+    the parent's PID. A launcher already gone before the request took effect ends the rank now."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        threading.Thread(target=_watch_parent, args=(parent,), name="die-with-launcher", daemon=True).start()
+    if parent == 1:  # reparented to init: the launcher died before the request
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _parent_argv() -> list[str]:
+    try:
+        raw = open(f"/proc/{os.getppid()}/cmdline", "rb").read()  # noqa: SIM115 (one read)
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _as_typed(argv: list[str]) -> list[str]:
+    """`python /venv/bin/torchrun ...` as a user types it: `torchrun ...` when that is on PATH."""
+    if len(argv) > 1 and os.path.basename(argv[0]).startswith("python") and not argv[1].startswith("-"):
+        script, name = argv[1], os.path.basename(argv[1])
+        found = shutil.which(name)
+        head = name if found and os.path.realpath(found) == os.path.realpath(script) else script
+        return [head, *argv[2:]]
+    return argv
+
+
+def launch_command(program: Sequence[str], argv: Sequence[str] | None = None) -> str:
+    """The command that launched this job, to repeat it: the launcher's own command line for a
+    rank started by torchrun or accelerate launch (torch elastic's TORCHELASTIC_RUN_ID in the
+    environment, the launcher as parent); else `program` with this process's arguments."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if env_world_size() > 1 and "TORCHELASTIC_RUN_ID" in os.environ and (parent := _parent_argv()):
+        return shlex.join(_as_typed(parent))
+    command = shlex.join([*program, *args])
+    if env_world_size() > 1:
+        return f"{command} (on all {env_world_size()} ranks, as launched)"
+    return command
 
 
 def _default_backend() -> str:
@@ -94,6 +162,7 @@ def join(join_timeout_s: float, wait_hours: float) -> Ranks:
     import torch.distributed as dist
 
     rank = int(os.environ.get("RANK", "0"))
+    die_with_launcher()
     if not dist.is_initialized():
         if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))

@@ -38,6 +38,10 @@ SCHEMA_VERSION = 1
 HASH_EXCLUDED: tuple[tuple[str, ...], ...] = (
     ("logger",), ("paths",), ("hydra",), ("run",), ("eval", "backend")
 )  # fmt: skip
+# An evaluation of saved weights (rvpo-eval) is identified by their content digest
+# (`checkpoint_sha256`), not by where they lie: new weights at the same path are a new evaluation,
+# the same weights moved are not.
+DIGESTED_PATHS: tuple[tuple[str, ...], ...] = (("checkpoint",), ("model", "path"))
 
 
 class RecordConflictError(RuntimeError):
@@ -91,17 +95,19 @@ def _parent(data: dict, path: tuple[str, ...]) -> dict | None:
 
 def config_hash(cfg: DictConfig | Mapping) -> str:
     """First 12 hex digits of sha256 over the resolved config as canonical JSON, without the
-    HASH_EXCLUDED keys; stable across key order, and a DictConfig hashes as its plain dict."""
+    HASH_EXCLUDED keys (and DIGESTED_PATHS when the config has a checkpoint digest); stable across
+    key order, and a DictConfig hashes as its plain dict."""
     data = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
     data = _jsonable(data)  # a fresh plain copy
+    excluded = HASH_EXCLUDED + (DIGESTED_PATHS if data.get("checkpoint_sha256") else ())
     # Excluded leaves become placeholders BEFORE resolving: they never resolve (${hydra:...}
     # fails outside an app), and a kept key that interpolates one (cache_path: ${paths.cache_dir}/x)
     # hashes the same wherever the paths point. Then the excluded keys are dropped.
-    for path in HASH_EXCLUDED:
+    for path in excluded:
         if (parent := _parent(data, path)) is not None and path[-1] in parent:
             parent[path[-1]] = _mask(parent[path[-1]], ".".join(path))
     data = OmegaConf.to_container(OmegaConf.create(data), resolve=True)
-    for path in HASH_EXCLUDED:
+    for path in excluded:
         if (parent := _parent(data, path)) is not None:
             parent.pop(path[-1], None)
     canonical = json.dumps(_jsonable(data), sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -129,7 +135,9 @@ def run_id(cfg: DictConfig | Mapping) -> str:
 
 def run_dir(cfg: DictConfig | Mapping) -> Path:
     """`<paths.results_dir>/runs/<experiment_name>/<run_id>`."""
-    experiment = _safe(_select(cfg, "experiment_name"))
+    from rvpo_repro.config import experiment_dirname
+
+    experiment = _safe(experiment_dirname(_select(cfg, "experiment_name")))
     return Path(_select(cfg, "paths.results_dir")) / "runs" / experiment / run_id(cfg)
 
 

@@ -75,7 +75,8 @@ class ResumableTrainer(RVPOTrainer):
             self.args.save_total_limit = limit
         self.ranks.barrier()  # every rank's shards and RNG state are on disk
         if self.ranks.main:
-            checkpoints.seal(Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            checkpoints.seal(folder, world_size=self.ranks.world_size)
         self.ranks.barrier()
         if self.args.should_save:
             rotate_checkpoints(

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.toy_runs import process_env, toy_smoke_overrides
 
 from rvpo_repro.config import ConfigError, compose
 from rvpo_repro.io import read_jsonl
@@ -18,25 +19,18 @@ from rvpo_repro.run.lock import run_lock
 
 pytestmark = pytest.mark.faults
 
+KILL_AT = Path(__file__).resolve().parents[1] / "helpers" / "kill_at.py"
+
 TIMING = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "step_time"}
 
 
 def _overrides(tmp_path: Path, cache_dir: Path, *extra: str) -> list[str]:
-    return [
-        "experiment=toy_smoke",
-        "logger=disabled",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.cache_dir={cache_dir}",
-        f"paths.output_dir={tmp_path / 'out'}",
-        *extra,
-    ]
+    return toy_smoke_overrides(tmp_path, cache_dir, *extra, process=False)
 
 
 def _cli(tmp_path, cache_dir, *extra):
-    args = [a for a in _overrides(tmp_path, cache_dir, *extra) if not a.startswith("paths.output_dir")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "rvpo_repro.train", *args, f"hydra.run.dir={tmp_path / 'hydra'}"]
-    return cmd, env
+    cmd = [sys.executable, "-m", "rvpo_repro.train", *toy_smoke_overrides(tmp_path, cache_dir, *extra)]
+    return cmd, process_env()
 
 
 @pytest.mark.parametrize(
@@ -73,6 +67,30 @@ def test_second_launch_of_a_running_run_exits_naming_the_holder(tmp_path, cache_
         assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "marker"]  # nothing touched
 
 
+@pytest.mark.runs
+@pytest.mark.slow
+def test_a_held_run_fails_its_own_job_of_a_joblib_sweep_in_one_line_and_the_others_finish(
+    tmp_path, cache_dir
+):
+    """The joblib launcher's workers send a failed job's exception back pickled: RunLockedError
+    must come back whole, or the pool breaks and takes the sweep's other jobs with it."""
+    held = record.run_dir(compose(_overrides(tmp_path, cache_dir, "seed=0")))
+    cmd, env = _cli(tmp_path, cache_dir, "+launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+                    f"hydra.sweep.dir={tmp_path / 'multirun'}")  # fmt: skip
+    cmd.insert(3, "--multirun")
+    with run_lock(held):  # this test process plays another launch writing the seed=0 run
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 75, proc.stderr[-3000:]
+    assert "BrokenProcessPool" not in proc.stderr and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("rvpo-train:")]
+    assert lines == [
+        f"rvpo-train: {held} is being written by PID {os.getpid()}; wait for it to finish or stop it first"
+    ]
+    (done,) = [p.parent for p in (tmp_path / "results").glob("runs/*/*/result.json")]
+    assert record.load_record(done).config["seed"] == 1  # the other job finished
+    assert list(held.iterdir()) == []  # the locked job wrote nothing (our lock file went with our lock)
+
+
 @pytest.mark.slow
 def test_killed_and_resumed_run_is_bit_identical(tmp_path, cache_dir, monkeypatch):
     """Stopped right after checkpoint-3 is sealed, in the second epoch (8 prompts: 2 steps per epoch)."""
@@ -91,8 +109,8 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path, cache_dir, monkeypatc
 
     sealed = checkpoints.seal
 
-    def seal_then_stop(folder):
-        sealed(folder)
+    def seal_then_stop(folder, **kwargs):
+        sealed(folder, **kwargs)
         raise Killed(folder)
 
     monkeypatch.setattr(checkpoints, "seal", seal_then_stop)
@@ -115,22 +133,91 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path, cache_dir, monkeypatc
     assert strip == again and len(strip) == 7  # 6 steps + the closing summary
 
 
+def _wait_for(what: str, happened, proc: subprocess.Popen, cap_s: float = 1800) -> None:
+    """Wait until `happened()`, however slowly a loaded machine gets there; fail at once if the
+    process ends first. `cap_s` only stops a hung run from hanging the suite."""
+    deadline = time.monotonic() + cap_s
+    while not happened():
+        assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} in {cap_s:g} s"
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_ctrl_c_says_where_the_checkpoint_is_and_exits_130(tmp_path, cache_dir):
-    # So many steps that no loaded machine finishes them before the signal lands: the run is
-    # interrupted once its first checkpoint is sealed, however slowly it got there.
-    cmd, env = _cli(tmp_path, cache_dir, "trainer.max_steps=100000", "trainer.save_steps=2")
+    # The run holds after step 3 (checkpoint-2 sealed before it), so the signal lands after the
+    # first checkpoint however slowly the machine got there, and no step count can run out first.
+    cmd, env = _cli(tmp_path, cache_dir, "trainer.max_steps=6", "trainer.save_steps=2")
+    cmd[1:3] = [str(KILL_AT), "hold:3"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 600
-    while not list((tmp_path / "results").glob("runs/*/*/checkpoints/checkpoint-*/rvpo-complete.json")):
-        assert proc.poll() is None and time.time() < deadline, "no sealed checkpoint"
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        seals = "runs/*/*/checkpoints/checkpoint-*/rvpo-complete.json"
+        _wait_for("sealed checkpoint", lambda: list((tmp_path / "results").glob(seals)), proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 130, err[-3000:]
     last = err.strip().splitlines()[-1]
-    assert "last checkpoint:" in last and "checkpoint-" in last and "rvpo-train" in last
+    assert "last checkpoint:" in last and "checkpoint-2" in last and "Resume from it with: rvpo-train" in last
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_the_first_checkpoint_keeps_hydras_log_when_it_lives_in_the_run_folder(
+    tmp_path, cache_dir
+):
+    run_dir = record.run_dir(compose(_overrides(tmp_path, cache_dir)))
+    cmd, env = _cli(tmp_path, cache_dir, "trainer.save_steps=100")
+    cmd = [
+        sys.executable,
+        str(KILL_AT),
+        "ctrl_c:1",
+        *(a for a in cmd[3:] if not a.startswith("hydra.run.dir=")),
+    ]
+    proc = subprocess.run(
+        [*cmd, f"hydra.run.dir={run_dir}"], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "rvpo-train: interrupted before the first checkpoint; nothing kept. Start again with: rvpo-train "
+        )
+    )
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "train.log"]  # what the run wrote: gone
+    assert (run_dir / "train.log").is_file()  # Hydra's log of this launch (nothing logged yet at step 1)
+    assert "trainer.save_steps=100" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # and its record
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_the_rerun_resumes_from_the_last_complete_one(
+    tmp_path, cache_dir
+):
+    from rvpo_repro.run.job import train_and_evaluate
+
+    shape = ("trainer.max_steps=4", "trainer.save_steps=2", "trainer.save_total_limit=2")
+    cmd, env = _cli(tmp_path, cache_dir, *shape)
+    cmd[1:3] = [str(KILL_AT), "disk_full:4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    (run_dir,) = (tmp_path / "results" / "runs" / "toy_smoke").iterdir()
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"rvpo-train: no space left on the device writing {run_dir}/checkpoints/checkpoint-4/"
+    )
+    assert (
+        f"; last complete checkpoint: {run_dir}/checkpoints/checkpoint-2. Free space, then resume with: "
+        in last
+    )
+    assert (run_dir / "broken" / "checkpoint-4").is_dir()  # the partial save, set aside
+
+    again = train_and_evaluate(compose(_overrides(tmp_path, cache_dir, *shape)))
+    train = record.load_record(again).extra["train"]
+    assert train["resumed_from"].endswith("checkpoint-2") and train["global_step"] == 4
 
 
 def _rubric(tmp_path, cache_dir, *extra):

@@ -1,5 +1,6 @@
 """`python tests/helpers/kill_at.py PHASE [rvpo-train overrides]`: rvpo-train that SIGKILLs itself
-at one phase of its run, as `kill -9` or an out-of-memory kill would (no cleanup runs).
+at one phase of its run, as `kill -9` or an out-of-memory kill would (no cleanup runs), or meets
+another fault there (ctrl_c, disk_full).
 
     step:N     right after optimizer step N, before that step's checkpoint is saved
     hold:N     the same place, but wait there (holding the run) until killed from outside
@@ -8,10 +9,13 @@ at one phase of its run, as `kill -9` or an out-of-memory kill would (no cleanup
     publish    the final model saved to model.partial/, not yet published as model/
     evaluate   the final model published; evaluation started
     seal       examples.jsonl written, result.json not yet
+    ctrl_c:N   SIGINT to itself right after optimizer step N, as Ctrl-C in its terminal
+    disk_full:N  the device is full while checkpoint-N is saved (its optimizer state: ENOSPC)
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -34,13 +38,19 @@ def arm(phase: str) -> None:
     if rank and os.environ.get("RANK", "0") != rank:
         return
     name, _, arg = phase.partition(":")
-    if name in ("step", "hold"):
+    if name in ("step", "hold", "ctrl_c"):
         from transformers import TrainerCallback
+
+        act = {
+            "step": die,
+            "hold": lambda: time.sleep(3600),
+            "ctrl_c": lambda: os.kill(os.getpid(), signal.SIGINT),
+        }
 
         class KillAfterStep(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
                 if state.global_step == int(arg):
-                    die() if name == "step" else time.sleep(3600)
+                    act[name]()
 
         base = resume.ResumableTrainer
 
@@ -53,12 +63,24 @@ def arm(phase: str) -> None:
     elif name == "save":
         sealed = checkpoints.seal
 
-        def seal(folder):
+        def seal(folder, **kwargs):
             if Path(folder).name == f"checkpoint-{arg}":
                 die()
-            sealed(folder)
+            sealed(folder, **kwargs)
 
         checkpoints.seal = seal
+    elif name == "disk_full":
+        import torch
+
+        save = torch.save
+
+        def full_disk(obj, f, *a, **k):
+            if isinstance(f, str | os.PathLike) and f"checkpoint-{arg}" in str(f):
+                Path(f).write_bytes(b"\0" * 10)  # what fitted before the device filled up
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+            return save(obj, f, *a, **k)
+
+        torch.save = full_disk
     elif name == "publish":
         job.publish_model = die
     elif name == "evaluate":

@@ -3,12 +3,12 @@ the uninterrupted run: the same record, examples, per-step log and final weights
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.toy_runs import process_env, toy_smoke_overrides
 
 from rvpo_repro.config import compose
 from rvpo_repro.io import read_jsonl
@@ -22,29 +22,15 @@ TIMING = {"train_runtime", "train_samples_per_second", "train_steps_per_second",
 SHAPE = ("task.num_train_prompts=8", "trainer.max_steps=6", "trainer.save_steps=3")
 
 
-def overrides(root: Path, cache_dir: Path, *extra: str) -> list[str]:
-    return [
-        "experiment=toy_smoke",
-        "logger=disabled",
-        f"paths.results_dir={root / 'results'}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={root / 'hydra'}",
-        *SHAPE,
-        *extra,
-    ]
-
-
 def train(root: Path, cache_dir: Path, *extra: str) -> Path:
     from rvpo_repro.run.job import train_and_evaluate
 
-    args = [a for a in overrides(root, cache_dir, *extra) if not a.startswith("hydra.")]
-    return train_and_evaluate(compose([*args, f"paths.output_dir={root / 'out'}"]))
+    return train_and_evaluate(compose(toy_smoke_overrides(root, cache_dir, *SHAPE, *extra, process=False)))
 
 
 def killed_at(phase: str, root: Path, cache_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, str(HELPER), phase, *overrides(root, cache_dir, *extra)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    cmd = [sys.executable, str(HELPER), phase, *toy_smoke_overrides(root, cache_dir, *SHAPE, *extra)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=process_env(), timeout=600)
 
 
 def steps(run_dir: Path) -> list[dict]:

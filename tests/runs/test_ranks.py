@@ -10,6 +10,7 @@ type the run trained under and what every rank held, so a launch silently runnin
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers.toy_runs import process_env, toy_smoke_overrides
 
 from rvpo_repro.run import record
 
@@ -38,25 +40,11 @@ def free_port() -> int:
 
 
 def env(**extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "ACCELERATE_USE_CPU": "1",
-        "OMP_NUM_THREADS": "1",
-        **extra,
-    }
+    return process_env(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", **extra)
 
 
 def job_args(root: Path, cache_dir: Path, *extra: str) -> list[str]:
-    return [
-        "experiment=toy_smoke",
-        "logger=disabled",
-        f"paths.results_dir={root / 'results'}",
-        f"paths.cache_dir={cache_dir}",
-        f"hydra.run.dir={root / 'hydra'}",
-        *extra,
-    ]
+    return toy_smoke_overrides(root, cache_dir, *extra)
 
 
 def torchrun(port: int, *args: str) -> list[str]:
@@ -264,3 +252,57 @@ def test_slurm_ddp_task_environment_under_submitit_local_forms_one_two_rank_job(
     assert proc.returncode == 0, (proc.stderr + logs)[-4000:]
     (run_dir,) = records(tmp_path)
     assert_two_rank_record(run_dir)
+
+
+def _workers(launcher: subprocess.Popen) -> list[psutil.Process]:
+    return [
+        p for p in psutil.Process(launcher.pid).children(recursive=True) if "kill_at" in " ".join(p.cmdline())
+    ]
+
+
+def test_a_two_rank_job_says_its_launch_on_ctrl_c_dies_with_its_launcher_and_resumes_only_on_two_ranks(
+    tmp_path, cache_dir
+):
+    args = job_args(tmp_path, cache_dir, "trainer.max_steps=8", "trainer.save_steps=2")
+    hold = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), str(KILL_AT)]
+    seals = "runs/*/*/checkpoints/checkpoint-2/rvpo-complete.json"
+
+    # 1. Ctrl-C: torchrun hands SIGINT to its ranks; rank 0 names the launcher's own command line.
+    first = subprocess.Popen([*hold, "hold:3", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env())  # fmt: skip
+    try:
+        _wait_for(lambda: list((tmp_path / "results").glob(seals)), first, "checkpoint-2 sealed")
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("rvpo-train: interrupted")]
+    assert "last checkpoint:" in line and "checkpoint-2" in line, err[-3000:]
+    launch = r"Resume from it with: \S*torchrun --nproc_per_node 2 --master_port \d+ \S*kill_at\.py hold:3 experiment="
+    assert re.search(launch, line), line
+
+    # 2. SIGKILL of the launcher alone: its ranks (sessions of their own) end with it.
+    second = subprocess.Popen([*hold, "hold:3", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env())  # fmt: skip
+    try:
+        log = tmp_path / "hydra" / "train.log"  # rank 0 logs the resume once every rank has joined
+        _wait_for(lambda: "resuming" in log.read_text(errors="replace"), second, "the job resumed")
+        ranks = _workers(second)
+        assert len(ranks) == 2
+        os.kill(second.pid, signal.SIGKILL)
+        second.wait(timeout=60)
+        gone, alive = psutil.wait_procs(ranks, timeout=60)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        for p in psutil.Process().children(recursive=True):
+            p.kill()
+
+    # 3. The two-rank checkpoint on one process: refused in one line naming the two-rank launch.
+    single = run([sys.executable, "-m", "rvpo_repro.train", *args], cwd=tmp_path, timeout=600)
+    assert single.returncode == 2, single.stderr[-3000:]
+    last = single.stderr.strip().splitlines()[-1]
+    assert "was saved by 2 rank(s) and this launch has 1: a run resumes on the ranks it started with" in last
+    assert "resume with: torchrun --nproc_per_node 2 -m rvpo_repro.train experiment=toy_smoke" in last
+    (run_dir,) = (tmp_path / "results" / "runs" / "toy_smoke").iterdir()
+    assert not (run_dir / "result.json").exists() and not (run_dir / "model").exists()
