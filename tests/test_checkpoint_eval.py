@@ -268,3 +268,18 @@ def test_without_a_validation_split_every_save_is_tested(tmp_path):
     )
     assert [(r["step"], r["metrics"]["m"]) for r in out] == [(2, 0.2), (4, 0.9)]
     assert ce.best_checkpoint(out, "m", (4, 0.9)) == (4, 0.9, ce.OPTIMISTIC)
+
+
+def test_an_export_changed_after_its_seal_is_set_aside_not_evaluated(tmp_path):
+    """Same size, other bytes: the sha256 in the seal tells, before any weights are loaded."""
+    for step in (2, 4):
+        ce.export_checkpoint(_checkpoint(tmp_path / f"c{step}", b"0.5"), ce.export_path(tmp_path, step))
+    (ce.export_path(tmp_path, 4) / "model.safetensors").unlink()  # a hard link: replace, not rewrite
+    (ce.export_path(tmp_path, 4) / "model.safetensors").write_bytes(b"0.9")
+    tested = []
+    out = ce.evaluate_saved_checkpoints(
+        _cfg_run(tmp_path, validation=False), _data(), None, tmp_path, None, None,
+        lambda p: tested.append(Path(p.path).name) or {"m": _quality(p)},
+    )  # fmt: skip
+    assert tested == ["step-2"] and [r["step"] for r in out] == [2]
+    assert (tmp_path / "broken" / "step-4").is_dir()

@@ -44,7 +44,7 @@ from typing import Any
 
 from rvpo_repro.generation import GenerationSettings
 from rvpo_repro.rewards import expand_reward_funcs, item_weight_sources
-from rvpo_repro.run.checkpoints import SEAL, seal, set_aside, why_incomplete
+from rvpo_repro.run.checkpoints import SEAL, read_seal, seal, set_aside, why_incomplete
 from rvpo_repro.run.generation_process import SavedPolicy
 from rvpo_repro.tasks.base import TaskData
 
@@ -194,17 +194,27 @@ def export_callback(run_dir: Path):
 
 
 def exports(run_dir: Path) -> dict[int, Path]:
-    """The complete exports of `run_dir` by step; an incomplete one is set aside (never deleted)."""
+    """The sealed exports of `run_dir` by step; one without a seal (an interrupted export) is set
+    aside, never deleted. Their contents are checked against the seal where they are evaluated."""
     root = Path(run_dir) / EXPORTS
     found = {}
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         if not (m := _EXPORT.match(path.name)):
             continue
-        if (reason := why_incomplete(path)) is not None:
-            set_aside(path, Path(run_dir), reason)
+        if read_seal(path) is None:
+            set_aside(path, Path(run_dir), "no completion seal (the export was interrupted)")
             continue
         found[int(m.group(1))] = path
     return found
+
+
+def _verified(run_dir: Path, folder: Path) -> Path | None:
+    """`folder` when every file of the export still has its sealed size and sha256; else it is set
+    aside (one line) and None."""
+    if (reason := why_incomplete(folder)) is not None:
+        set_aside(folder, Path(run_dir), reason)
+        return None
+    return folder
 
 
 # ---- evaluation after training
@@ -239,6 +249,8 @@ def evaluate_saved_checkpoints(
     for step, folder in sorted(exports(run_dir).items()):
         if step in done:
             continue
+        if _verified(run_dir, folder) is None:
+            continue
         policy = SavedPolicy.of_run(cfg, folder)
         row: dict[str, Any] = {"step": step}
         if validation is not None:
@@ -260,7 +272,7 @@ def grade_best(
     if step is None or step == final_step or "metrics" in rows[step]:
         return
     folder = exports(run_dir).get(step)
-    if folder is None:
+    if folder is None or _verified(run_dir, folder) is None:
         raise FileNotFoundError(f"{export_path(run_dir, step)}: the best checkpoint's weights are gone")
     _append(path, {**rows[step], "metrics": test(SavedPolicy.of_run(cfg, folder))})
 
