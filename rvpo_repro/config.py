@@ -79,12 +79,10 @@ OmegaConf.register_new_resolver("rvpo.shipped_root", lambda: str(shipped_dir("sw
 def experiment_dirname(name: Any) -> str:
     """`name` as one folder name (of results/runs/ and outputs/); a path there is a ConfigError."""
     text = str(name)
-    if not text or text in (".", "..") or "/" in text or "\\" in text:
-        raise ConfigError(
-            f"experiment_name={text!r}: expected one folder name (letters, digits, `.`, `_`, `-`), "
-            "not a path: it names the folder under results/runs/ and outputs/"
-        )
-    return text
+    if text and text not in (".", "..") and "/" not in text and "\\" not in text:
+        return text
+    raise ConfigError(f"experiment_name={text!r}: expected one folder name, not a path (it names the folder "
+                      "under results/runs/ and outputs/)")  # fmt: skip
 
 
 # conf/hydra/default.yaml names Hydra's output folders with it: a path is refused before they are made
@@ -399,33 +397,25 @@ def check_precision(model: dict, trainer: dict) -> None:
 
 
 def check_vllm_model(plain: dict) -> None:
-    """Refuse, before anything starts, what vLLM's engine would refuse only after a minute of
-    start-up, in a message its caller does not see: a colocated layout TRL cannot build; on CPU, a tiny model whose head size vLLM cannot
-    run (its attention takes head_dim 32+; the default tiny model has 16) and a KV cache larger than
-    the free memory (`VLLM_CPU_KVCACHE_SPACE`)."""
+    """Refuse before anything starts what vLLM would refuse a minute into start-up, where its caller
+    does not see it: a colocated layout TRL cannot build; on CPU, a head size its attention cannot
+    run (32+; the default tiny model has 16) and a KV cache above the free memory."""
     from rvpo_repro.generation import vllm_layout_problem, vllm_memory_problem, vllm_shape_problem
 
     model, trainer = plain["model"], plain["trainer"]
     if problem := vllm_layout_problem(model, trainer):
         raise ConfigError(problem)
-    users = [
-        k
-        for k, on in [
-            ("trainer.use_vllm=true", trainer.get("use_vllm") and trainer.get("vllm_mode") == "colocate"),
-            ("eval.backend=vllm", plain.get("eval", {}).get("backend") == "vllm"),
-        ]
-        if on
-    ]
+    colocated = trainer.get("use_vllm") and trainer.get("vllm_mode") == "colocate"
+    users = [k for k, on in [("trainer.use_vllm=true", colocated),
+                             ("eval.backend=vllm", plain.get("eval", {}).get("backend") == "vllm")] if on]  # fmt: skip
     if not users:
         return
-    problem = vllm_memory_problem()
-    if problem:
+    if problem := vllm_memory_problem():
         raise ConfigError(f"{users[0]}: {problem}")
-    if model.get("source") != "tiny":
-        return
     tiny = model["tiny"]
-    problem = vllm_shape_problem(tiny["hidden_size"] // tiny["num_attention_heads"])
-    if problem:
+    if model.get("source") == "tiny" and (
+        problem := vllm_shape_problem(tiny["hidden_size"] // tiny["num_attention_heads"])
+    ):
         raise ConfigError(f"{users[0]} with model={model['name']}: {problem}")
 
 

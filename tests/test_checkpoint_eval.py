@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from rvpo_repro.rewards import RewardChannel
 from rvpo_repro.run import checkpoint_eval as ce
+from rvpo_repro.run.checkpoints import SEAL
 from rvpo_repro.run.record import load_record
 from rvpo_repro.tasks.base import TaskData
 
@@ -181,7 +182,7 @@ def test_an_export_links_the_policy_only_and_outlives_the_checkpoint(tmp_path):
     dest = ce.export_checkpoint(ckpt, ce.export_path(tmp_path, 4))
     names = sorted(p.name for p in dest.iterdir())
     assert names == sorted(
-        ["model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja", ce.SEAL]
+        ["model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja", SEAL]
     )
     assert (dest / "model.safetensors").stat().st_ino == (ckpt / "model.safetensors").stat().st_ino  # a link
     import shutil
@@ -200,7 +201,7 @@ def test_a_checkpoint_without_consolidated_weights_is_named(tmp_path):
 def test_a_half_made_export_is_set_aside_not_evaluated(tmp_path):
     ce.export_checkpoint(_checkpoint(tmp_path / "c2"), ce.export_path(tmp_path, 2))
     dest = ce.export_checkpoint(_checkpoint(tmp_path / "c4"), ce.export_path(tmp_path, 4))
-    (dest / ce.SEAL).unlink()
+    (dest / SEAL).unlink()
     assert list(ce.exports(tmp_path)) == [2]
     assert (tmp_path / "broken" / "step-4").is_dir()
 

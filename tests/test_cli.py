@@ -155,7 +155,11 @@ NOT_RUN = {
     "git": "clones the repository",
     "cd": "changes directory",
     "eval": "installs tab completion into the user's shell (the completion itself is tested above)",
+    "bash": "the GPU check on a lent GPU machine (its CPU rehearsal: make gpu-check-rehearsal)",
+    "rvpo_repro.integrations.verl": "verl's trainer, in the verl venv (tests/verl/test_launch.py starts it)",
 }
+# Modules and scripts users run with python: here they must answer --help.
+HELP_ONLY = ("rvpo_repro.analysis.credit", "rvpo_repro.analysis.channel_outcomes", "scripts/")
 
 
 def readme_commands() -> list[tuple[str, str]]:
@@ -208,9 +212,16 @@ def check_command(command: str, cwd: Path) -> None:
         module = {"rvpo_repro.train": "rvpo-train", "rvpo_repro.evaluate": "rvpo-eval"}.get(
             words[2], words[2]
         )
-        if module.split(".")[0] in NOT_RUN:
+        if module.split(".")[0] in NOT_RUN or module in NOT_RUN:
             return
         words, name = [module, *words[3:]], module
+    if name.startswith(HELP_ONLY) or (
+        name.startswith("python") and words[1:2] and words[1].startswith(HELP_ONLY)
+    ):
+        target = ["-m", name] if name.startswith("rvpo_repro.") else [words[1]]
+        proc = run([sys.executable, *target, "--help"], cwd=cwd)
+        assert proc.returncode == 0, f"`{command}`: {proc.stderr[-1000:]}"
+        return
     if name == "make":
         target = next((w for w in words[1:] if "=" not in w and not w.startswith("-")), "help")
         proc = run(["make", "-n", "-C", str(REPO), target], cwd=cwd)

@@ -41,7 +41,14 @@ EXCEPTIONS = _suite_exceptions()
 
 def test_the_introspection_finds_the_errors_a_job_raises():
     names = {e.__name__ for e in EXCEPTIONS}
-    assert {"RunLockedError", "ConfigError", "TaskInputError", "RankError", "RunFailed", "RunInterrupted"} <= names
+    assert {
+        "RunLockedError",
+        "ConfigError",
+        "TaskInputError",
+        "RankError",
+        "RunFailed",
+        "RunInterrupted",
+    } <= names
 
 
 @pytest.mark.parametrize("cls", EXCEPTIONS, ids=lambda c: c.__qualname__)

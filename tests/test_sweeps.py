@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from rvpo_repro.config import compose, conf_dir, validate
 from rvpo_repro.run.record import config_hash, run_dir
-from rvpo_repro.sweep import plan
+from rvpo_repro.sweep import plan, table
 from rvpo_repro.sweep.cost import estimate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def test_readme_table_states_the_planned_gpu_hours_and_grader_dollars(plans):
         row = re.search(rf"^\| `{name}` \|.*$", text, re.M)
         assert row, f"sweeps/README.md: no table row for {name}"
         cells = [c.strip() for c in row.group(0).strip("|").split("|")]
-        _, usd = plan.grader_totals([j for x in launches for j in x.jobs])
+        _, usd = table.grader_totals([j for x in launches for j in x.jobs])
         assert (int(cells[3]), int(cells[4])) == (round(plan.total_gpu_hours(launches)), round(usd)), name
 
 
@@ -311,9 +311,9 @@ def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
     out = proc.stdout
     assert "total: 12 runs (0 done, skipped on launch)" in out
     header = next(line for line in out.splitlines() if line.startswith("#  "))
-    assert header.split() == list(plan.COLUMNS)
+    assert header.split() == list(table.COLUMNS)
     rows = [line.split() for line in out.splitlines() if re.match(r"^\d+\s+(grpo|gdpo|rvpo)", line)]
-    assert len(rows) == 12 and all(len(r) == len(plan.COLUMNS) for r in rows)
+    assert len(rows) == 12 and all(len(r) == len(table.COLUMNS) for r in rows)
     # the method label, as tables and figures show it (one renderer: analysis.labels.method_label)
     assert {r[2] for r in rows} == {"grpo", "gdpo", "gdpo_(mean)", "rvpo_(k_0.5→2)"}
     assert {r[1] for r in rows} == {"grpo", "gdpo", "gdpo_mean", "rvpo_annealed"}  # both GDPO variants
@@ -331,10 +331,10 @@ def test_dry_run_of_healthbench_scaling_prints_runs_grader_and_cost():
 
 
 def test_grader_column_names_the_eval_judge_and_flags_the_training_judge():
-    assert plan.grader(compose(["experiment=rubric_science"])) == "-"  # GPQA: no grader
-    own = plan.grader(compose(["experiment=rubric_medicine", "eval_judge=training_judge"]))
+    assert table.grader(compose(["experiment=rubric_science"])) == "-"  # GPQA: no grader
+    own = table.grader(compose(["experiment=rubric_medicine", "eval_judge=training_judge"]))
     assert own.endswith("(not simple-evals, training judge)"), own
-    hot = plan.grader(compose(["experiment=rubric_medicine", "eval_judge.temperature=0.0"]))
+    hot = table.grader(compose(["experiment=rubric_medicine", "eval_judge.temperature=0.0"]))
     assert hot == "openai:gpt-4.1-2025-04-14(not simple-evals)"
 
 
@@ -368,7 +368,7 @@ def test_dry_run_prints_a_memory_plan_per_block_none_over_80_gb(plans, name):
     under the block's header, beside the GPU-hours."""
     launches = plans[name]
     assert plan.memory_problems(plan.load(name), launches) == []
-    out = plan.describe(plan.load(name), launches, "local").splitlines()
+    out = table.describe(plan.load(name), launches, "local").splitlines()
     for launch in launches:
         memory = plan.block_memory(launch)
         assert memory.unknown is None and memory.peak_gb <= 80
