@@ -9,9 +9,11 @@ The twins are the few that `rvpo_repro.sweep.twins.cover` picks from every cell 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,11 @@ def judge_server(tmp_path_factory, engine_cache):
     try:
         wait_http(f"http://127.0.0.1:{port}/health", server, timeout=600)
         yield tw.Services(base_url=f"http://127.0.0.1:{port}/v1", model=SERVED)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        # the judge and grader reached the server, and a response's items shared its cached prefix
+        assert _metric(metrics, "vllm:request_success_total") > 0
+        assert _metric(metrics, "vllm:prefix_cache_hits_total") > 0
     finally:
         server.terminate()
         try:
@@ -49,6 +56,13 @@ def judge_server(tmp_path_factory, engine_cache):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _metric(text: str, name: str) -> float:
+    """Sum of a Prometheus counter over its label sets, from vLLM's /metrics."""
+    values = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M)
+    assert values, f"{name} not in /metrics"
+    return sum(float(v) for v in values)
 
 
 def _cover() -> list[tw.Twin]:
