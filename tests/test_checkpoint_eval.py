@@ -284,3 +284,21 @@ def test_an_export_changed_after_its_seal_is_set_aside_not_evaluated(tmp_path):
     )  # fmt: skip
     assert tested == ["step-2"] and [r["step"] for r in out] == [2]
     assert (tmp_path / "broken" / "step-4").is_dir()
+
+
+def test_a_failing_generation_process_is_one_line_and_keeps_the_run(tmp_path, monkeypatch):
+    """The worker exits non-zero: the job's one-line error (exit 1), saying the rerun finishes it."""
+    import subprocess as sp
+
+    from rvpo_repro.cli import exit_codes
+    from rvpo_repro.generation import GenerationSettings
+    from rvpo_repro.run import generation_process as gp
+
+    monkeypatch.setattr(gp.subprocess, "run", lambda *a, **k: sp.CompletedProcess(a, 3))
+    policy = gp.SavedPolicy(str(tmp_path / "model"), {"name": "m"}, str(tmp_path))
+    with pytest.raises(gp.GenerationProcessError) as info:
+        gp.generate_saved(
+            "hf", policy, None, [[{"role": "user", "content": "q"}]], GenerationSettings(), fresh=True
+        )
+    assert "exited with code 3" in str(info.value) and "rerun the same command" in str(info.value)
+    assert next(c for t, c in exit_codes().items() if isinstance(info.value, t)) == 1

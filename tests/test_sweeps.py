@@ -133,7 +133,7 @@ def test_header_states_runs_and_gpu_hours_that_match_the_estimate(plans, name):
     hours = re.search(r"^# Expected GPU-hours: (\d+)", s.header, re.M)
     assert runs and hours, f"sweeps/{name}.yaml: header lacks 'Runs: N' or 'Expected GPU-hours: N'"
     assert int(runs.group(1)) == sum(len(x.jobs) for x in plans[name])
-    total = plan.total_gpu_hours(plans[name])
+    total = table.total_gpu_hours(plans[name])
     assert total > 0 and abs(int(hours.group(1)) - total) <= 0.02 * total + 1, (name, hours.group(1), total)
     assert s.description and "\n" not in s.description
 
@@ -146,7 +146,7 @@ def test_readme_table_states_the_planned_gpu_hours_and_grader_dollars(plans):
         assert row, f"sweeps/README.md: no table row for {name}"
         cells = [c.strip() for c in row.group(0).strip("|").split("|")]
         _, usd = table.grader_totals([j for x in launches for j in x.jobs])
-        assert (int(cells[3]), int(cells[4])) == (round(plan.total_gpu_hours(launches)), round(usd)), name
+        assert (int(cells[3]), int(cells[4])) == (round(table.total_gpu_hours(launches)), round(usd)), name
 
 
 def test_risk_ablation_shares_the_annealed_and_gdpo_runs_with_healthbench_scaling(plans):
@@ -370,7 +370,7 @@ def test_dry_run_prints_a_memory_plan_per_block_none_over_80_gb(plans, name):
     assert plan.memory_problems(plan.load(name), launches) == []
     out = table.describe(plan.load(name), launches, "local").splitlines()
     for launch in launches:
-        memory = plan.block_memory(launch)
+        memory = table.block_memory(launch)
         assert memory.unknown is None and memory.peak_gb <= 80
         assert all(j.memory.problem is None for j in launch.jobs)
         at = next(i for i, line in enumerate(out) if line.startswith(f"== {launch.model}:"))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rvpo_repro.generation import GenerationSettings, generate_hf, generate_vllm, pick_backend
+from rvpo_repro.run.lifecycle import RunFailed
 
 # Variables that make a process a rank of a distributed job (torchrun, accelerate launch, TRL's
 # colocated vLLM): the worker is a process of its own, not one more rank.
@@ -34,8 +35,9 @@ RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP
 RANK_PREFIXES = ("TORCHELASTIC_", "ACCELERATE_", "TORCH_NCCL_")
 
 
-class GenerationProcessError(RuntimeError):
-    """The generation process failed; `str()` is its one line."""
+class GenerationProcessError(RunFailed):
+    """The generation process failed; `str()` is its one line. The run is not sealed and keeps its
+    published model and checkpoint exports: the same command finishes the evaluation."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,12 @@ def _in_fresh_process(
         code = subprocess.run(cmd, env=worker_env(), check=False).returncode
         answer = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
     if code != 0 or "generations" not in answer:
-        raise GenerationProcessError(
+        why = (
             answer.get("error")
-            or f"the generation process for {policy.path} exited with code {code} (its output is above)"
+            or f"the generation process for {policy.path} exited with code {code} (output above)"
+        )
+        raise GenerationProcessError(
+            f"{why}; evaluation stopped, the trained model and checkpoints are kept: rerun the same command to finish it"
         )
     return answer["generations"]
 

@@ -246,13 +246,6 @@ def plan(sweep: Sweep, launcher: str = "local", max_hours: float = 24.0, status:
     return out
 
 
-def block_memory(launch: Launch) -> MemoryPlan:
-    """The block's memory plan with the highest peak (its runs differ in settings that may matter)."""
-    plans = [j.memory for j in launch.jobs if j.memory is not None]
-    known = [p for p in plans if not p.unknown]
-    return max(known, key=lambda p: p.peak_gb) if known else plans[0]
-
-
 def memory_problems(sweep: Sweep, launches: list[Launch]) -> list[str]:
     """One line per block whose plan does not fit its GPUs (the run that does not, the setting to change)."""
     out = []
@@ -261,10 +254,6 @@ def memory_problems(sweep: Sweep, launches: list[Launch]) -> list[str]:
         if bad is not None:
             out.append(f"sweep {sweep.name}, run {' '.join(bad.overrides)}: {bad.memory.problem}")
     return out
-
-
-def total_gpu_hours(launches: list[Launch]) -> float:
-    return sum(j.estimate.gpu_hours for launch in launches for j in launch.jobs)
 
 
 # ------------------------------------------------------------------ entry point
@@ -328,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, extra: list[str]) -> int:
-    from rvpo_repro.sweep.table import describe, grader_totals
+    from rvpo_repro.sweep.table import describe, grader_totals, total_gpu_hours
 
     if args.list:
         for name in available():

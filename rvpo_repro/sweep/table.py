@@ -9,16 +9,27 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rvpo_repro.analysis.labels import method_label
-from rvpo_repro.sweep.plan import Job, Launch, Sweep, block_memory, total_gpu_hours
+from rvpo_repro.sweep.memory import MemoryPlan
+
+# Job, Launch and Sweep are rvpo_repro.sweep.plan's (which imports this module to print them).
+def block_memory(launch: Any) -> MemoryPlan:
+    """The block's memory plan with the highest peak (its runs differ in settings that may matter)."""
+    plans = [j.memory for j in launch.jobs if j.memory is not None]
+    known = [p for p in plans if not p.unknown]
+    return max(known, key=lambda p: p.peak_gb) if known else plans[0]
 
 
-def grader_totals(jobs: list[Job]) -> tuple[float, float]:
+def total_gpu_hours(launches: list[Any]) -> float:
+    return sum(j.estimate.gpu_hours for launch in launches for j in launch.jobs)
+
+
+def grader_totals(jobs: list[Any]) -> tuple[float, float]:
     """(paid grader calls, their dollars) of these jobs; a grader without a price counts no dollars."""
     graded = [j.estimate.grader for j in jobs if j.estimate.grader is not None]
     return sum(g.calls for g in graded), sum(g.usd or 0.0 for g in graded)
 
 
-def _grader_text(jobs: list[Job]) -> str:
+def _grader_text(jobs: list[Any]) -> str:
     calls, usd = grader_totals(jobs)
     if not calls:
         return "no paid grader"
@@ -51,7 +62,7 @@ COLUMNS = tuple(
 )
 
 
-def job_row(i: int, job: Job) -> tuple[str, ...]:
+def job_row(i: int, job: Any) -> tuple[str, ...]:
     c = job.cfg
     t, m = c.trainer, c.model
     per_step = m.per_device_train_batch_size * m.gradient_accumulation_steps * max(int(m.num_gpus), 1)
@@ -79,7 +90,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def describe(sweep: Sweep, launches: list[Launch], launcher: str) -> str:
+def describe(sweep: Any, launches: list[Any], launcher: str) -> str:
     lines = [f"sweep {sweep.name}: {sweep.description}", f"launcher: {launcher}", ""]
     i = 0
     for launch in launches:
