@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from rvpo_repro.analysis.labels import method_label
 from rvpo_repro.sweep.memory import MemoryPlan
 
+
 # Job, Launch and Sweep are rvpo_repro.sweep.plan's (which imports this module to print them).
 def block_memory(launch: Any) -> MemoryPlan:
     """The block's memory plan with the highest peak (its runs differ in settings that may matter)."""
