@@ -15,7 +15,7 @@ from test_report import write_runs  # noqa: E402
 from rvpo_repro.analysis import snapshot  # noqa: E402
 from rvpo_repro.analysis.report import build_report  # noqa: E402
 from rvpo_repro.io import read_jsonl, write_jsonl  # noqa: E402
-from rvpo_repro.run.record import LOG_HISTORY_FILE, RESULT_FILE  # noqa: E402
+from rvpo_repro.run.record import LOG_HISTORY_FILE, RESULT_FILE, config_hash  # noqa: E402
 
 
 def _files(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -136,8 +136,10 @@ def _elsewhere_at_another_commit(results: Path) -> None:
         write_jsonl(d / LOG_HISTORY_FILE, [r | {"grad_norm": 0.31636816 + i} for i, r in enumerate(rows)])
         data = json.loads((d / RESULT_FILE).read_text())
         data["config"]["a_new_key"] = 1
+        data["config_hash"] = config_hash(data["config"])  # as the new code would record it
+        data["run_id"] = data["run_id"][: data["run_id"].rindex("-")] + "-" + data["config_hash"][:8]
         (d / RESULT_FILE).write_text(json.dumps(data, indent=2))
-        d.rename(d.with_name(d.name[: d.name.rindex("-")] + "-0000abcd"))
+        d.rename(d.with_name(data["run_id"]))
 
 
 def test_the_same_table_leaves_the_whole_snapshot_as_committed(tmp_path, capsys):
