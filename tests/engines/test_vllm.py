@@ -68,7 +68,7 @@ def test_colocate_training_and_vllm_evaluation_end_to_end_as_the_manual_writes_i
     # reload fix in rvpo_repro.generation that sync raises)
     assert len(steps) == 10 and all("sampling/sampling_logp_difference/mean" in h for h in steps), steps
     assert max(h["sampling/sampling_logp_difference/max"] for h in steps) < 0.5
-    assert "evaluating on 8 prompts x 2 samples (vllm)" in proc.stdout + proc.stderr
+    assert "/model on 8 prompts x 2 samples (vllm, fresh process)" in proc.stdout + proc.stderr
     assert record["config"]["trainer"]["use_vllm"] is True and record["config"]["eval"]["backend"] == "vllm"
     assert record["extra"]["train"]["generation"] == "vllm:colocate"
     assert record["extra"]["train"]["global_step"] == 10

@@ -94,7 +94,7 @@ def test_torchrun_two_ranks_train_one_job_and_rank0_alone_writes(torchrun_job):
     out = proc.stdout + proc.stderr
     assert out.count("training done:") == 1  # one console: rank 0's
     log = (root / "hydra" / "train.log").read_text()
-    assert log.count("evaluating on") == 1 and log.count(" done: {") == 1  # one log writer
+    assert log.count("/model on 8 prompts x") == 1 and log.count(" done: {") == 1  # one log writer
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "checkpoints", "examples.jsonl", "log_history.jsonl", "model", "result.json",
     ]  # fmt: skip
