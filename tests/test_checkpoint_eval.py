@@ -302,3 +302,14 @@ def test_a_failing_generation_process_is_one_line_and_keeps_the_run(tmp_path, mo
         )
     assert "exited with code 3" in str(info.value) and "rerun the same command" in str(info.value)
     assert next(c for t, c in exit_codes().items() if isinstance(info.value, t)) == 1
+
+
+def test_an_export_takes_the_digests_of_its_sealed_checkpoint(tmp_path):
+    from rvpo_repro.run.checkpoints import read_seal, seal, why_incomplete
+
+    ckpt = _checkpoint(tmp_path / "checkpoint-2")
+    seal(ckpt, world_size=2)
+    dest = ce.export_checkpoint(ckpt, ce.export_path(tmp_path, 2))
+    mine, theirs = read_seal(dest)["files"], read_seal(ckpt)["files"]
+    assert mine == {n: theirs[n] for n in mine} and "optimizer.pt" not in mine
+    assert why_incomplete(dest) is None  # the reused digests are the export's own bytes'

@@ -173,7 +173,9 @@ def export_checkpoint(checkpoint: Path, dest: Path) -> Path:
             os.link(checkpoint / name, partial / name)
         except OSError:  # another file system, or one without hard links
             shutil.copy2(checkpoint / name, partial / name)
-    seal(partial)
+    # the same bytes as the checkpoint's, whose seal was written moments ago: its digests, not a rehash
+    sealed = (read_seal(checkpoint) or {}).get("files", {})
+    seal(partial, files={n: sealed[n] for n in names} if all(n in sealed for n in names) else None)
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(partial, dest)
     return dest

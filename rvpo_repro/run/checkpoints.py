@@ -69,13 +69,13 @@ def checkpoint_digest(folder: str | Path, files: dict[str, dict] | None = None) 
     return "sha256:" + hashlib.sha256(listing.encode()).hexdigest()
 
 
-def seal(folder: str | Path, world_size: int = 1) -> None:
+def seal(folder: str | Path, world_size: int = 1, files: dict[str, dict] | None = None) -> None:
     """Mark `folder` complete: written last, atomically, after every file in it, with each file's
-    size and sha256 and the number of ranks that wrote it."""
+    size and sha256 and the number of ranks that wrote it. `files`: `contents` already known."""
     from rvpo_repro.io import atomic_write
 
     folder = Path(folder)
-    data = {"world_size": world_size, "files": contents(folder)}
+    data = {"world_size": world_size, "files": contents(folder) if files is None else files}
     atomic_write(folder / SEAL, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
