@@ -25,8 +25,8 @@ is published, `evaluate_saved_checkpoints` scores each export that has no row ye
                               optimistic)
 
 Rows are appended to `checkpoint_evals.jsonl` as each finishes, so a kill during evaluation
-reruns only what is missing. After the record is sealed the exports are removed except the best
-checkpoint's (`prune_exports`).
+reruns only what is missing. After the record is sealed the exports are removed except that of
+the best checkpoint by validation, when there is one (`prune_exports`).
 """
 
 from __future__ import annotations
