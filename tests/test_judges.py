@@ -420,3 +420,22 @@ def test_a_back_end_needs_only_from_config_and_reply():
     assert (judge.stats.sent, judge.stats.reasks, judge.stats.failures) == (2, 1, 0)
     (missing,) = Echo.from_config(types.SimpleNamespace(reask_limit=0)).grade([ok])
     assert missing.value is None and missing.attempts == 1 and "malformed" in missing.error
+
+
+def test_stopping_the_server_ends_the_answers_it_still_owes(caplog):
+    """An answer pending at stop (the client timed out) ends with the server's loop, not as an
+    asyncio "Task was destroyed" error that the garbage collector logs inside some later test."""
+    import gc
+    import urllib.request
+
+    from helpers.judge_server import ScriptedChatServer
+
+    owed = {"role": "user", "content": "owed " + directive(then="sleep", sleep_s=30.0)}
+    body = json.dumps({"model": "m", "messages": [owed]}).encode()
+    with ScriptedChatServer() as server:
+        post = urllib.request.Request(f"{server.base_url}/chat/completions", data=body)
+        with pytest.raises(TimeoutError):
+            urllib.request.urlopen(post, timeout=0.5)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        gc.collect()
+    assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]

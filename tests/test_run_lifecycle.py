@@ -3,6 +3,7 @@ the step-weighted loss, missing-verdict limits, file modes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 
@@ -249,6 +250,7 @@ def test_a_rank_in_a_session_of_its_own_dies_with_its_launcher(tmp_path):
         "time.sleep(600)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
+    child = None
     try:
         child = psutil.Process(int(proc.stdout.readline()))
         assert proc.stdout.readline().strip() == "armed"
@@ -256,8 +258,9 @@ def test_a_rank_in_a_session_of_its_own_dies_with_its_launcher(tmp_path):
         proc.wait(timeout=30)
         _, alive = psutil.wait_procs([child], timeout=30)  # not our child: its status is not ours to read
         assert not alive
-    finally:
-        for p in psutil.Process().children(recursive=True):
-            p.kill()
+    finally:  # only what this test started: a worker's other children (W&B's service) live on
         if proc.poll() is None:
             proc.kill()
+        if child is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()

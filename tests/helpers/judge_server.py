@@ -261,8 +261,12 @@ class ScriptedChatServer:
             ready.set()
             try:
                 loop.run_forever()
-            finally:
+            finally:  # answers still pending end here, not as "Task was destroyed" in a later test
                 server.close()
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(server.wait_closed())
                 loop.close()
 

@@ -9,6 +9,7 @@ type the run trained under and what every rank held, so a launch silently runnin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -285,6 +286,7 @@ def test_a_two_rank_job_says_its_launch_on_ctrl_c_dies_with_its_launcher_and_res
     # 2. SIGKILL of the launcher alone: its ranks (sessions of their own) end with it.
     second = subprocess.Popen([*hold, "hold:3", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env())  # fmt: skip
+    ranks: list[psutil.Process] = []
     try:
         log = tmp_path / "hydra" / "train.log"  # rank 0 logs the resume once every rank has joined
         _wait_for(lambda: "resuming" in log.read_text(errors="replace"), second, "the job resumed")
@@ -294,9 +296,12 @@ def test_a_two_rank_job_says_its_launch_on_ctrl_c_dies_with_its_launcher_and_res
         second.wait(timeout=60)
         gone, alive = psutil.wait_procs(ranks, timeout=60)
         assert not alive, [p.cmdline() for p in alive]
-    finally:
-        for p in psutil.Process().children(recursive=True):
-            p.kill()
+    finally:  # only what this step started: the worker's other children live on
+        for p in ranks or (_workers(second) if second.poll() is None else []):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        if second.poll() is None:
+            second.kill()
 
     # 3. The two-rank checkpoint on one process: refused in one line naming the two-rank launch.
     single = run([sys.executable, "-m", "rvpo_repro.train", *args], cwd=tmp_path, timeout=600)
