@@ -7,32 +7,47 @@ point before composing. Paths are found when asked for (`conf_dir()`), never at 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from rvpo_repro.ranges import (
+    AT_LEAST_1,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    SEED,
+    Range,
+    field_ranges,
+    out_of_range,
+)
 from rvpo_repro.schemas import GROUP_SCHEMAS, EvaluateConfig, TrainConfig, TrainerExtras
 
 
 def register_configs() -> None:
-    """Register the top-level schemas and one `<group>_schema` per group, `<task>_schema` per task.
+    """Register the top-level schemas and one `<group>_schema` per group, `<task>_schema` per task
+    and `<method>_schema` per registered aggregator method (its dataclass's options and `name`).
 
     They are stored at the root of the config store, not inside their groups, so that option
     lists (`--help`, tab completion) show only real choices; a group's YAML files pull theirs in
-    with `- /<group>_schema@_here_` in their defaults list.
+    with `- /<group>_schema@_here_` (`/<task>_schema`, `/<method>_schema`) in their defaults list.
     """
+    from rvpo_repro.aggregators import AGGREGATORS  # each method brings its own schema
+    from rvpo_repro.tasks import TASKS  # each task too
+
+    schemas = {f"{group}_schema": schema for group, schema in GROUP_SCHEMAS.items()}
+    for registry in (TASKS, AGGREGATORS):
+        for name, item in registry.items():
+            if schemas.setdefault(f"{name}_schema", item.schema) is not item.schema:
+                raise ValueError(f"two config schemas named {name}_schema: name the task or method apart")
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
-    for group, schema in GROUP_SCHEMAS.items():
-        cs.store(name=f"{group}_schema", node=schema)
-    from rvpo_repro.tasks import TASKS  # each task brings its own schema
-
-    for name, task in TASKS.items():
-        cs.store(name=f"{name}_schema", node=task.schema)
+    for name, schema in schemas.items():
+        cs.store(name=name, node=schema)
 
 
 def shipped_dir(name: str) -> Path:
@@ -89,6 +104,28 @@ def experiment_dirname(name: Any) -> str:
 OmegaConf.register_new_resolver("rvpo.dirname", experiment_dirname, replace=True)
 
 
+def recipe_option(option: str, *, _parent_: Any, _root_: Any) -> Any:
+    """`${rvpo.recipe:<option>}`, an aggregator option a family may set: `recipe.<option>.<method>`
+    of the experiment family (TrainConfig.recipe; null there: the method's default), or the
+    method's own default when the family sets none. A family that sets the option but does not list
+    the method is a ConfigError, so a method added later never takes a silent default there."""
+    from rvpo_repro.aggregators import AGGREGATORS
+
+    name = _parent_.get("name")
+    table = (_root_.get("recipe") or {}).get(option)
+    if table is not None and name not in table:
+        raise ConfigError(f"recipe.{option} lists no value for aggregator {name!r} (it lists {', '.join(table)}); "
+                          f"add one to the experiment family's recipe")  # fmt: skip
+    value = None if table is None else table[name]
+    if value is None:
+        value = next(f.default for f in fields(AGGREGATORS[name].schema) if f.name == option)
+    return value
+
+
+# conf/aggregator/<method>.yaml: the options an experiment family gives each method (its `recipe`)
+OmegaConf.register_new_resolver("rvpo.recipe", recipe_option, replace=True)
+
+
 def compose(
     overrides: list[str] | None = None, config_name: str = "train", return_hydra_config: bool = False
 ):
@@ -108,41 +145,12 @@ class ConfigError(ValueError):
     """A config key or value the suite refuses; the message names the key and what is allowed."""
 
 
-@dataclass(frozen=True)
-class Range:
-    """Allowed interval of a numeric setting; None bounds are open-ended."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False  # the bound itself is not allowed
-    high_open: bool = False
-
-    def allows(self, v: float) -> bool:
-        lo = self.low is None or (v > self.low if self.low_open else v >= self.low)
-        hi = self.high is None or (v < self.high if self.high_open else v <= self.high)
-        return lo and hi
-
-    def __str__(self) -> str:
-        def num(x: float) -> str:
-            return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {num(self.low)}"
-        lo, hi = "(" if self.low_open else "[", ")" if self.high_open else "]"
-        return f"in {lo}{num(self.low)}, {num(self.high)}{hi}"
-
-
-SEED = Range(0, 2**32 - 1)  # what numpy accepts
-POSITIVE, AT_LEAST_1, NON_NEGATIVE = Range(0, low_open=True), Range(1), Range(0)
-PROBABILITY = Range(0, 1)
-
-# Allowed ranges by dotted key (first), then by key-name pattern (any group, ints only for counts).
-# A None value means "the default" and is not checked.
+# Ranges of the `trainer` keys, TRL's GRPOConfig fields, which have no schema of the suite's. Every
+# other group declares its ranges on its schema's fields (`rvpo_repro.ranges.within`: the judge's on
+# JudgeConfig for both judge groups, an aggregator's on its method's dataclass). Then, for any key,
+# the ranges by key-name pattern below (ints only for counts). A None value means "the default" and
+# is not checked.
 RANGES: dict[str, Range] = {
-    "model.num_gpus": NON_NEGATIVE,
-    "model.vllm_gpu_memory_utilization": Range(0, 1, low_open=True),
-    "model.vllm_tensor_parallel_size": AT_LEAST_1,
-    "model.gpu_memory_gb": POSITIVE,
     "trainer.num_generations": Range(2),  # a group needs two rollouts to have a spread
     "trainer.num_generations_eval": Range(2),
     "trainer.save_steps": POSITIVE,  # int: steps; float < 1: share of max_steps (TRL)
@@ -158,26 +166,6 @@ RANGES: dict[str, Range] = {
     "trainer.beta": NON_NEGATIVE,
     "trainer.epsilon": POSITIVE,
     "trainer.epsilon_high": POSITIVE,
-    "eval.temperature": NON_NEGATIVE,  # 0: greedy
-    "judge.temperature": Range(0, 2),
-    "judge.max_retries": NON_NEGATIVE,
-    "judge.reask_limit": NON_NEGATIVE,
-    "judge.timeout_s": POSITIVE,
-    "judge.backoff_base_s": NON_NEGATIVE,
-    "judge.backoff_max_s": NON_NEGATIVE,
-    "eval_judge.temperature": Range(0, 2),
-    "eval_judge.max_retries": NON_NEGATIVE,
-    "eval_judge.reask_limit": NON_NEGATIVE,
-    "eval_judge.timeout_s": POSITIVE,
-    "eval_judge.backoff_base_s": NON_NEGATIVE,
-    "eval_judge.backoff_max_s": NON_NEGATIVE,
-    "aggregator.risk": NON_NEGATIVE,
-    "aggregator.risk_start": NON_NEGATIVE,
-    "aggregator.risk_end": NON_NEGATIVE,
-    "aggregator.beta": NON_NEGATIVE,
-    "aggregator.eps": POSITIVE,
-    "run.max_missing_share": PROBABILITY,
-    "run.rank_wait_hours": POSITIVE,
 }
 PATTERN_RANGES: tuple[tuple[str, Range, bool], ...] = (  # (regex on the dotted key, range, ints only)
     (r"(^|[._])seed$", SEED, False),
@@ -207,12 +195,14 @@ JOB_SET_TRAINER_KEYS: dict[str, str] = {
 MODEL_TRAINER_KEYS = tuple(k for k, v in JOB_SET_TRAINER_KEYS.items() if v == f"model.{k}")
 
 
-def range_of(key: str, value: Any) -> Range | None:
-    """The allowed range of the setting `key` (dotted) holding `value`; None when unconstrained."""
+def range_of(key: str, value: Any, declared: dict[str, Range] | None = None) -> Range | None:
+    """The allowed range of the setting `key` (dotted) holding `value`: the one `declared` on its
+    schema field (`schema_ranges`), else RANGES', else a pattern's; None when unconstrained."""
     import re
 
-    if key in RANGES:
-        return RANGES[key]
+    for table in (declared or {}, RANGES):
+        if key in table:
+            return table[key]
     for pattern, rng, ints_only in PATTERN_RANGES:
         if re.search(pattern, key) and (isinstance(value, int) or not ints_only):
             return rng
@@ -227,14 +217,30 @@ def _leaves(node: Any, prefix: str = ""):
         yield prefix[:-1], node
 
 
+def schema_ranges(plain: dict) -> dict[str, Range]:
+    """{dotted key: Range} declared on the schema fields of a config: the root schema's groups, and
+    the schemas of the task and the aggregator method it names."""
+    from rvpo_repro.aggregators import AGGREGATORS
+    from rvpo_repro.tasks import TASKS
+
+    root = EvaluateConfig if "checkpoint" in plain else TrainConfig
+    found = dict(field_ranges(root))
+    for group, registry in (("task", TASKS), ("aggregator", AGGREGATORS)):
+        name = (plain.get(group) or {}).get("name")
+        if name in registry:
+            found |= field_ranges(registry[name].schema, f"{group}.")
+    return found
+
+
 def check_ranges(plain: dict) -> None:
-    """Raise ConfigError for the first numeric setting outside its range (see RANGES)."""
+    """Raise ConfigError for the first numeric setting outside its range (see `range_of`)."""
+    declared = schema_ranges(plain)
     for key, value in _leaves(plain):
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        rng = range_of(key, value)
-        if rng is not None and not rng.allows(value):
-            raise ConfigError(f"{key}={value}: must be {rng}")
+        rng = range_of(key, value, declared)
+        if rng is not None and (problem := out_of_range(key, value, rng)):
+            raise ConfigError(problem)
 
 
 def _trl_field_types() -> dict[str, Any]:
@@ -361,6 +367,7 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
         OmegaConf.merge(OmegaConf.structured(TASKS[task_name].schema), raw["task"])
     except Exception as exc:
         raise _schema_error(exc, "task.") from exc
+    check_aggregator_options(raw.get("aggregator"))
     if not isinstance(raw.get("trainer"), dict):
         raise ConfigError(f"trainer: expected a mapping of GRPOConfig fields, got {raw.get('trainer')!r}")
     plain = {
@@ -379,6 +386,24 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
         raise ConfigError(f"aggregator: {exc}") from exc
     if construct_trl:
         check_grpo_config(cfg)
+
+
+def check_aggregator_options(agg: Any) -> None:
+    """The `aggregator` node names a registered method and holds its options only, of their types
+    (an option of another method added with `+aggregator.<key>=`, or a `name` changed on the
+    command line, is refused naming the method and what it accepts)."""
+    from rvpo_repro.aggregators import AGGREGATORS
+    from rvpo_repro.aggregators.base import foreign_options
+
+    name = agg.get("name") if isinstance(agg, dict) else None
+    if name not in AGGREGATORS:
+        raise ConfigError(f"aggregator.name={name!r}: expected one of {sorted(AGGREGATORS)}")
+    if problem := foreign_options(name, set(agg) - {"name"}):
+        raise ConfigError(f"aggregator: {problem}")
+    try:
+        OmegaConf.merge(OmegaConf.structured(AGGREGATORS[name].schema), agg)
+    except Exception as exc:
+        raise _schema_error(exc, "aggregator.") from exc
 
 
 def check_precision(model: dict, trainer: dict) -> None:

@@ -6,6 +6,7 @@ lines of its own (exit 1). `one_line_compose_errors` turns each into the suite's
     rvpo-train: aggregator=rvpp: no option 'rvpp' in config group 'aggregator'; did you mean rvpo, rvpo_k5, ...?
     rvpo-train: trainer.max_step=5: no key 'max_step' in 'trainer'; did you mean max_steps?
     rvpo-train: aggregator.risk=high: expected a float, got 'high'
+    rvpo-train: aggregator.risk=2: option(s) ['risk'] do not apply to aggregator 'grpo'; it accepts [...]
 
 `--cfg job --resolve` resolves `${hydra:runtime.output_dir}` as the run would (`print_resolved`).
 
@@ -24,6 +25,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 from rvpo_repro.config import ConfigError
@@ -93,27 +95,45 @@ def _override_of(key: str, overrides: Sequence[str]) -> str:
     return key
 
 
-def _keys_at(config_name: str, parent: str, overrides: Sequence[str]) -> list[str]:
-    """Keys of the node `parent` ("" for the root) of the config composed without the bad override,
-    plus, for the root, the config groups and, for `trainer`, TRL's GRPOConfig fields."""
+def _node_at(config_name: str, parent: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """The node `parent` ("" for the root) of the config composed without the bad override,
+    unresolved; {} when that does not compose either."""
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import DictConfig, OmegaConf
 
     from rvpo_repro.config import compose
 
-    keys: list[str] = []
     app = GlobalHydra.instance().hydra  # inside a Hydra app: set aside while composing
     GlobalHydra.instance().clear()
     try:
         cfg = compose(list(overrides), config_name=config_name)
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        if isinstance(node, DictConfig):
-            keys = [str(k) for k in node.keys()]
-    except Exception:  # noqa: BLE001, S110 (the candidates are a courtesy: never a second error)
-        pass
+        return OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else {}
+    except Exception:  # noqa: BLE001 (the candidates are a courtesy: never a second error)
+        return {}
     finally:
         if app is not None:
             GlobalHydra.instance().initialize(app)
+
+
+def _foreign_option(key: str, near: str, config_name: str, overrides: Sequence[str]) -> str | None:
+    """For `aggregator.<key>`: the line refusing it for the method the config names, naming what
+    that method accepts, when another method takes `key` or no option is `near` it (a typo close
+    to one of the method's options gets "did you mean" instead)."""
+    from rvpo_repro.aggregators import AGGREGATORS
+    from rvpo_repro.aggregators.base import foreign_options
+
+    elsewhere = any(key in (f.name for f in fields(cls.schema)) for cls in AGGREGATORS.values())
+    if near and not elsewhere:
+        return None
+    method = _node_at(config_name, "aggregator", overrides).get("name")
+    return foreign_options(method, [key]) if method in AGGREGATORS else None
+
+
+def _keys_at(config_name: str, parent: str, overrides: Sequence[str]) -> list[str]:
+    """Keys of the node `parent` ("" for the root) of the config composed without the bad override,
+    plus, for the root, the config groups and, for `trainer`, TRL's GRPOConfig fields."""
+    keys = [str(k) for k in _node_at(config_name, parent, overrides)]
     if not parent:
         from rvpo_repro.config import conf_dir, group_options
 
@@ -175,8 +195,10 @@ def describe(exc: BaseException, config_name: str, overrides: Sequence[str]) -> 
         )
         parent, _, name = key.rpartition(".")
         others = [o for o in overrides if o != _override_of(key, overrides)]
-        where = f"in {parent!r}" if parent else "at the top level of the config"
         hint = _did_you_mean(name, _keys_at(config_name, parent, others))
+        if parent == "aggregator" and (foreign := _foreign_option(name, hint, config_name, others)):
+            return f"{_override_of(key, overrides)}: {foreign}"
+        where = f"in {parent!r}" if parent else "at the top level of the config"
         return f"{_override_of(key, overrides)}: no key {name!r} {where}" + (
             hint or f" (to add one: +{key}=...)"
         )

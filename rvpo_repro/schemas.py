@@ -1,7 +1,10 @@
 """Dataclass schemas of the config groups (Hydra structured configs).
 
 Each group's YAML files merge into the dataclass registered for that group (rvpo_repro.config),
-so an unknown key or a value of the wrong type fails at compose time, naming the key.
+so an unknown key or a value of the wrong type fails at compose time, naming the key. A field made
+`within` a Range is range-checked by `rvpo_repro.config.validate`. Tasks and aggregators bring
+their own schemas (each task's `schema`; each aggregator method's dataclass, `schema` once
+registered), which the files of those groups pull in by name.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from omegaconf import MISSING
+
+from rvpo_repro.ranges import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, within
 
 
 class ModelSource(StrEnum):
@@ -43,52 +48,18 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
-    num_gpus: int = 0  # GPUs a run of this size is planned for (0 = CPU)
-    vllm_gpu_memory_utilization: float = 0.3  # share of each GPU that colocated vLLM may take
-    vllm_tensor_parallel_size: int = 1  # colocated vLLM: ranks sharing one engine (divides num_gpus)
+    num_gpus: int = within(NON_NEGATIVE, 0)  # GPUs a run of this size is planned for (0 = CPU)
+    # share of each GPU that colocated vLLM may take
+    vllm_gpu_memory_utilization: float = within(Range(0, 1, low_open=True), 0.3)
+    # colocated vLLM: ranks sharing one engine (divides num_gpus)
+    vllm_tensor_parallel_size: int = within(AT_LEAST_1, 1)
     vllm_enable_sleep_mode: bool = (
         False  # colocated vLLM frees its weights and KV cache while the policy trains
     )
-    gpu_memory_gb: float = (
-        80.0  # each GPU's memory the run's memory plan is held against (rvpo_repro.sweep.memory)
-    )
+    # each GPU's memory the run's memory plan is held against (rvpo_repro.sweep.memory)
+    gpu_memory_gb: float = within(POSITIVE, 80.0)
     accelerate: str | None = None  # conf/accelerate/<name>.yaml for a run on several GPUs (rvpo-sweep)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-
-
-@dataclass
-class AggregatorConfig:
-    """Options of one registered aggregator; None means "the aggregator's default".
-
-    Options that do not apply to `name` are rejected by `rvpo_repro.aggregators.get_aggregator`.
-    """
-
-    name: str = MISSING
-    scale: str | None = None  # grpo: group | batch | none
-    risk: float | None = None  # rvpo: constant k
-    risk_start: float | None = None  # rvpo: schedule start
-    risk_end: float | None = None  # rvpo: schedule end
-    schedule: str | None = None  # rvpo: constant | linear | cosine
-    beta: float | None = None  # variance_penalty coefficient
-    eps: float | None = None  # std floor (default 1e-4, as TRL)
-    weights: list[float] | None = None  # per-channel weights (K,)
-    reduce: str | None = None  # gdpo: sum (TRL normalize_then_sum, default) | mean (= rvpo at risk 0)
-    whiten: str | None = None  # z-score methods: batch whitening over sequence (default) | token | none
-    missing: str | None = (
-        None  # grpo, dr_grpo: renormalise (default: a missing verdict is absent) | nansum (TRL)
-    )
-    saturated: str | None = None  # z-score methods: keep (default, the paper's mean) | drop channels
-    # constant within their group
-    offsets: list[float] | None = None  # saw: per-channel shift before the coefficient of variation
-    mode: str | None = None  # gd2po: snr (default) | hard conflict filter
-    tau: float | None = None  # gd2po: agreement-ratio threshold of mode snr (default 0.8)
-    gapo_p: float | None = None  # mgda: none = MGDA; gapo: 1.0 (each Z vector over its norm^p)
-    objective: int | None = None  # constrained_grpo: index of the reward channel (others: constraints)
-    lambda_init: float | None = None  # constrained_grpo: initial Lagrange multipliers
-    lagrange_lr: float | None = None  # constrained_grpo: dual ascent step
-    threshold: float | None = None  # constrained_grpo: allowed violation rate per constraint
-    use_item_weights: bool = False  # gdpo/rvpo/...: also weight channels by per-rollout item weights
-    # (rubric item weights); grpo and dr_grpo always use them
 
 
 @dataclass
@@ -107,7 +78,7 @@ class EvalConfig:
 
     backend: str = "auto"  # hf | vllm | auto (vllm when installed and a GPU is present)
     max_new_tokens: int | None = None  # None: trainer.max_completion_length
-    temperature: float = 1.0
+    temperature: float = within(NON_NEGATIVE, 1.0)  # 0: greedy
     top_p: float = 1.0
     batch_size: int = 64
     seed: int = 0
@@ -122,14 +93,18 @@ class JudgeConfig:
     model: str = ""
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable, never the key
-    temperature: float = 0.0
+    temperature: float = within(Range(0, 2), 0.0)
     max_tokens: int | None = None  # None: the back end's default (hf: 256)
     max_concurrency: int = 16
-    max_retries: int = 4  # transport retries (timeouts, 429, 5xx), with exponential backoff
-    reask_limit: int = 3  # re-asks of a malformed verdict before it is recorded as missing
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    timeout_s: float = 60.0
+    max_retries: int = within(
+        NON_NEGATIVE, 4
+    )  # transport retries (timeouts, 429, 5xx), with exponential backoff
+    reask_limit: int = within(
+        NON_NEGATIVE, 3
+    )  # re-asks of a malformed verdict before it is recorded as missing
+    backoff_base_s: float = within(NON_NEGATIVE, 0.5)
+    backoff_max_s: float = within(NON_NEGATIVE, 30.0)
+    timeout_s: float = within(POSITIVE, 60.0)
     seed: int = 0  # backoff jitter; hf sampling
     cache_path: str | None = None  # SQLite verdict cache shared across runs (None = off)
     transport: str = "auto"  # openai back end: auto | aiohttp | httpx
@@ -175,15 +150,16 @@ class RunConfig:
 
     # A run whose training judge missed a larger share of its verdicts is not sealed, and a step with
     # no usable reward stops it; 1.0 accepts anything (plumbing smoke runs with a random judge).
-    max_missing_share: float = 0.1
-    rank_wait_hours: float = 24.0  # how long ranks 1..N-1 wait for rank 0 (e.g. while it evaluates)
+    max_missing_share: float = within(PROBABILITY, 0.1)
+    # how long ranks 1..N-1 wait for rank 0 (e.g. while it evaluates)
+    rank_wait_hours: float = within(POSITIVE, 24.0)
 
 
 @dataclass
 class TrainConfig:
     model: ModelConfig = MISSING
     task: Any = MISSING
-    aggregator: AggregatorConfig = MISSING
+    aggregator: Any = MISSING  # the chosen method's own schema (rvpo_repro.aggregators.base.options_schema)
     trainer: dict[str, Any] = MISSING  # TRL GRPOConfig fields + TrainerExtras (checked by `validate`)
     judge: JudgeConfig = MISSING
     eval_judge: JudgeConfig = MISSING  # HealthBench grader (conf/eval_judge; default simple_evals)
@@ -194,9 +170,10 @@ class TrainConfig:
     experiment_name: str = "default"
     seed: int = 0
     # Options an experiment family gives each aggregator, keyed by option then by registered
-    # aggregator name; the family's aggregator group reads them by interpolation, e.g.
-    # `aggregator.whiten: ${recipe.whiten.${aggregator.name}}` (conf/experiment/tool_calling.yaml),
-    # so a name the family does not list fails to resolve instead of getting a silent default.
+    # aggregator name (conf/experiment/tool_calling.yaml: recipe.whiten.gdpo = token). The aggregator
+    # files of the methods that have the option read it as `whiten: ${rvpo.recipe:whiten}`
+    # (rvpo_repro.config.recipe_option): the family's value, else the method's own default; a name
+    # the family does not list fails to resolve instead of getting a silent default.
     recipe: dict[str, Any] = field(default_factory=dict)
 
 
@@ -212,7 +189,6 @@ class EvaluateConfig(TrainConfig):
 
 GROUP_SCHEMAS: dict[str, type] = {
     "model": ModelConfig,
-    "aggregator": AggregatorConfig,
     "judge": JudgeConfig,
     "eval_judge": JudgeConfig,
     "logger": LoggerConfig,

@@ -227,7 +227,7 @@ def test_constrained_grpo_scalarises_zscores_with_its_multipliers_and_steps_them
     torch.testing.assert_close(agg(r, 4), z[:, 0])
     with pytest.raises(ValueError, match="objective = 3 but the rewards have 3 channels"):
         get_aggregator("constrained_grpo", objective=3)(r, 4)
-    with pytest.raises(ValueError, match="lagrange_lr = -1.0; expected a finite value >= 0"):
+    with pytest.raises(ValueError, match=r"^lagrange_lr=-1.0: must be in \[0, inf\)$"):
         get_aggregator("constrained_grpo", lagrange_lr=-1.0)
 
 

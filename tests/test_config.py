@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from rvpo_repro.aggregators.base import AGGREGATORS as METHODS
 from rvpo_repro.config import compose, conf_dir, validate
 from rvpo_repro.schemas import GROUP_SCHEMAS
 
@@ -38,6 +39,8 @@ def test_every_group_option_composes(group, option):
     OmegaConf.to_container(node, resolve=False, throw_on_missing=True)
     if group in GROUP_SCHEMAS:  # validated by its dataclass, not a loose dict
         assert OmegaConf.get_type(node) is GROUP_SCHEMAS[group]
+    if group == "aggregator":  # by its method's own schema
+        assert OmegaConf.get_type(node) is METHODS[node.name].schema
 
 
 def test_hydra_group_composes():
@@ -90,9 +93,10 @@ def test_family_composes_with_every_model_and_aggregator(family, size, aggregato
     OmegaConf.to_container(cfg, resolve=False, throw_on_missing=True)
     assert cfg.experiment_name == family
     assert cfg.model.name == f"qwen2.5-{size}" and cfg.model.path == f"Qwen/Qwen2.5-{size.upper()}-Instruct"
-    option = OmegaConf.to_container(compose([f"aggregator={aggregator}"]).aggregator)
+    option = OmegaConf.to_container(compose([f"aggregator={aggregator}"]).aggregator, resolve=True)
     if family == "tool_calling":  # verl's std eps for every method, its token whitening for z-scores
-        option |= {"eps": 1e-6, "whiten": None if aggregator == "grpo" else "token"}
+        option |= {"eps": 1e-6} | ({} if aggregator == "grpo" else {"whiten": "token"})
+        assert ("whiten" in option) == (aggregator != "grpo")  # grpo has no batch whitening to set
     assert OmegaConf.to_container(cfg.aggregator, resolve=True) == option
     assert cfg.task.name == task and cfg.trainer.num_generations == group
     if evals is not None:

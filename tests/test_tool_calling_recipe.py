@@ -44,14 +44,20 @@ def test_zscore_methods_compose_to_token_whitening(aggregator):
 def test_grpo_still_composes_without_whitening():
     cfg = compose(["experiment=tool_calling", "aggregator=grpo", "paths.output_dir=/tmp/unused"])
     validate(cfg)  # GRPOConfig too
-    assert cfg.aggregator.whiten is None and cfg.aggregator.eps == 1e-6
-    aggregator_from_config(cfg.aggregator)  # grpo refuses a whiten option; none reaches it
+    assert "whiten" not in cfg.aggregator and cfg.aggregator.eps == 1e-6  # grpo has no such option
+    aggregator_from_config(cfg.aggregator)
 
 
 def test_an_aggregator_the_recipe_does_not_list_fails_to_resolve():
     cfg = compose(["experiment=tool_calling", "aggregator=gdpo", "~recipe.whiten.gdpo"])
-    with pytest.raises(Exception, match="gdpo"):
+    with pytest.raises(Exception, match="recipe.whiten lists no value for aggregator 'gdpo'"):
         OmegaConf.to_container(cfg.aggregator, resolve=True)
+
+
+def test_outside_the_family_each_method_keeps_its_own_whitening():
+    for option, whiten in [("gdpo", "sequence"), ("mo_grpo", "none"), ("constrained_grpo", "none")]:
+        assert compose(["experiment=toy", f"aggregator={option}"]).aggregator.whiten == whiten
+    assert compose(["experiment=tool_calling", "aggregator=mo_grpo"]).aggregator.whiten == "none"
 
 
 def test_command_line_whitening_still_wins():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rvpo_repro.config import ConfigError, Range, compose, grpo_kwargs, range_of, validate
+from rvpo_repro.config import ConfigError, compose, grpo_kwargs, range_of, validate
+from rvpo_repro.ranges import Range
 
 REFUSED = [
     (["+foo=1"], r"`foo`"),
@@ -26,7 +27,26 @@ REFUSED = [
     (["eval.batch_size=0"], r"eval\.batch_size=0: must be >= 1"),
     (["task.eval_samples=0"], r"task\.eval_samples=0: must be >= 1"),
     (["+trainer.seed=3"], r"trainer\.seed: set by the run from seed"),
-    (["aggregator=grpo", "aggregator.risk=2"], r"aggregator: .*risk"),
+    # an option of another method, added past the compose-time check: named with what grpo accepts
+    (
+        ["aggregator=grpo", "+aggregator.risk=2"],
+        r"aggregator: option\(s\) \['risk'\] do not apply to aggregator 'grpo'; it accepts \['eps', ",
+    ),
+    (["aggregator.name=grpo"], r"aggregator: option\(s\) \['risk', 'risk_end', 'risk_start', 'saturated'"),
+    (["aggregator.name=rvp"], r"aggregator\.name='rvp': expected one of \["),
+    # ranges declared on the method's own fields
+    (["aggregator.risk=-1"], r"^aggregator\.risk=-1\.0: must be >= 0$"),
+    (["aggregator.eps=0"], r"^aggregator\.eps=0\.0: must be > 0$"),
+    (
+        ["aggregator=variance_penalty", "aggregator.beta=inf"],
+        r"^aggregator\.beta=inf: must be in \[0, inf\)$",
+    ),
+    (["aggregator=constrained_grpo", "aggregator.objective=-1"], r"^aggregator\.objective=-1: must be >= 0$"),
+    # the judge's ranges, written once on JudgeConfig, hold for both judge groups
+    (["eval_judge.timeout_s=0"], r"^eval_judge\.timeout_s=0\.0: must be > 0$"),
+    (["judge.reask_limit=-1"], r"^judge\.reask_limit=-1: must be >= 0$"),
+    (["eval_judge.temperature=2.5"], r"^eval_judge\.temperature=2\.5: must be in \[0, 2\]$"),
+    (["run.max_missing_share=1.5"], r"^run\.max_missing_share=1\.5: must be in \[0, 1\]$"),
     (["judge.backend=foo"], r"judge\.backend='foo': not a judge back end \(expected one of hf, none, openai"),
     (["eval_judge.backend=opnai"], r"eval_judge\.backend='opnai': .*did you mean openai\?"),
 ]

@@ -42,28 +42,26 @@ by methods with state (`constrained_grpo`'s Lagrange multipliers).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from rvpo_repro.aggregators import conflict, constrained, grpo, mgda, rvpo, saw, zscore  # noqa: F401  (they register)
-from rvpo_repro.aggregators.base import AGGREGATORS, Aggregator
+from rvpo_repro.aggregators.base import AGGREGATORS, Aggregator, foreign_options
 
 
 def get_aggregator(name: str, **options: Any) -> Aggregator:
     """Build a registered aggregator; options given as None take the aggregator's default."""
     if name not in AGGREGATORS:
         raise ValueError(f"unknown aggregator {name!r}; expected one of {sorted(AGGREGATORS)}")
-    cls = AGGREGATORS[name]
     options = {k: v for k, v in options.items() if v is not None}
-    accepted = [f.name for f in fields(cls) if f.init]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"option(s) {unknown} do not apply to aggregator {name!r}; it accepts {accepted}")
-    return cls(**options)
+    if problem := foreign_options(name, options):
+        raise ValueError(problem)
+    return AGGREGATORS[name](**options)
 
 
 def aggregator_from_config(cfg: Any) -> Aggregator:
-    """Aggregator from an AggregatorConfig (DictConfig, dataclass or plain mapping); None = default."""
+    """Aggregator from its config: a DictConfig, a dataclass (the method's `schema`) or a plain
+    mapping, with `name`; None = default."""
     from omegaconf import DictConfig, OmegaConf
 
     if isinstance(cfg, DictConfig):

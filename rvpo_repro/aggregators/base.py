@@ -1,18 +1,25 @@
 """The aggregator contract (`Aggregator`) and the registry every method module registers in.
 
 See `rvpo_repro.aggregators` for the conventions (row order, NaN, weights) they all follow.
+
+A method's dataclass fields are its options, their one home: registering a method also makes its
+config schema (`options_schema`: the init fields, with their types, defaults and ranges, plus
+`name`), which `rvpo_repro.config` stores for Hydra as `<name>_schema`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from rvpo_repro.advantage_ops import DEFAULT_EPS, check_progress, check_weight_values
+from rvpo_repro.ranges import POSITIVE, field_ranges, out_of_range, within
 
 AGGREGATORS: dict[str, type[Aggregator]] = {}
 
@@ -24,10 +31,35 @@ def register(name: str) -> Callable[[type[Aggregator]], type[Aggregator]]:
         if name in AGGREGATORS:
             raise ValueError(f"aggregator {name!r} is already registered by {AGGREGATORS[name].__qualname__}")
         cls.name = name
+        cls.schema = options_schema(cls, name)
         AGGREGATORS[name] = cls
         return cls
 
     return add
+
+
+def options_schema(cls: type[Aggregator], name: str) -> type:
+    """The config schema of method `cls` registered as `name`: a dataclass of its init fields (same
+    types, defaults and range metadata) and `name`, so a composed config holds its options only."""
+    hints = typing.get_type_hints(cls)
+    specs: list[tuple[str, Any, Any]] = [("name", str, dataclasses.field(default=name))]
+    for f in fields(cls):
+        if f.init:
+            spec = dataclasses.field(
+                default=f.default, default_factory=f.default_factory, metadata=f.metadata
+            )
+            specs.append((f.name, hints[f.name], spec))
+    return dataclasses.make_dataclass(f"{cls.__name__}Options", specs)
+
+
+def foreign_options(name: str, options: typing.Iterable[str]) -> str | None:
+    """One line refusing those of `options` that aggregator `name` does not take, naming what it
+    accepts; None when they all apply."""
+    accepted = [f.name for f in fields(AGGREGATORS[name]) if f.init]
+    unknown = sorted(set(options) - set(accepted))
+    if not unknown:
+        return None
+    return f"option(s) {unknown} do not apply to aggregator {name!r}; it accepts {accepted}"
 
 
 @dataclass
@@ -42,10 +74,11 @@ class Aggregator:
     or None (keep the trainer's). `per_rollout_weights`: False for a method that refuses (N, K).
     """
 
-    eps: float = DEFAULT_EPS
-    weights: Sequence[float] | None = None
+    eps: float = within(POSITIVE, DEFAULT_EPS)  # TRL uses 1e-4
+    weights: list[float] | None = None
     use_item_weights: bool = False
     name: ClassVar[str] = ""
+    schema: ClassVar[type]  # set by `register`: the method's config schema (`options_schema`)
     loss_type: ClassVar[str | None] = None
     per_rollout_weights: ClassVar[bool] = True
 
@@ -60,8 +93,9 @@ class Aggregator:
         return False
 
     def __post_init__(self) -> None:
-        if not self.eps > 0:
-            raise ValueError(f"eps = {self.eps} is invalid; expected eps > 0 (TRL uses 1e-4)")
+        for key, rng in field_ranges(type(self)).items():  # the ranges declared on the fields
+            if problem := out_of_range(key, getattr(self, key), rng):
+                raise ValueError(problem)
         if self.weights is not None:
             self.weights = [float(w) for w in self.weights]
             check_weight_values(torch.tensor(self.weights))

@@ -11,6 +11,7 @@ from torch import Tensor
 from rvpo_repro.advantage_ops import _channels, _wdot
 from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
+from rvpo_repro.ranges import FINITE, within
 
 CONFLICT_MODES = ("hard", "snr")
 SIGN_EPS = 1e-8  # |Z| below this has no sign (upstream's mixed-sign test)
@@ -52,14 +53,12 @@ class GD2PO(ZScoreAggregator):
     """
 
     mode: str = "snr"
-    tau: float = 0.8
+    tau: float = within(FINITE, 0.8)  # clamped to [0, 1], as upstream
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mode not in CONFLICT_MODES:
             raise ValueError(f"mode = {self.mode!r}; expected one of {list(CONFLICT_MODES)}")
-        if not math.isfinite(self.tau):
-            raise ValueError(f"tau = {self.tau}; expected a finite threshold in [0, 1]")
 
     def _reduce(self, z, w, present, num_generations, progress, scorable):
         z, w, wsum = _channels(z, w, present)

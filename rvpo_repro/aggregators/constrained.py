@@ -10,6 +10,7 @@ from torch import Tensor
 
 from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
+from rvpo_repro.ranges import FINITE_NON_NEGATIVE, NON_NEGATIVE, within
 
 
 @register("constrained_grpo")
@@ -29,20 +30,11 @@ class ConstrainedGRPO(ZScoreAggregator):
     """
 
     whiten: str = "none"
-    objective: int = 0
-    lambda_init: float = 1.0
-    lagrange_lr: float = 0.1
-    threshold: float = 0.1
+    objective: int = within(NON_NEGATIVE, 0)  # index of the reward channel
+    lambda_init: float = within(FINITE_NON_NEGATIVE, 1.0)
+    lagrange_lr: float = within(FINITE_NON_NEGATIVE, 0.1)
+    threshold: float = within(FINITE_NON_NEGATIVE, 0.1)  # allowed violation rate per constraint
     multipliers: list[float] | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("lambda_init", "lagrange_lr", "threshold"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} = {value}; expected a finite value >= 0")
-        if self.objective < 0:
-            raise ValueError(f"objective = {self.objective}; expected a channel index >= 0")
 
     def lambdas(self, k: int, like: Tensor) -> Tensor:
         """(K,) multipliers: 1 for the objective, lambda_k for each constraint."""

@@ -20,6 +20,7 @@ from torch import Tensor
 from rvpo_repro.advantage_ops import _presence
 from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
+from rvpo_repro.ranges import FINITE_NON_NEGATIVE, within
 
 FW_ITERS = 50  # Frank-Wolfe iterations, as Amo
 
@@ -62,13 +63,8 @@ class MGDA(ZScoreAggregator):
     over its tokens (length-scaled vectors and advantages); here a rollout counts once (equal
     lengths: the same alpha)."""
 
-    gapo_p: float | None = None
+    gapo_p: float | None = within(FINITE_NON_NEGATIVE, None)  # none: MGDA; GAPO: 1.0
     per_rollout_weights: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.gapo_p is not None and not (math.isfinite(self.gapo_p) and self.gapo_p >= 0):
-            raise ValueError(f"gapo_p = {self.gapo_p}; expected a finite p >= 0 (GAPO: 1.0) or none (MGDA)")
 
     def alpha(self, z: Tensor, w: Tensor | None) -> Tensor:
         """Z (N, K), NaN = absent -> alpha (K,), 0 for channels with no Z in the batch."""
@@ -107,4 +103,4 @@ class GAPO(MGDA):
     rescaled by 1 / ||Z_j||^p before the min-norm solve; p = 1 as Amo's scripts
     (`scripts/trainers/gapo/method.sh`)."""
 
-    gapo_p: float | None = 1.0
+    gapo_p: float | None = within(FINITE_NON_NEGATIVE, 1.0)

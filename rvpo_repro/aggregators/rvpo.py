@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from rvpo_repro.advantage_ops import (
     SCHEDULES,
     _channels,
-    _check_risk,
     _mean_var,
     _presence,
     _softmin,
@@ -23,6 +22,7 @@ from rvpo_repro.advantage_ops import (
 )
 from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
+from rvpo_repro.ranges import FINITE_NON_NEGATIVE, NON_NEGATIVE, within
 
 
 @register("rvpo")
@@ -31,14 +31,15 @@ class RVPO(ZScoreAggregator):
     """RVPO (arXiv 2605.05750, the SoftMin advantage): SoftMin of Z over channels with risk k
     (see `rvpo_repro.advantage_ops.softmin`), then batch whitening.
 
-    Either a constant `risk` (default 1.0), or `risk_start` -> `risk_end` with schedule linear
-    (the default when they are given) or cosine over training progress.
+    Either a constant `risk` (default `default_risk`), or `risk_start` -> `risk_end` with schedule
+    linear (the default when they are given) or cosine over training progress.
     """
 
-    risk: float | None = None
-    risk_start: float | None = None
-    risk_end: float | None = None
-    schedule: str | None = None
+    risk: float | None = within(NON_NEGATIVE, None)  # 0 = mean, inf = min
+    risk_start: float | None = within(NON_NEGATIVE, None)
+    risk_end: float | None = within(NON_NEGATIVE, None)
+    schedule: str | None = None  # constant | linear | cosine
+    default_risk: ClassVar[float] = 1.0  # the constant k when neither risk nor a schedule is given
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,12 +53,12 @@ class RVPO(ZScoreAggregator):
                 raise ValueError(
                     f"risk_start, risk_end = {ends} need schedule 'linear' or 'cosine', not 'constant'"
                 )
-            self.risk = _check_risk(1.0 if self.risk is None else self.risk)
+            self.risk = self.default_risk if self.risk is None else float(self.risk)
         elif self.risk is not None or None in ends:
             raise ValueError(
                 f"schedule {self.schedule!r} takes risk_start and risk_end (got {ends}), not risk (got {self.risk})"
             )
-        elif not all(math.isfinite(_check_risk(k)) for k in ends):
+        elif not all(math.isfinite(k) for k in ends):
             raise ValueError(f"risk_start, risk_end = {ends}; expected finite ends for a schedule")
 
     def risk_at(self, progress: float) -> float:
@@ -87,12 +88,7 @@ class VariancePenalty(ZScoreAggregator):
     """mean_j Z_j - beta * var_j Z_j (population, over present channels); RVPO to second order at
     beta = k/2 (arXiv 2605.05750, its Taylor expansion of the SoftMin)."""
 
-    beta: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise ValueError(f"beta = {self.beta}; expected a finite beta >= 0")
+    beta: float = within(FINITE_NON_NEGATIVE, 0.5)
 
     def _reduce(self, z, w, present, num_generations, progress, scorable):
         mean, var = _mean_var(*_channels(z, w, present), scratch=present)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +41,7 @@ class SAW(ZScoreAggregator):
     chooses, as for GDPO.
     """
 
-    offsets: Sequence[float] | None = None
+    offsets: list[float] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -19,7 +19,6 @@ aggregators' own defaults filled in (rvpo's risk, variance_penalty's beta).
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from rvpo_repro.analysis.compare import mean_ci
-from rvpo_repro.analysis.labels import setting_label
+from rvpo_repro.analysis.labels import option_defaults, setting_label
 from rvpo_repro.analysis.output import save_figure, shows_same_table, write_if_changed
 from rvpo_repro.analysis.runs import record_dirs
 from rvpo_repro.run.checkpoint_eval import best_checkpoint
@@ -37,12 +36,11 @@ from rvpo_repro.run.record import load_record
 INF = math.inf
 
 
-@functools.cache
-def default(name: str, option: str) -> float:
-    """The value aggregator `name` gives `option` when its config leaves it unset (None)."""
-    from rvpo_repro.aggregators import get_aggregator  # torch: only when a record needs it
+def default_risk() -> float:
+    """The constant k rvpo takes when its config leaves `risk` unset (None), read from its class."""
+    from rvpo_repro.aggregators import AGGREGATORS  # torch: only when a record needs it
 
-    return float(getattr(get_aggregator(name), option))
+    return float(AGGREGATORS["rvpo"].default_risk)
 
 
 def variant(agg: dict) -> tuple[str, float | None, int] | None:
@@ -54,12 +52,12 @@ def variant(agg: dict) -> tuple[str, float | None, int] | None:
     if name == "rvpo" and agg.get("schedule") not in (None, "constant") and agg.get("risk_start") is not None:
         return setting_label(agg), None, 2
     if name == "rvpo":
-        k = default("rvpo", "risk") if agg.get("risk") is None else float(agg["risk"])
+        k = default_risk() if agg.get("risk") is None else float(agg["risk"])
         return setting_label({**agg, "risk": k}), k, 0
     if name == "hard_min":
         return setting_label(agg), INF, 1
     if name == "variance_penalty":
-        beta = default("variance_penalty", "beta") if agg.get("beta") is None else float(agg["beta"])
+        beta = option_defaults("variance_penalty")["beta"] if agg.get("beta") is None else float(agg["beta"])
         return setting_label({**agg, "beta": beta}), None, 3
     return None
 

@@ -2,9 +2,10 @@
 
 `method_label({"name": "rvpo", "risk": 1.0, "schedule": "constant"})` -> `rvpo (k=1)`;
 `{"name": "rvpo", "risk_start": 0.5, "risk_end": 2.0, "schedule": "linear"}` -> `rvpo (k 0.5→2)`;
-`{"name": "gdpo", "reduce": "mean"}` -> `gdpo (mean)`; `{"name": "gdpo"}` -> `gdpo`. Options at their
-defaults (None, `reduce: sum`, `use_item_weights: false`, grpo `scale: group`) are not shown; any other set option is
-shown as `key=value`, so two configs that differ in an aggregator option never share a label.
+`{"name": "gdpo", "reduce": "mean"}` -> `gdpo (mean)`; `{"name": "gdpo"}` -> `gdpo`. Options left unset
+(None) or at the method's own default (its class's field default: gdpo `reduce: sum`, grpo `scale:
+group`, ...) are not shown; any other option is shown as `key=value`, so two configs that differ in an
+aggregator option never share a label.
 paper_reference.yaml names its variants by these labels.
 
 `setting_label` names a setting of the risk ablation, where k is the x axis: the risk is always
@@ -14,8 +15,21 @@ as k = ∞: `rvpo (k=1)`, `rvpo (k 0.5→2, linear)`, `hard min (k=∞)`, `varia
 
 from __future__ import annotations
 
+import functools
+from dataclasses import MISSING, fields
+from typing import Any
+
 _RISK_KEYS = {"risk", "risk_start", "risk_end", "schedule"}
-_DEFAULTS = {"reduce": "sum", "use_item_weights": False, "scale": "group"}
+
+
+@functools.cache
+def option_defaults(name: str) -> dict[str, Any]:
+    """{option: default} of the registered aggregator `name`, read from its class without building
+    one ({} for a name no longer registered)."""
+    from rvpo_repro.aggregators import AGGREGATORS  # torch: only once a label is rendered
+
+    cls = AGGREGATORS.get(name)
+    return {} if cls is None else {f.name: f.default for f in fields(cls.schema) if f.default is not MISSING}
 
 
 def risk_of(agg: dict) -> tuple[float | None, str | None]:
@@ -48,16 +62,11 @@ def method_label(agg_cfg: dict) -> str:
         parts.append(str(agg_cfg["reduce"]))
     if agg_cfg.get("use_item_weights"):
         parts.append("item weights")
-    skip = {"reduce", "use_item_weights"}
+    skip = {"name", "reduce", "use_item_weights", *_RISK_KEYS}
+    defaults = option_defaults(agg_cfg["name"])
     for key in sorted(agg_cfg):
         v = agg_cfg[key]
-        if (
-            key == "name"
-            or key in _RISK_KEYS
-            or key in skip
-            or v is None
-            or (key in _DEFAULTS and v == _DEFAULTS[key])
-        ):
+        if key in skip or v is None or (key in defaults and v == defaults[key]):
             continue
         parts.append(f"{key}={_value(v)}")
     return f"{agg_cfg['name']} ({', '.join(parts)})" if parts else str(agg_cfg["name"])
