@@ -14,16 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from rvpo_repro.ranges import (
-    AT_LEAST_1,
-    NON_NEGATIVE,
-    POSITIVE,
-    PROBABILITY,
-    SEED,
-    Range,
-    field_ranges,
-    out_of_range,
-)
+from rvpo_repro.ranges import Range, field_ranges, first_out_of_range
 from rvpo_repro.schemas import GROUP_SCHEMAS, EvaluateConfig, TrainConfig, TrainerExtras
 
 
@@ -145,36 +136,6 @@ class ConfigError(ValueError):
     """A config key or value the suite refuses; the message names the key and what is allowed."""
 
 
-# Ranges of the `trainer` keys, TRL's GRPOConfig fields, which have no schema of the suite's. Every
-# other group declares its ranges on its schema's fields (`rvpo_repro.ranges.within`: the judge's on
-# JudgeConfig for both judge groups, an aggregator's on its method's dataclass). Then, for any key,
-# the ranges by key-name pattern below (ints only for counts). A None value means "the default" and
-# is not checked.
-RANGES: dict[str, Range] = {
-    "trainer.num_generations": Range(2),  # a group needs two rollouts to have a spread
-    "trainer.num_generations_eval": Range(2),
-    "trainer.save_steps": POSITIVE,  # int: steps; float < 1: share of max_steps (TRL)
-    "trainer.logging_steps": POSITIVE,
-    "trainer.warmup_steps": NON_NEGATIVE,
-    "trainer.learning_rate": NON_NEGATIVE,
-    "trainer.weight_decay": NON_NEGATIVE,
-    "trainer.max_grad_norm": NON_NEGATIVE,
-    "trainer.temperature": POSITIVE,  # TRL samples rollouts; 0 would divide the logits by zero
-    "trainer.top_k": NON_NEGATIVE,  # 0: off
-    "trainer.min_p": PROBABILITY,
-    "trainer.repetition_penalty": POSITIVE,
-    "trainer.beta": NON_NEGATIVE,
-    "trainer.epsilon": POSITIVE,
-    "trainer.epsilon_high": POSITIVE,
-}
-PATTERN_RANGES: tuple[tuple[str, Range, bool], ...] = (  # (regex on the dotted key, range, ints only)
-    (r"(^|[._])seed$", SEED, False),
-    (r"(^|\.)top_p$", Range(0, 1, low_open=True), False),
-    (r"_share$", PROBABILITY, False),
-    (r"(^|\.)(num|max)_\w+$", AT_LEAST_1, True),
-    (r"(_steps|_samples|_examples|batch_size|_limit|_per_category|_concurrency|_length)$", AT_LEAST_1, True),
-)
-
 # GRPOConfig fields the job sets from other groups: a `trainer.<key>` would be silently overridden.
 JOB_SET_TRAINER_KEYS: dict[str, str] = {
     "output_dir": "the run directory",
@@ -195,28 +156,6 @@ JOB_SET_TRAINER_KEYS: dict[str, str] = {
 MODEL_TRAINER_KEYS = tuple(k for k, v in JOB_SET_TRAINER_KEYS.items() if v == f"model.{k}")
 
 
-def range_of(key: str, value: Any, declared: dict[str, Range] | None = None) -> Range | None:
-    """The allowed range of the setting `key` (dotted) holding `value`: the one `declared` on its
-    schema field (`schema_ranges`), else RANGES', else a pattern's; None when unconstrained."""
-    import re
-
-    for table in (declared or {}, RANGES):
-        if key in table:
-            return table[key]
-    for pattern, rng, ints_only in PATTERN_RANGES:
-        if re.search(pattern, key) and (isinstance(value, int) or not ints_only):
-            return rng
-    return None
-
-
-def _leaves(node: Any, prefix: str = ""):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _leaves(v, f"{prefix}{k}.")
-    else:
-        yield prefix[:-1], node
-
-
 def schema_ranges(plain: dict) -> dict[str, Range]:
     """{dotted key: Range} declared on the schema fields of a config: the root schema's groups, and
     the schemas of the task and the aggregator method it names."""
@@ -233,14 +172,9 @@ def schema_ranges(plain: dict) -> dict[str, Range]:
 
 
 def check_ranges(plain: dict) -> None:
-    """Raise ConfigError for the first numeric setting outside its range (see `range_of`)."""
-    declared = schema_ranges(plain)
-    for key, value in _leaves(plain):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        rng = range_of(key, value, declared)
-        if rng is not None and (problem := out_of_range(key, value, rng)):
-            raise ConfigError(problem)
+    """Raise ConfigError for the first numeric setting outside its range (`rvpo_repro.ranges.range_of`)."""
+    if problem := first_out_of_range(plain, schema_ranges(plain)):
+        raise ConfigError(problem)
 
 
 def _trl_field_types() -> dict[str, Any]:
@@ -344,8 +278,8 @@ def _schema_error(exc: Exception, where: str) -> ConfigError:
 def validate(cfg: Any, construct_trl: bool = True) -> None:
     """Refuse a composed config before any work starts, naming the key and what is allowed:
     unknown keys anywhere (Hydra lets `+key=value` add them, the root included), wrong types,
-    values out of range (RANGES), unknown aggregator options, and whatever TRL's GRPOConfig
-    refuses (constructed here on CPU, which takes seconds; `construct_trl=False` skips it)."""
+    values out of range (`check_ranges`), options of another aggregator method, and whatever TRL's
+    GRPOConfig refuses (constructed here on CPU, which takes seconds; `construct_trl=False` skips it)."""
 
     from rvpo_repro.aggregators import aggregator_from_config
     from rvpo_repro.tasks import TASKS

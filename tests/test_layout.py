@@ -16,7 +16,8 @@ PKG = REPO / "rvpo_repro"
 # Users' code and notebooks import these; each is defined in the module named here, its one home.
 PUBLIC = {
     "rvpo_repro.aggregators": ["get_aggregator", "aggregator_from_config"],
-    "rvpo_repro.aggregators.base": ["AGGREGATORS", "Aggregator", "register"],
+    "rvpo_repro.aggregators.base": ["AGGREGATORS", "Aggregator", "register", "options_schema"],
+    "rvpo_repro.ranges": ["Range", "within", "field_ranges"],
     "rvpo_repro.advantage_ops": ["softmin", "group_zscore", "risk_schedule", "batch_whiten"],
     "rvpo_repro.trainer": ["RVPOTrainer"],
     "rvpo_repro.rewards": ["MultiChannelReward", "RewardChannel", "completion_text", "expand_reward_funcs"],
@@ -39,7 +40,7 @@ PUBLIC = {
     "rvpo_repro.sweep.plan": ["main", "load", "plan"],
     "rvpo_repro.sweep.cost": ["estimate"],
     "rvpo_repro.config": ["compose", "validate", "ConfigError", "conf_dir"],
-    "rvpo_repro.schemas": ["TrainConfig", "ModelConfig", "AggregatorConfig"],
+    "rvpo_repro.schemas": ["TrainConfig", "ModelConfig", "JudgeConfig"],
     "rvpo_repro.train": ["main"],
     "rvpo_repro.evaluate": ["main"],
 }  # fmt: skip

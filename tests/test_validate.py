@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rvpo_repro.config import ConfigError, compose, grpo_kwargs, range_of, validate
-from rvpo_repro.ranges import Range
+from rvpo_repro.config import ConfigError, compose, grpo_kwargs, validate
+from rvpo_repro.ranges import Range, range_of
 
 REFUSED = [
     (["+foo=1"], r"`foo`"),
