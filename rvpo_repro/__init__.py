@@ -4,8 +4,8 @@ Data flows one way: config -> task -> trainer -> aggregator -> evaluation -> rec
 Modules and subpackages, one idea each and one import path per name (no module re-exports
 another's; tests/test_layout.py checks it):
 
-    aggregators    rewards (N, K) -> advantages (N,): the registry of methods (GRPO ... RVPO)
-    advantage_ops  the pure tensor functions behind them (z-scores, SoftMin, whitening)
+    aggregators    rewards (N, K) -> advantages (N,): the registry of methods (GRPO ... RVPO) and
+                   the pure tensor functions they share (tensor_ops: z-scores, SoftMin, whitening)
     rewards        reward channels in TRL's calling convention; multi-channel rewards
     trainer        RVPOTrainer: TRL's GRPOTrainer with the aggregator's advantages
     channel_metrics  per-channel metrics of a batch, logged by every trainer integration

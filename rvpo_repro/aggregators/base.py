@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from rvpo_repro.advantage_ops import DEFAULT_EPS, check_progress, check_weight_values
+from rvpo_repro.aggregators.tensor_ops import DEFAULT_EPS, check_progress, check_weight_values
 
 AGGREGATORS: dict[str, type[Aggregator]] = {}
 
