@@ -29,7 +29,7 @@ PUBLIC = {
     "rvpo_repro.evals.bfcl": ["load_bfcl", "score"],
     "rvpo_repro.evals.bfcl_parsing": ["parse_tool_calls_toolrl", "parse_tool_calls_strict", "parse_python_calls"],
     "rvpo_repro.evals.bfcl_checker": ["ast_check"],
-    "rvpo_repro.tasks.toolrl.rewards": ["format_reward", "correctness_reward"],
+    "rvpo_repro.tasks.toolrl.rule_rewards": ["format_reward", "correctness_reward"],
     "rvpo_repro.run.record": ["load_record", "load_examples", "write_record", "config_hash", "run_id"],
     "rvpo_repro.run.provenance": ["environment_info", "redact"],
     "rvpo_repro.analysis.report": ["build_report", "main"],
