@@ -35,7 +35,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from rvpo_repro.evals.base import EvalResult, mean_metric
-from rvpo_repro.evals.rewards import evaluate_channels
+from rvpo_repro.evals.held_out_rewards import evaluate_channels
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel
 from rvpo_repro.tasks import custom_data, prompt_limit
 from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
