@@ -287,7 +287,7 @@ def test_cycle_finder_sees_function_level_and_parent_package_imports():
     # rvpo_repro.evals.healthbench imports rvpo_repro.judges.base, so runs rvpo_repro.judges' __init__
     assert "rvpo_repro.judges" in graph["rvpo_repro.evals.healthbench"]
     # ... but a module inside rvpo_repro.tasks does not depend on rvpo_repro.tasks' __init__
-    assert "rvpo_repro.tasks" not in graph["rvpo_repro.tasks.custom"]
+    assert "rvpo_repro.tasks" not in graph["rvpo_repro.tasks.custom.task"]
 
 
 def test_no_import_cycle_inside_the_package():
