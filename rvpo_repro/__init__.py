@@ -17,7 +17,8 @@ another's; tests/test_layout.py checks it):
     cli            what the entry points share: the config tree, --help, one-line errors (run_hydra)
     train          `rvpo-train` = `python -m rvpo_repro.train` (thin Hydra main)
     evaluate       `rvpo-eval` = `python -m rvpo_repro.evaluate` (thin Hydra main)
-    run/           one run's life: job (build, train, evaluate, seal), record, provenance, lock, resume
+    run/           one run's life: job (build, train, evaluate, seal), record, provenance, lock, resume,
+                   ranks and the facts each rank trained under (rank_facts)
     io             atomic writes, JSON Lines, download-once
     tasks/         data sets and reward channels: toy_constraints, rubric (RaR), toolrl, custom, ...
     evals/         held-out evaluations (rewards, HealthBench, GPQA, BFCL), one EvalResult type
@@ -27,7 +28,6 @@ another's; tests/test_layout.py checks it):
     sweep/         the sweep tool (`rvpo-sweep`): plan (runs, status, launches), cost (GPU-hours)
     progress       progress bars that stay quiet in log files
     callbacks      training callbacks: progress and compact step lines
-    rank_report    what a training job ran under on every rank (distributed type, precision, digests)
     tracking       the W&B run of a job
     envcheck       checks the installed torch build
 """

@@ -24,7 +24,7 @@ def test_judge_request_tokens_are_the_reward_requests_text_at_four_characters_a_
 
 
 def test_criterion_length_is_counted_on_the_rar_fixture():
-    from rvpo_repro.evals.fixtures import rar_records
+    from rvpo_repro.evals.synthetic_benchmarks import rar_records
 
     items = [it["description"] for r in rar_records(16) for it in r["rubric"]]  # <= 10 items: all kept
     assert cost.fixture_criterion_chars() == pytest.approx(sum(map(len, items)) / len(items))

@@ -29,7 +29,7 @@ PUBLIC = {
     "rvpo_repro.evals.bfcl": ["load_bfcl", "score"],
     "rvpo_repro.evals.bfcl_parsing": ["parse_tool_calls_toolrl", "parse_tool_calls_strict", "parse_python_calls"],
     "rvpo_repro.evals.bfcl_checker": ["ast_check"],
-    "rvpo_repro.tasks.toolrl.rewards": ["format_reward", "correctness_reward"],
+    "rvpo_repro.tasks.toolrl.rule_rewards": ["format_reward", "correctness_reward"],
     "rvpo_repro.run.record": ["load_record", "load_examples", "write_record", "config_hash", "run_id"],
     "rvpo_repro.run.provenance": ["environment_info", "redact"],
     "rvpo_repro.analysis.report": ["build_report", "main"],
@@ -383,7 +383,7 @@ def test_cycle_finder_sees_function_level_and_parent_package_imports():
     # rvpo_repro.evals.healthbench imports rvpo_repro.judges.base, so runs rvpo_repro.judges' __init__
     assert "rvpo_repro.judges" in graph["rvpo_repro.evals.healthbench"]
     # ... but a module inside rvpo_repro.tasks does not depend on rvpo_repro.tasks' __init__
-    assert "rvpo_repro.tasks" not in graph["rvpo_repro.tasks.custom"]
+    assert "rvpo_repro.tasks" not in graph["rvpo_repro.tasks.custom.task"]
 
 
 def test_no_import_cycle_inside_the_package():

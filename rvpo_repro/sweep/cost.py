@@ -147,7 +147,7 @@ def chat_tokens(messages: list[dict[str, str]]) -> float:
 def fixture_criterion_chars(domain: str = "medicine") -> float:
     """Mean characters of a rubric item's description as the reward sends it (kept items of the
     RaR fixture, in the real schema: "<Category> Criteria: <text>")."""
-    from rvpo_repro.evals.fixtures import rar_records
+    from rvpo_repro.evals.synthetic_benchmarks import rar_records
     from rvpo_repro.tasks.rubric import select_items
 
     items = [it["description"] for r in rar_records(16, 0, domain) for it in select_items(r["rubric"], 17)]
