@@ -1,4 +1,5 @@
-"""Tests for rvpo_repro.analysis.stats and .seed_stats: agreement with scipy, textbook Holm, degenerate inputs, example ids."""
+"""Tests for rvpo_repro.analysis.stats (paired, seeds): agreement with scipy, textbook Holm,
+degenerate inputs, example ids."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from rvpo_repro.analysis.seed_stats import hierarchical_bootstrap, mann_whitney, welch
-from rvpo_repro.analysis.stats import (
+from rvpo_repro.analysis.stats.paired import (
     cohens_d,
     cohens_dz,
     hedges_g,
@@ -23,6 +23,7 @@ from rvpo_repro.analysis.stats import (
     paired_t,
     wilcoxon,
 )
+from rvpo_repro.analysis.stats.seeds import hierarchical_bootstrap, mann_whitney, welch
 
 B = 10_000  # resamples for the Monte-Carlo comparisons with scipy
 

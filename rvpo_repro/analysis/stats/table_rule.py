@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from rvpo_repro.analysis.runs import Runs, examples
-from rvpo_repro.analysis.seed_stats import (
+from rvpo_repro.analysis.stats.seeds import (
     hierarchical_bootstrap,
     hierarchical_mean_ci,
     seed_permutation,

@@ -8,7 +8,7 @@ Two designs:
 * across seeds: several runs per method -- ``welch``, ``mann_whitney`` and
   ``seed_permutation`` on per-seed scores of shape (n_seeds,), and ``hierarchical_bootstrap``
   on per-seed arrays of per-example scores, each (n_examples,); these live in
-  rvpo_repro.analysis.seed_stats.
+  rvpo_repro.analysis.stats.seeds.
 
 Every test returns a frozen ``TestResult`` whose ``statistic`` is the mean difference
 ``a - b``; the test's own statistic (t, W, U) is in ``test_statistic``. ``holm`` adjusts a

@@ -1,4 +1,4 @@
-"""Tests across seeds: several training runs per method (see rvpo_repro.analysis.stats for the
+"""Tests across seeds: several training runs per method (see rvpo_repro.analysis.stats.paired for the
 p-value conventions and TestResult).
 
 * ``welch``, ``mann_whitney``, ``seed_permutation``: per-seed scores of shape (n_seeds,);
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from rvpo_repro.analysis.stats import (
+from rvpo_repro.analysis.stats.paired import (
     Seed,
     TestResult,
     _as_1d,
