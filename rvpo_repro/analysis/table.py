@@ -23,13 +23,13 @@ import pandas as pd
 from rvpo_repro.analysis.output import shows_same_table, write_if_changed
 from rvpo_repro.analysis.paper import DASH, has_counterpart, paper_numbers, paper_text
 from rvpo_repro.analysis.runs import Runs, missing_seeds
-from rvpo_repro.analysis.stats.paired import holm
 from rvpo_repro.analysis.stats.table_rule import (
     RULE,
     bottleneck_source,
     bounds,
     compare,
     example_matrix,
+    holm,
     mean_ci,
 )
 

@@ -5,5 +5,6 @@
   hierarchical bootstrap of seeds then examples)
 - intervals: how good is each method across runs and tasks? (mean, IQM, stratified-bootstrap CIs,
   probability of improvement, performance profiles; the benchmark leaderboard)
-- table_rule: which CI and test does each row of a results table get
+- table_rule: which CI and test does each row of a results table get, and Holm over the table
+- base: what the tests share (TestResult, p-value conventions, seeded draws, resampling in chunks)
 """
