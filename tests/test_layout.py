@@ -305,14 +305,6 @@ def test_private_crossing_detector():
     assert crossings("from rvpo_repro.analysis.figures import _helper", "rvpo_repro.analysis.figures") == []
 
 
-# Private helpers seed_stats still borrows from stats, as (importer, home, name): they go when the
-# statistics get one home, and this set is then empty.
-PRIVATE_BORROWED = {
-    ("rvpo_repro.analysis.seed_stats", "rvpo_repro.analysis.stats", n)
-    for n in ("_as_1d", "_boot_summary", "_check", "_chunks", "_degenerate", "_rng", "_too_few", "_two_samples")
-}  # fmt: skip
-
-
 def test_no_private_name_crosses_a_module():
     """What two modules share is public at its one home: no module of the package takes a private
     name from another one."""
@@ -324,11 +316,7 @@ def test_no_private_name_crosses_a_module():
     wrong = [
         f"{MODULES[key[0]].relative_to(REPO)}:{line}: {key[2]} from {key[1]}"
         for key, line in sorted(seen.items())
-        if key not in PRIVATE_BORROWED
     ]
-    assert PRIVATE_BORROWED <= seen.keys(), (
-        f"no longer borrowed, drop from the list: {PRIVATE_BORROWED - seen.keys()}"
-    )
     assert wrong == [], (
         "private names used outside their module (make them public at their home):\n" + "\n".join(wrong)
     )
