@@ -256,7 +256,7 @@ def warn_small_gpu(cfg: DictConfig) -> None:
 
     import torch
 
-    from rvpo_repro.sweep.memory import gpu_shortfall
+    from rvpo_repro.sizing.memory import gpu_shortfall
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(

@@ -80,7 +80,7 @@ def plan_run(cfg: DictConfig, train: bool = True) -> RunPlan:
     experiment_dirname(cfg.experiment_name)  # a name, never a path out of results/runs
     validate(cfg, construct_trl=False)  # GRPOConfig itself is built once the run is not finished
     if train:  # the memory plan: a run that cannot fit its GPUs stops here
-        from rvpo_repro.sweep.memory import check_memory
+        from rvpo_repro.sizing.memory import check_memory
 
         check_memory(cfg)
     prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
