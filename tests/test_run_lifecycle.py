@@ -264,3 +264,15 @@ def test_a_rank_in_a_session_of_its_own_dies_with_its_launcher(tmp_path):
         if child is not None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
+
+
+def test_a_job_builds_its_aggregator_once_and_trains_with_the_one_validation_built(compose_cfg, monkeypatch):
+    import rvpo_repro.aggregators as aggregators
+    from rvpo_repro.run.lifecycle import plan_run
+
+    built, build = [], aggregators.aggregator_from_config
+    monkeypatch.setattr(
+        aggregators, "aggregator_from_config", lambda cfg: built.append(build(cfg)) or built[-1]
+    )
+    plan = plan_run(compose_cfg("experiment=toy_smoke", "aggregator=rvpo", "aggregator.risk=2.0"))
+    assert len(built) == 1 and plan.aggregator is built[0] and plan.aggregator.risk == 2.0

@@ -68,7 +68,7 @@ class RunPlan:
     config_hash: str
     run_id: str
     run_dir: Path
-    aggregator: Any = None  # training runs only
+    aggregator: Any = None  # the one `validate` built; training uses it
 
     @property
     def checkpoints(self) -> Path:
@@ -78,17 +78,12 @@ class RunPlan:
 def plan_run(cfg: DictConfig, train: bool = True) -> RunPlan:
     """Validate `cfg` (nothing exists yet) and fix the run's identity."""
     experiment_dirname(cfg.experiment_name)  # a name, never a path out of results/runs
-    validate(cfg, construct_trl=False)  # GRPOConfig itself is built once the run is not finished
+    aggregator = validate(cfg, construct_trl=False)  # GRPOConfig is built once the run is not finished
     if train:  # the memory plan: a run that cannot fit its GPUs stops here
         from rvpo_repro.sizing.memory import check_memory
 
         check_memory(cfg)
     prepare_config(cfg)  # the task pins what the config alone does not fix (user code hashes)
-    aggregator = None
-    if train:
-        from rvpo_repro.aggregators import aggregator_from_config
-
-        aggregator = aggregator_from_config(cfg.aggregator)
     return RunPlan(
         cfg=cfg,
         config=redact(record_mod.resolved_config(cfg)),
