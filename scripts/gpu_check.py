@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rvpo_repro.config import compose
     from rvpo_repro.models import build_tiny_tokenizer
     from rvpo_repro.rewards import expand_reward_funcs
-    from rvpo_repro.run.job import build_task, seed_everything
+    from rvpo_repro.run.task import build_task, seed_everything
     from rvpo_repro.trainer import RVPOTrainer
 
     if args.device == "cuda":

@@ -203,7 +203,7 @@ def test_sweeps_readme_memory_column_is_the_plan():
 def test_a_run_starting_on_a_smaller_gpu_says_so_once(monkeypatch, caplog):
     from types import SimpleNamespace
 
-    from rvpo_repro.run.job import warn_small_gpu
+    from rvpo_repro.run.training import warn_small_gpu
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from rvpo_repro.config import ConfigError
-from rvpo_repro.run.lifecycle import RunFailed, RunPlan, agree, check_same_config
-from rvpo_repro.run.ranks import Ranks
+from rvpo_repro.run.errors import RunFailed
+from rvpo_repro.run.lock import check_same_config
+from rvpo_repro.run.plan import RunPlan
+from rvpo_repro.run.ranks import Ranks, agree
 from rvpo_repro.run.verdicts import check_missing_share
 
 
@@ -133,7 +135,7 @@ def test_written_files_follow_the_umask(tmp_path):
 
 def test_a_failure_after_publishing_keeps_the_model_when_there_is_no_checkpoint(tmp_path):
     from rvpo_repro.run.checkpoints import publish_model
-    from rvpo_repro.run.lifecycle import discard_if_unstarted
+    from rvpo_repro.run.lock import discard_if_unstarted
 
     partial = tmp_path / "model.partial"
     partial.mkdir()
@@ -148,7 +150,7 @@ def test_a_failure_after_publishing_keeps_the_model_when_there_is_no_checkpoint(
 
 
 def test_an_unstarted_run_in_hydras_own_folder_keeps_hydras_files(tmp_path):
-    from rvpo_repro.run.lifecycle import discard_if_unstarted
+    from rvpo_repro.run.lock import discard_if_unstarted
 
     (tmp_path / ".hydra").mkdir()
     (tmp_path / "train.log").write_text("the log of this launch\n")
@@ -160,7 +162,7 @@ def test_an_unstarted_run_in_hydras_own_folder_keeps_hydras_files(tmp_path):
 
 def test_a_checkpoint_of_another_number_of_ranks_is_refused_naming_the_launch(tmp_path, monkeypatch):
     from rvpo_repro.run.checkpoints import seal
-    from rvpo_repro.run.lifecycle import other_world_size
+    from rvpo_repro.run.lock import other_world_size
 
     ckpt = tmp_path / "checkpoints" / "checkpoint-2"
     ckpt.mkdir(parents=True)
@@ -180,7 +182,7 @@ def test_a_checkpoint_of_another_number_of_ranks_is_refused_naming_the_launch(tm
 
 @pytest.mark.parametrize("name", ["../../x", "..", ".", "a/b", "a\\b", ""])
 def test_an_experiment_name_that_is_a_path_is_refused_in_one_line(name, compose_cfg):
-    from rvpo_repro.run.lifecycle import plan_run
+    from rvpo_repro.run.plan import plan_run
 
     cfg = compose_cfg("experiment=toy_smoke", f"experiment_name='{name}'")
     with pytest.raises(ConfigError, match=r"^experiment_name=.*: expected one folder name") as info:
@@ -268,7 +270,7 @@ def test_a_rank_in_a_session_of_its_own_dies_with_its_launcher(tmp_path):
 
 def test_a_job_builds_its_aggregator_once_and_trains_with_the_one_validation_built(compose_cfg, monkeypatch):
     import rvpo_repro.aggregators as aggregators
-    from rvpo_repro.run.lifecycle import plan_run
+    from rvpo_repro.run.plan import plan_run
 
     built, build = [], aggregators.aggregator_from_config
     monkeypatch.setattr(
