@@ -278,3 +278,54 @@ def test_a_job_builds_its_aggregator_once_and_trains_with_the_one_validation_bui
     )
     plan = plan_run(compose_cfg("experiment=toy_smoke", "aggregator=rvpo", "aggregator.risk=2.0"))
     assert len(built) == 1 and plan.aggregator is built[0] and plan.aggregator.risk == 2.0
+
+
+class LearnsRunFromRank0(Ranks):
+    """Rank 1 of a job whose rank 0 decided to run."""
+
+    def __init__(self):
+        super().__init__(rank=1, world_size=2)
+
+    def gather(self, obj):
+        return [obj, obj]
+
+    def broadcast(self, obj):
+        return {"action": "run", "trained": None, "resume": None}
+
+
+CMD = "rvpo-train seed=1"
+ENOSPC = OSError(28, "No space left on device", "ckpt/optimizer.pt")
+
+
+@pytest.mark.parametrize(
+    ("rank", "published", "raised", "expected", "kept"),
+    [
+        (0, False, KeyboardInterrupt(), f"interrupted before the first checkpoint; nothing kept. Start again with: {CMD}", False),
+        (0, True, KeyboardInterrupt(), f"interrupted after training; evaluation is left. Finish it with: {CMD}", True),
+        (0, False, ENOSPC, f"no space left on the device writing ckpt/optimizer.pt; no complete checkpoint. Free space, then resume with: {CMD}", False),
+        (0, False, ValueError("boom"), "boom", False),
+        (1, False, KeyboardInterrupt(), "", True),  # rank 0 alone says where the run stands
+        (1, False, ENOSPC, f"no space left on the device writing ckpt/optimizer.pt; no complete checkpoint. Free space, then resume with: {CMD}", True),
+        (1, False, ValueError("boom"), "boom", True),  # rank 0 alone removes what the run wrote
+    ],
+)  # fmt: skip
+def test_a_run_that_ends_early_says_so_in_one_line_and_rank0_removes_an_unstarted_run(
+    tmp_path, rank, published, raised, expected, kept
+):
+    from rvpo_repro.run.errors import RunInterrupted
+    from rvpo_repro.run.lock import open_run
+
+    run_dir = tmp_path / "run"
+    (run_dir / "model").mkdir(parents=True)
+    if published:
+        from rvpo_repro.run.checkpoints import seal
+
+        seal(run_dir / "model")
+    plan = RunPlan(cfg=None, config={}, config_hash="h", run_id="r", run_dir=run_dir)
+    ranks = Ranks() if rank == 0 else LearnsRunFromRank0()
+    with pytest.raises(BaseException) as info, open_run(plan, ranks, CMD) as run:
+        assert run is not None and run.resume is None
+        raise raised
+    wanted = {KeyboardInterrupt: RunInterrupted if rank == 0 else KeyboardInterrupt, OSError: RunFailed}
+    assert type(info.value) is wanted.get(type(raised), type(raised)) and str(info.value) == expected
+    assert run_dir.is_dir() is kept and (run_dir / "model").is_dir() is kept

@@ -206,24 +206,33 @@ def hydra_entries(run_dir: Path) -> frozenset[str]:
     return frozenset(os.listdir(run_dir))
 
 
-def _disk_full(exc: OSError, run_dir: Path, command: str) -> RunFailed:
-    where = exc.filename or run_dir
-    ckpt = newest_complete(run_dir / "checkpoints", run_dir)
-    kept = f"last complete checkpoint: {ckpt}" if ckpt else "no complete checkpoint"
-    return RunFailed(
-        f"no space left on the device writing {where}; {kept}. Free space, then resume with: {command}"
-    )
-
-
-def _interrupted(run_dir: Path, command: str, keep: frozenset[str] = frozenset()) -> RunInterrupted:
-    if discard_if_unstarted(run_dir, keep):
+def _ending(
+    exc: BaseException, run_dir: Path, command: str, keep: frozenset[str], main: bool
+) -> BaseException | None:
+    """The one-line error to raise for a run that `exc` ended (None: `exc` itself). Rank 0 first
+    removes what the run wrote when it holds no checkpoint yet (`discard_if_unstarted`); Ctrl-C says
+    where the run stands, a full disk which complete checkpoint is kept, and how to go on."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    if interrupted and not main:
+        return None
+    discarded = main and discard_if_unstarted(run_dir, keep)
+    if interrupted and discarded:
         return RunInterrupted(
             f"interrupted before the first checkpoint; nothing kept. Start again with: {command}"
         )
-    if published(run_dir):
+    if interrupted and published(run_dir):
         return RunInterrupted(f"interrupted after training; evaluation is left. Finish it with: {command}")
-    ckpt = newest_sealed(run_dir / "checkpoints")  # the next launch verifies it: Ctrl-C ends now
-    return RunInterrupted(f"interrupted; last checkpoint: {ckpt}. Resume from it with: {command}")
+    if interrupted:
+        ckpt = newest_sealed(run_dir / "checkpoints")  # the next launch verifies it: Ctrl-C ends now
+        return RunInterrupted(f"interrupted; last checkpoint: {ckpt}. Resume from it with: {command}")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        ckpt = newest_complete(run_dir / "checkpoints", run_dir)
+        kept = f"last complete checkpoint: {ckpt}" if ckpt else "no complete checkpoint"
+        return RunFailed(
+            f"no space left on the device writing {exc.filename or run_dir}; {kept}. Free space, "
+            f"then resume with: {command}"
+        )
+    return None
 
 
 @contextlib.contextmanager
@@ -251,19 +260,9 @@ def open_run(plan: RunPlan, ranks: Ranks, command: str, what: str = "run") -> It
         run = OpenRun(plan, ranks, resume=decision["resume"], trained=decision["trained"])
         try:
             yield run
-        except KeyboardInterrupt:
-            if not ranks.main:
+        except BaseException as exc:
+            if (ending := _ending(exc, plan.run_dir, command, keep, ranks.main)) is None:
                 raise
-            raise _interrupted(plan.run_dir, command, keep) from None
-        except OSError as exc:
-            if ranks.main:
-                discard_if_unstarted(plan.run_dir, keep)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise _disk_full(exc, plan.run_dir, command) from None
-            raise
-        except BaseException:
-            if ranks.main:
-                discard_if_unstarted(plan.run_dir, keep)
-            raise
+            raise ending from None
         finally:
             progress.close_all()
