@@ -50,7 +50,7 @@ class ModelConfig:
         False  # colocated vLLM frees its weights and KV cache while the policy trains
     )
     gpu_memory_gb: float = (
-        80.0  # each GPU's memory the run's memory plan is held against (rvpo_repro.sweep.memory)
+        80.0  # each GPU's memory the run's memory plan is held against (rvpo_repro.sizing.memory)
     )
     accelerate: str | None = None  # conf/accelerate/<name>.yaml for a run on several GPUs (rvpo-sweep)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)

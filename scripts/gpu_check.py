@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rvpo_repro.config import compose
     from rvpo_repro.models import build_tiny_tokenizer
     from rvpo_repro.rewards import expand_reward_funcs
-    from rvpo_repro.run.job import build_task, seed_everything
+    from rvpo_repro.run.task import build_task, seed_everything
     from rvpo_repro.trainer import RVPOTrainer
 
     if args.device == "cuda":
@@ -392,12 +392,12 @@ def plan_overrides(args: argparse.Namespace, prompt_tokens: int) -> list[str]:
 
 
 def planned_memory(args: argparse.Namespace, prompt_tokens: int) -> dict[str, Any]:
-    """The memory plan's figure for the measured config (`rvpo_repro.sweep.memory.plan_memory`): one
+    """The memory plan's figure for the measured config (`rvpo_repro.sizing.memory.plan_memory`): one
     rank's peak in GB (1e9 bytes), its phase and its parts. A failure is recorded, not raised: the
     measurement stands without it."""
     try:
         from rvpo_repro.config import compose
-        from rvpo_repro.sweep import memory
+        from rvpo_repro.sizing import memory
 
         plan = memory.plan_memory(compose(plan_overrides(args, prompt_tokens)))
         if plan.unknown:

@@ -1,4 +1,4 @@
-"""The architecture facts a memory plan needs (rvpo_repro.sweep.memory), found for a model group:
+"""The architecture facts a memory plan needs (rvpo_repro.sizing.memory), found for a model group:
 the tiny model's own settings, a config.json in a local model directory, or the facts shipped for the
 paper's hub models in rvpo_repro/assets/model_shapes.json (with the copies of config.json they were
 read from). A model none of them knows has no shape: its plan says so rather than guess.
