@@ -16,6 +16,7 @@ CARRY="${GPU_CARRY:-.gpu-carry}"
 PYVER="${GPU_CARRY_PYTHON:-3.12}"
 PLATFORM="${GPU_CARRY_PLATFORM:-manylinux_2_28_x86_64}"
 MIB=1048576
+LIMIT_MIB="${GPU_CARRY_LIMIT_MIB:-64}"  # what the lent machine takes, tree included (tests lower it)
 MARGIN=$((2 * MIB))
 # PyPI alone: a local wheel folder or index of this machine must not stand in for the package index.
 export PIP_CONFIG_FILE=/dev/null
@@ -46,11 +47,11 @@ trap 'rm -f "$list"' EXIT
 git ls-files -co --exclude-standard -z >"$list" || { echo "gpu-carry: $PWD is not a git working tree" >&2; exit 1; }
 # a tracked file deleted in the tree is not copied: stat skips it
 tree=$({ xargs -0 -r stat -c %s -- <"$list" 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}')
-limit=$((64 * MIB - tree - MARGIN))
+limit=$((LIMIT_MIB * MIB - tree - MARGIN))
 echo "gpu-carry: $got wheels, $size bytes in $CARRY/wheels"
-echo "gpu-carry: tree $tree + wheels $size = $((tree + size)) bytes ($(mib "$tree") + $(mib "$size") = $(mib $((tree + size))) MiB of 64, margin $(mib $MARGIN))"
+echo "gpu-carry: tree $tree + wheels $size = $((tree + size)) bytes ($(mib "$tree") + $(mib "$size") = $(mib $((tree + size))) MiB of $LIMIT_MIB, margin $(mib $MARGIN))"
 if [ "$size" -gt "$limit" ]; then
-  echo "gpu-carry: the wheels exceed the $limit bytes the lent machine's 64 MiB leaves beside the tree and the margin; drop or slim a wheel (requirements/gpu-check.txt, scripts/slim_wheel.py)" >&2
+  echo "gpu-carry: the wheels exceed the $limit bytes the lent machine's $LIMIT_MIB MiB leave beside the tree and the margin; drop or slim a wheel (requirements/gpu-check.txt, scripts/slim_wheel.py)" >&2
   exit 1
 fi
 echo "carry $CARRY/wheels (git-ignored: name it in what the lent machine carries) with the working tree, and run there (from the repository root):"

@@ -79,6 +79,10 @@ def test_judge_of_a_rubric_run_is_the_served_model_at_its_concurrency():
         cost.judge_prompt_tokens(150, 600, cost.fixture_criterion_chars())
     )
     assert 50 < r.bound < 500 and r.used == pytest.approx(0.5 * r.bound)
+    # the 7B's untied embedding and LM head (2 x 152064 x 3584) are not in the prefill's 2 FLOPs a parameter
+    shape = shapes.shipped_shape(r.model)
+    body, attention = shape.params - 2 * 152064 * 3584, 4 * 28 * 3584 * r.prompt_tokens
+    assert r.prefill_s == pytest.approx(r.prompt_tokens * 0.32 * (2 * body + attention) / cost.GPU["bf16_flops"])
     assert cost.run_judge_roofline(compose(["experiment=tool_calling", "model=qwen2.5-3b"])) is None
 
 
