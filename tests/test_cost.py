@@ -10,7 +10,8 @@ import pytest
 
 from rvpo_repro.config import compose
 from rvpo_repro.evals.healthbench_grader import GRADER_SYSTEM
-from rvpo_repro.sweep import cost, shapes
+from rvpo_repro.sizing import shapes
+from rvpo_repro.sweep import cost
 from rvpo_repro.tasks.rubric import JUDGE_SYSTEM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,9 @@ def test_judge_of_a_rubric_run_is_the_served_model_at_its_concurrency():
     # the 7B's untied embedding and LM head (2 x 152064 x 3584) are not in the prefill's 2 FLOPs a parameter
     shape = shapes.shipped_shape(r.model)
     body, attention = shape.params - 2 * 152064 * 3584, 4 * 28 * 3584 * r.prompt_tokens
-    assert r.prefill_s == pytest.approx(r.prompt_tokens * 0.32 * (2 * body + attention) / cost.GPU["bf16_flops"])
+    assert r.prefill_s == pytest.approx(
+        r.prompt_tokens * 0.32 * (2 * body + attention) / cost.GPU["bf16_flops"]
+    )
     assert cost.run_judge_roofline(compose(["experiment=tool_calling", "model=qwen2.5-3b"])) is None
 
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rvpo_repro.sweep.shapes import SHAPES_FILE, shipped_shape, shipped_shapes
+from rvpo_repro.sizing.shapes import SHAPES_FILE, shipped_shape, shipped_shapes
 
 # Throughput on one H100-80GB SXM in bf16.
 HARDWARE: dict[str, Any] = {
