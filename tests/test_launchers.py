@@ -357,7 +357,7 @@ def toy_prompts():
     """The check's task (toy_constraints) as its parts build it, with the suite's tiny tokenizer."""
     from rvpo_repro.config import compose
     from rvpo_repro.models import build_tiny_tokenizer
-    from rvpo_repro.run.job import build_task
+    from rvpo_repro.run.task import build_task
 
     cfg = compose(["experiment=toy", "seed=0"])
     tokenizer = build_tiny_tokenizer(cfg.model.tiny.vocab_size)
