@@ -54,5 +54,5 @@ if [ "$size" -gt "$limit" ]; then
   echo "gpu-carry: the wheels exceed the $limit bytes the lent machine's $LIMIT_MIB MiB leave beside the tree and the margin; drop or slim a wheel (requirements/gpu-check.txt, scripts/slim_wheel.py)" >&2
   exit 1
 fi
-echo "carry $CARRY/wheels (git-ignored: name it in what the lent machine carries) with the working tree, and run there (from the repository root):"
+echo "carry $CARRY/wheels with the working tree (.gpu-carry is git-ignored: name it among what the lent machine carries), and run there (from the repository root):"
 echo "  bash scripts/gpu_check.sh --out \"\$OUT/gpu_check.json\""
