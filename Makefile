@@ -236,7 +236,7 @@ verl-lock: $(VERL_STAMP) ## rewrite requirements/verl-lock.txt from the verl ven
 # gpu-check-rehearsal runs the check on CPU from such wheels alone (fetches from PyPI: CI, not make test).
 GPU_CARRY ?= .gpu-carry
 .PHONY: gpu-carry gpu-check-rehearsal
-gpu-carry: $(STAMP) ## fetch the wheels gpu-check needs on a machine without network into .gpu-carry/ (<64 MiB); prints the command to run there
+gpu-carry: $(STAMP) ## fetch the wheels gpu-check needs on a machine without network into .gpu-carry/ (with the tree <= 64 MiB); prints the command to run there
 	PY=$(PY) GPU_CARRY=$(GPU_CARRY) bash scripts/gpu_carry.sh
 
 gpu-check-rehearsal: $(STAMP) ## the GPU check on CPU as a lent machine runs it: carried wheels, no index (~4 min, needs PyPI)

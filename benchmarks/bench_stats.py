@@ -1,4 +1,4 @@
-"""Time the resampling tests of rvpo_repro.analysis (stats, seed_stats) on seeded data.
+"""Time the resampling tests of rvpo_repro.analysis.stats (paired, seeds) on seeded data.
 
 Paired bootstrap and paired permutation with 10,000 resamples over 5,000 examples (target:
 under 2 s each on 2 cores), the hierarchical bootstrap on 5 seeds x 5,000 examples per
@@ -16,8 +16,9 @@ import numpy as np
 import scipy
 from scipy import stats as sps
 
-from rvpo_repro.analysis.seed_stats import hierarchical_bootstrap
-from rvpo_repro.analysis.stats import _CHUNK_ELEMS, paired_bootstrap, paired_permutation
+from rvpo_repro.analysis.stats.base import CHUNK_ELEMS
+from rvpo_repro.analysis.stats.paired import paired_bootstrap, paired_permutation
+from rvpo_repro.analysis.stats.seeds import hierarchical_bootstrap
 
 N_EXAMPLES, N_RESAMPLES, N_SEEDS, REPEATS = 5000, 10_000, 5, 3
 
@@ -42,7 +43,7 @@ def main() -> None:
     b = np.where(rng.random(N_EXAMPLES) < 0.9, a, 1 - a)  # a second run agreeing on 90% of examples
     runs_a = [rng.binomial(1, 0.62, N_EXAMPLES).astype(float) for _ in range(N_SEEDS)]
     runs_b = [rng.binomial(1, 0.60, N_EXAMPLES).astype(float) for _ in range(N_SEEDS)]
-    chunk = _CHUNK_ELEMS // N_EXAMPLES
+    chunk = CHUNK_ELEMS // N_EXAMPLES
 
     print(f"numpy {np.__version__}, scipy {scipy.__version__}, python {platform.python_version()}")
     print(f"data: {N_EXAMPLES} examples, {N_RESAMPLES} resamples, median of {REPEATS}")

@@ -4,8 +4,8 @@ Data flows one way: config -> task -> trainer -> aggregator -> evaluation -> rec
 Modules and subpackages, one idea each and one import path per name (no module re-exports
 another's; tests/test_layout.py checks it):
 
-    aggregators    rewards (N, K) -> advantages (N,): the registry of methods (GRPO ... RVPO)
-    advantage_ops  the pure tensor functions behind them (z-scores, SoftMin, whitening)
+    aggregators    rewards (N, K) -> advantages (N,): the registry of methods (GRPO ... RVPO) and
+                   the pure tensor functions they share (tensor_ops: z-scores, SoftMin, whitening)
     rewards        reward channels in TRL's calling convention; multi-channel rewards
     trainer        RVPOTrainer: TRL's GRPOTrainer with the aggregator's advantages
     channel_metrics  per-channel metrics of a batch, logged by every trainer integration
@@ -17,7 +17,8 @@ another's; tests/test_layout.py checks it):
     cli            what the entry points share: the config tree, --help, one-line errors (run_hydra)
     train          `rvpo-train` = `python -m rvpo_repro.train` (thin Hydra main)
     evaluate       `rvpo-eval` = `python -m rvpo_repro.evaluate` (thin Hydra main)
-    run/           one run's life: job (build, train, evaluate, seal), record, provenance, lock, resume
+    run/           one run's life: job (build, train, evaluate, seal), record, provenance, lock, resume,
+                   ranks and the facts each rank trained under (rank_facts)
     io             atomic writes, JSON Lines, download-once
     tasks/         data sets and reward channels: toy_constraints, rubric (RaR), toolrl, custom, ...
     evals/         held-out evaluations (rewards, HealthBench, GPQA, BFCL), one EvalResult type
@@ -27,7 +28,6 @@ another's; tests/test_layout.py checks it):
     sweep/         the sweep tool (`rvpo-sweep`): plan (runs, status, launches), cost (GPU-hours)
     progress       progress bars that stay quiet in log files
     callbacks      training callbacks: progress and compact step lines
-    rank_report    what a training job ran under on every rank (distributed type, precision, digests)
     tracking       the W&B run of a job
     envcheck       checks the installed torch build
 """

@@ -9,7 +9,7 @@
   config key, `model_config`, and TRL's GRPOConfig under `grpo_config`, instead of their ~220
   keys at the top level of the run's config, beside the suite's own config groups.
 - colocated vLLM on CPU gets a weight sync that works there (`generation.reloadable_colocate_sync`).
-- `rvpo_repro.rank_report.RankReport`: at the end of training, the distributed type, precision and a
+- `rvpo_repro.run.rank_facts.RankReport`: at the end of training, the distributed type, precision and a
   parameter digest of every rank, in `<output_dir>/ranks.json` and one log line.
 """
 
@@ -23,7 +23,7 @@ from transformers.integrations import WandbCallback
 
 from rvpo_repro import progress
 from rvpo_repro.generation import reloadable_colocate_sync
-from rvpo_repro.rank_report import RankReport
+from rvpo_repro.run.rank_facts import RankReport
 
 # (log key, short label) shown in the summary line, in order; missing keys are left out.
 SUMMARY_KEYS: tuple[tuple[str, str], ...] = (

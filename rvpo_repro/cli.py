@@ -64,7 +64,7 @@ def exit_codes() -> dict[type[BaseException], int]:
     """Errors the entry points report in one line, with their exit status."""
     from rvpo_repro.config import ConfigError
     from rvpo_repro.generation import VLLMStartError
-    from rvpo_repro.run.lifecycle import RunFailed
+    from rvpo_repro.run.errors import RunFailed
     from rvpo_repro.run.lock import RunLockedError
     from rvpo_repro.run.ranks import RankError
     from rvpo_repro.tasks.base import TaskInputError

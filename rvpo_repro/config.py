@@ -275,11 +275,14 @@ def _schema_error(exc: Exception, where: str) -> ConfigError:
     return ConfigError(f"config key `{where}{key}`: {msg}" if key else f"config {where or 'root'}: {msg}")
 
 
-def validate(cfg: Any, construct_trl: bool = True) -> None:
+def validate(cfg: Any, construct_trl: bool = True) -> Any:
     """Refuse a composed config before any work starts, naming the key and what is allowed:
     unknown keys anywhere (Hydra lets `+key=value` add them, the root included), wrong types,
     values out of range (`check_ranges`), options of another aggregator method, and whatever TRL's
-    GRPOConfig refuses (constructed here on CPU, which takes seconds; `construct_trl=False` skips it)."""
+    GRPOConfig refuses (constructed here on CPU, which takes seconds; `construct_trl=False` skips it).
+
+    Returns the aggregator built to check its options (rvpo_repro.aggregators): a run trains with
+    this one object."""
 
     from rvpo_repro.aggregators import aggregator_from_config
     from rvpo_repro.tasks import TASKS
@@ -315,11 +318,12 @@ def validate(cfg: Any, construct_trl: bool = True) -> None:
     check_precision(plain["model"], plain["trainer"])
     check_vllm_model(plain)
     try:
-        aggregator_from_config(cfg.aggregator)
+        aggregator = aggregator_from_config(cfg.aggregator)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"aggregator: {exc}") from exc
     if construct_trl:
         check_grpo_config(cfg)
+    return aggregator
 
 
 def check_aggregator_options(agg: Any) -> None:

@@ -8,7 +8,7 @@ handling and reward weights apply channel by channel.
 
 A reward value is a finite number within ±MAX_ABS_REWARD, or None for a missing one. NaN, ±inf and
 larger magnitudes are refused (`out_of_domain`), never read as missing: a user's reward where it
-returns them (tasks.user_code), any reward in the trainer's reward matrix (RVPOTrainer).
+returns them (tasks.custom.user_code), any reward in the trainer's reward matrix (RVPOTrainer).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ class ModelConfig:
     vllm_enable_sleep_mode: bool = (
         False  # colocated vLLM frees its weights and KV cache while the policy trains
     )
-    # each GPU's memory the run's memory plan is held against (rvpo_repro.sweep.memory)
+    # each GPU's memory the run's memory plan is held against (rvpo_repro.sizing.memory)
     gpu_memory_gb: float = within(POSITIVE, 80.0)
     accelerate: str | None = None  # conf/accelerate/<name>.yaml for a run on several GPUs (rvpo-sweep)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)

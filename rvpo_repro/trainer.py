@@ -103,7 +103,7 @@ class RVPOTrainer(GRPOTrainer):
     def _refuse_out_of_domain(self, rewards: torch.Tensor) -> None:
         """±inf or |r| > MAX_ABS_REWARD in the (N, K) rewards: TaskInputError naming the channel and
         the rollout, before any advantage is computed (NaN is TRL's missing reward: left alone here;
-        a user's reward returning NaN is refused where it returns it, tasks.user_code)."""
+        a user's reward returning NaN is refused where it returns it, tasks.custom.user_code)."""
         bad = torch.isinf(rewards) | (rewards.abs() > MAX_ABS_REWARD)
         if not bool(bad.any()):
             return

@@ -68,7 +68,7 @@ def step_requests(cfg, cache: str) -> list:
     """One training step's judge requests, as RubricReward.score builds them."""
     from rvpo_repro.generation import GenerationSettings, generate_hf
     from rvpo_repro.models import load_model, load_tokenizer
-    from rvpo_repro.run.job import build_task
+    from rvpo_repro.run.task import build_task
 
     tok = load_tokenizer(cfg.model, cache)
     task, data = build_task(cfg, tok)

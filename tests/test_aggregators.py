@@ -12,7 +12,9 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rvpo_repro.advantage_ops import (
+from rvpo_repro.aggregators import aggregator_from_config, get_aggregator
+from rvpo_repro.aggregators.base import AGGREGATORS, Aggregator, register
+from rvpo_repro.aggregators.tensor_ops import (
     batch_whiten,
     group_zscore,
     risk_schedule,
@@ -21,8 +23,6 @@ from rvpo_repro.advantage_ops import (
     weighted_mean_var,
     zscore_bound,
 )
-from rvpo_repro.aggregators import aggregator_from_config, get_aggregator
-from rvpo_repro.aggregators.base import AGGREGATORS, Aggregator, register
 
 NAMES = ["grpo", "dr_grpo", "gdpo", "rvpo", "variance_penalty", "hard_min"]  # with a loop reference here
 NEW = ["mo_grpo", "saw", "gd2po", "mgda", "gapo", "constrained_grpo"]  # tests/test_aggregators_methods.py

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from rvpo_repro.advantage_ops import group_zscore
 from rvpo_repro.aggregators import get_aggregator
+from rvpo_repro.aggregators.tensor_ops import group_zscore
 
 NAN = math.nan
 NEW = ["mo_grpo", "saw", "gd2po", "mgda", "gapo", "constrained_grpo"]

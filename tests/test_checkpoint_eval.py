@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from datasets import Dataset
+from helpers.toy_runs import toy_smoke_overrides
 from omegaconf import OmegaConf
 
 from rvpo_repro.rewards import RewardChannel
@@ -106,17 +107,8 @@ def test_a_run_scores_its_validation_split_at_every_save(tmp_path, cache_dir):
     from rvpo_repro.config import compose
     from rvpo_repro.run.job import train_and_evaluate
 
-    cfg = compose(
-        [
-            "experiment=toy_smoke",
-            f"paths.results_dir={tmp_path / 'results'}",
-            f"paths.cache_dir={cache_dir}",
-            f"paths.output_dir={tmp_path / 'out'}",
-            "logger.mode=disabled",
-            "trainer.eval_checkpoints=true",
-            "trainer.validation_prompts=4",
-        ]
-    )
+    extra = ("trainer.eval_checkpoints=true", "trainer.validation_prompts=4")
+    cfg = compose(toy_smoke_overrides(tmp_path, cache_dir, *extra, process=False))
     train_and_evaluate(cfg)
     (run_dir,) = list(Path(tmp_path / "results" / "runs" / "toy_smoke").iterdir())
     rec = load_record(run_dir)

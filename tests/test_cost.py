@@ -10,6 +10,7 @@ import pytest
 
 from rvpo_repro.config import compose
 from rvpo_repro.evals.healthbench_grader import GRADER_SYSTEM
+from rvpo_repro.sizing import shapes
 from rvpo_repro.sweep import cost
 from rvpo_repro.tasks.rubric import JUDGE_SYSTEM
 
@@ -24,23 +25,24 @@ def test_judge_request_tokens_are_the_reward_requests_text_at_four_characters_a_
 
 
 def test_criterion_length_is_counted_on_the_rar_fixture():
-    from rvpo_repro.evals.fixtures import rar_records
+    from rvpo_repro.evals.synthetic_benchmarks import rar_records
 
     items = [it["description"] for r in rar_records(16) for it in r["rubric"]]  # <= 10 items: all kept
     assert cost.fixture_criterion_chars() == pytest.approx(sum(map(len, items)) / len(items))
     assert all(d.split(" ")[0] in ("Essential", "Important", "Optional", "Pitfall") for d in items)
 
 
-# A judge with round numbers: 1e9 parameters, 2e8 of them in the (tied) embedding, 10 layers of
-# width 1000, 2 KV heads of 100: 8000 bytes of KV cache per token.
+# A judge with round numbers: 10 layers of width 1000 (10 heads of 100, 2 of them KV: 8000 bytes of
+# KV cache per token), a tied embedding of 2e8, about 1e9 parameters in all (shapes.ModelShape).
 TOY_MODEL = {
-    "params": 1e9,
     "hidden_size": 1000,
     "num_hidden_layers": 10,
+    "num_attention_heads": 10,
     "num_key_value_heads": 2,
-    "head_dim": 100,
+    "intermediate_size": 25866,
     "vocab_size": 200_000,
     "tie_word_embeddings": True,
+    "max_position_embeddings": 4096,
 }
 TOY_GPU = {"bf16_flops": 1e15, "bytes_per_s": 1e12, "memory_bytes": 10e9}
 TOY_JUDGE = {"prefix_cache_hit_rate": 0.5, "reply_tokens": 100, "max_num_seqs": 64,
@@ -48,21 +50,23 @@ TOY_JUDGE = {"prefix_cache_hit_rate": 0.5, "reply_tokens": 100, "max_num_seqs": 
 
 
 def test_judge_roofline_by_hand(monkeypatch):
-    monkeypatch.setitem(cost.JUDGE_MODELS, "toy", TOY_MODEL)
+    monkeypatch.setitem(shapes.shipped_shapes(), "toy", TOY_MODEL)  # the judge's shape: the shipped facts
+    params = shapes.shipped_shape("toy").params
+    assert abs(params - 1e9) < 1e5
     r = cost.judge_roofline("toy", 1000, concurrency=1000, gpu=TOY_GPU, judge=TOY_JUDGE)
-    # prefill: 500 new tokens x (2 x 8e8 body + 4 x 10 x 1000 x 1000 attention) / 1e15
-    assert r.prefill_s == pytest.approx(500 * (1.6e9 + 4e7) / 1e15)
-    # KV room 5e9 - 2e9 weights = 3e9 B, 8000 x 1100 B a sequence: 340 fit, vLLM takes 64
+    # prefill: 500 new tokens x (2 x (params - 2e8) body + 4 x 10 x 1000 x 1000 attention) / 1e15
+    assert r.prefill_s == pytest.approx(500 * (2 * (params - 2e8) + 4e7) / 1e15)
+    # KV room 5e9 - 2 x params weights = 3e9 B, 8000 x 1100 B a sequence: 340 fit, vLLM takes 64
     assert r.batch == 64
-    # a step reads 2e9 B of weights and 64 x 8000 x 1050 B of cache at 1e12 B/s (compute: 1.28e11 / 1e15)
-    step = (2e9 + 64 * 8000 * 1050) / 1e12
+    # a step reads 2 x params B of weights and 64 x 8000 x 1050 B of cache at 1e12 B/s (compute: 1.28e11 / 1e15)
+    step = (2 * params + 64 * 8000 * 1050) / 1e12
     assert r.decode_s == pytest.approx(100 * step / 64)
     assert r.bound == pytest.approx(1 / (r.prefill_s + r.decode_s)) and r.used == pytest.approx(r.bound / 2)
     # fewer requests in flight than vLLM's cap: the batch is what is in flight
     assert cost.judge_roofline("toy", 1000, concurrency=8, gpu=TOY_GPU, judge=TOY_JUDGE).batch == 8
     # a KV cache that holds fewer sequences than are in flight caps the batch
     small = cost.judge_roofline("toy", 1000, 1000, gpu={**TOY_GPU, "memory_bytes": 4.2e9}, judge=TOY_JUDGE)
-    assert small.batch == int((4.2e9 * 0.5 - 2e9) // (8000 * 1100)) == 11
+    assert small.batch == int((4.2e9 * 0.5 - 2 * params) // (8000 * 1100)) == 11
     with pytest.raises(ValueError, match="no shape for judge model 'nope'"):
         cost.judge_roofline("nope", 1000, 1)
 
@@ -76,6 +80,12 @@ def test_judge_of_a_rubric_run_is_the_served_model_at_its_concurrency():
         cost.judge_prompt_tokens(150, 600, cost.fixture_criterion_chars())
     )
     assert 50 < r.bound < 500 and r.used == pytest.approx(0.5 * r.bound)
+    # the 7B's untied embedding and LM head (2 x 152064 x 3584) are not in the prefill's 2 FLOPs a parameter
+    shape = shapes.shipped_shape(r.model)
+    body, attention = shape.params - 2 * 152064 * 3584, 4 * 28 * 3584 * r.prompt_tokens
+    assert r.prefill_s == pytest.approx(
+        r.prompt_tokens * 0.32 * (2 * body + attention) / cost.GPU["bf16_flops"]
+    )
     assert cost.run_judge_roofline(compose(["experiment=tool_calling", "model=qwen2.5-3b"])) is None
 
 

@@ -14,8 +14,14 @@ from rvpo_repro.config import compose
 from rvpo_repro.rewards import RewardChannel
 from rvpo_repro.run.record import new_record, run_dir
 from rvpo_repro.tasks import TaskInputError, get_task, prepare_config
-from rvpo_repro.tasks.custom import RewardSpec, _specs, load_rewards
-from rvpo_repro.tasks.user_code import CheckedReward, build_reward, check_signature, missing_columns, resolve
+from rvpo_repro.tasks.custom.task import RewardSpec, _specs, load_rewards
+from rvpo_repro.tasks.custom.user_code import (
+    CheckedReward,
+    build_reward,
+    check_signature,
+    missing_columns,
+    resolve,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DATA = REPO / "examples" / "prompts.jsonl"
@@ -440,7 +446,7 @@ def test_example_experiment_file_composes_and_resolves(monkeypatch):
 
 
 def test_empty_files_and_columns_of_mixed_kinds_are_one_line_naming_source_row_and_column(cwd, custom_task):
-    from rvpo_repro.tasks.custom_data import check_columns_agree, to_dataset
+    from rvpo_repro.tasks.custom.data import check_columns_agree, to_dataset
 
     mod = module(cwd, REWARDS)
     reward = f"task.rewards=[{mod}:has_digit]"

@@ -9,7 +9,7 @@ import pytest
 
 from rvpo_repro.evals import gpqa
 from rvpo_repro.evals.base import column_mean
-from rvpo_repro.evals.fixtures import GPQA_COLUMNS, write_gpqa_fixture
+from rvpo_repro.evals.synthetic_benchmarks import GPQA_COLUMNS, write_gpqa_fixture
 
 # Obtained once by running `r = random.Random(0); [r.sample(range(4), 4) for _ in range(3)]`
 # (CPython 3.11+); with choices [correct, inc1, inc2, inc3] the correct one lands at C, D, C.

@@ -16,7 +16,7 @@ from rvpo_repro.config import compose
 from rvpo_repro.evals import healthbench, healthbench_grader
 from rvpo_repro.judges import make_judge
 from rvpo_repro.judges.scripted import ScriptedJudge
-from rvpo_repro.run.job import eval_judge
+from rvpo_repro.run.task import eval_judge
 from rvpo_repro.tasks import get_task
 from rvpo_repro.tasks.rubric import RubricTaskConfig
 

@@ -15,7 +15,11 @@ import pytest
 from rvpo_repro.evals import healthbench as hb
 from rvpo_repro.evals import healthbench_grader
 from rvpo_repro.evals.base import column_mean
-from rvpo_repro.evals.fixtures import HEALTHBENCH_RECORD0, write_healthbench_fixture, write_rar_fixture
+from rvpo_repro.evals.synthetic_benchmarks import (
+    HEALTHBENCH_RECORD0,
+    write_healthbench_fixture,
+    write_rar_fixture,
+)
 from rvpo_repro.judges.base import JudgeRequest, JudgeResult
 
 RUBRICS = HEALTHBENCH_RECORD0["rubrics"]  # points 7, 5, 3 (cluster), -6, -2; positive total 15
@@ -351,7 +355,7 @@ def test_every_metric_is_the_mean_of_its_declared_column(tmp_path):
 
 
 # --------------------------------------------------------------------------- RaR fixture schema
-# (its task lives elsewhere; the fixture writer is in rvpo_repro.evals.fixtures with these two)
+# (its task lives elsewhere; the fixture writer is in rvpo_repro.evals.synthetic_benchmarks with these two)
 
 
 def test_rar_fixture_schema(tmp_path):

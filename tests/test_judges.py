@@ -422,7 +422,7 @@ def test_a_back_end_needs_only_from_config_and_reply():
     assert missing.value is None and missing.attempts == 1 and "malformed" in missing.error
 
 
-def test_stopping_the_server_ends_the_answers_it_still_owes(caplog):
+def test_stopping_the_server_ends_the_answers_it_still_owes(caplog, monkeypatch):
     """An answer pending at stop (the client timed out) ends with the server's loop, not as an
     asyncio "Task was destroyed" error that the garbage collector logs inside some later test."""
     import gc
@@ -432,6 +432,10 @@ def test_stopping_the_server_ends_the_answers_it_still_owes(caplog):
 
     owed = {"role": "user", "content": "owed " + directive(then="sleep", sleep_s=30.0)}
     body = json.dumps({"model": "m", "messages": [owed]}).encode()
+    failures: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
+    with ScriptedChatServer():  # nothing owed: the stop has nothing to gather
+        pass
     with ScriptedChatServer() as server:
         post = urllib.request.Request(f"{server.base_url}/chat/completions", data=body)
         with pytest.raises(TimeoutError):
@@ -439,3 +443,4 @@ def test_stopping_the_server_ends_the_answers_it_still_owes(caplog):
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         gc.collect()
     assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
+    assert failures == []

@@ -350,3 +350,37 @@ def test_gpu_check_plans_the_config_it_measures():
         assert "memory" in plan["error"]
     else:  # DDP keeps fp32 weights, gradients and two AdamW moments: 16 bytes a parameter
         assert plan["peak_gb"] > 16 * 3.09 and plan["phase"] in ("training", "generation")
+
+
+@pytest.fixture(scope="module")
+def toy_prompts():
+    """The check's task (toy_constraints) as its parts build it, with the suite's tiny tokenizer."""
+    from rvpo_repro.config import compose
+    from rvpo_repro.models import build_tiny_tokenizer
+    from rvpo_repro.run.task import build_task
+
+    cfg = compose(["experiment=toy", "seed=0"])
+    tokenizer = build_tiny_tokenizer(cfg.model.tiny.vocab_size)
+    return build_task(cfg, tokenizer)[1].train_dataset, tokenizer
+
+
+def test_gpu_check_counts_the_prompt_tokens_the_trainer_feeds(toy_prompts):
+    dataset, tok = toy_prompts
+    ids = [tok.apply_chat_template(r["prompt"], add_generation_prompt=True)["input_ids"] for r in dataset]
+    assert gpu_check.longest_prompt(dataset, tok) == max(map(len, ids)) > 10
+
+
+def test_gpu_check_parts_fit_one_80_gb_gpu_by_the_plan(toy_prompts):
+    """Each training part's config, as --part all runs it, is planned within 80 GB (no OOM by design)."""
+    prompt = gpu_check.longest_prompt(*toy_prompts)
+    planned = {}
+    for name, part_args, _ in gpu_check.PARTS:
+        if "roofline" not in part_args:
+            args = gpu_check.parse_args(part_args)
+            plan = gpu_check.planned_memory(args, prompt)
+            assert "peak_gb" in plan, plan
+            planned[name] = plan["peak_gb"]
+            assert plan["parts_gb"]["HF generation (KV cache, logits)"] < 1.0  # one micro-batch generated
+    assert set(planned) == {"rvpo-1.5b", "grpo-1.5b", "rvpo-3b"}
+    assert all(peak <= 80 for peak in planned.values()), planned
+    assert planned["rvpo-3b"] > 16 * 3.09  # fp32 weights, grads and AdamW of 3.09B parameters

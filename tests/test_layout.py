@@ -18,11 +18,13 @@ PUBLIC = {
     "rvpo_repro.aggregators": ["get_aggregator", "aggregator_from_config"],
     "rvpo_repro.aggregators.base": ["AGGREGATORS", "Aggregator", "register", "options_schema"],
     "rvpo_repro.ranges": ["Range", "within", "field_ranges"],
-    "rvpo_repro.advantage_ops": ["softmin", "group_zscore", "risk_schedule", "batch_whiten"],
+    "rvpo_repro.aggregators.tensor_ops": ["softmin", "group_zscore", "risk_schedule", "batch_whiten"],
     "rvpo_repro.trainer": ["RVPOTrainer"],
     "rvpo_repro.rewards": ["MultiChannelReward", "RewardChannel", "completion_text", "expand_reward_funcs"],
-    "rvpo_repro.analysis.stats": ["paired_bootstrap", "paired_permutation", "wilcoxon", "paired_t", "holm"],
-    "rvpo_repro.analysis.seed_stats": ["welch", "mann_whitney", "hierarchical_bootstrap"],
+    "rvpo_repro.analysis.stats.paired": ["paired_bootstrap", "paired_permutation", "wilcoxon", "paired_t"],
+    "rvpo_repro.analysis.stats.seeds": ["welch", "mann_whitney", "seed_permutation", "hierarchical_bootstrap"],
+    "rvpo_repro.analysis.stats.intervals": ["iqm", "stratified_bootstrap_ci", "probability_of_improvement_ci"],
+    "rvpo_repro.analysis.stats.table_rule": ["compare", "mean_ci", "holm"],
     "rvpo_repro.evals.base": ["EvalResult", "metric"],
     "rvpo_repro.evals.healthbench": ["score_example", "aggregate"],
     "rvpo_repro.evals.healthbench_grader": ["load_grader_template", "grader_messages"],
@@ -30,7 +32,7 @@ PUBLIC = {
     "rvpo_repro.evals.bfcl": ["load_bfcl", "score"],
     "rvpo_repro.evals.bfcl_parsing": ["parse_tool_calls_toolrl", "parse_tool_calls_strict", "parse_python_calls"],
     "rvpo_repro.evals.bfcl_checker": ["ast_check"],
-    "rvpo_repro.tasks.toolrl.rewards": ["format_reward", "correctness_reward"],
+    "rvpo_repro.tasks.toolrl.rule_rewards": ["format_reward", "correctness_reward"],
     "rvpo_repro.run.record": ["load_record", "load_examples", "write_record", "config_hash", "run_id"],
     "rvpo_repro.run.provenance": ["environment_info", "redact"],
     "rvpo_repro.analysis.report": ["build_report", "main"],
@@ -237,6 +239,90 @@ def test_every_import_names_the_real_home():
     assert wrong == [], "\n".join(wrong)
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """`a.b.c` for a chain of attributes on a name, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
+def _private_crossings(tree: ast.Module, name: str) -> list[tuple[int, str, str]]:
+    """(line, home module, private name) wherever module `name` takes a private name (one leading
+    underscore) from another rvpo_repro module: `from rvpo_repro.x import _y`, `import
+    rvpo_repro.x._y`, and `m._y` where m is bound to a package module (`import rvpo_repro.x as m`,
+    `from rvpo_repro import x`, `import rvpo_repro.x` then `rvpo_repro.x._y`)."""
+    found, aliases = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if not a.name.startswith("rvpo_repro"):
+                    continue
+                aliases[a.asname or "rvpo_repro"] = a.name if a.asname else "rvpo_repro"
+                parts = a.name.split(".")
+                found += [(node.lineno, ".".join(parts[:i]), p) for i, p in enumerate(parts) if _private(p)]
+        elif isinstance(node, ast.ImportFrom):
+            home = _absolute(node, name)
+            if not home.startswith("rvpo_repro"):
+                continue
+            for a in node.names:
+                if _private(a.name) and home != name:
+                    found.append((node.lineno, home, a.name))
+                elif f"{home}.{a.name}" in MODULES:
+                    aliases[a.asname or a.name] = f"{home}.{a.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr) and (chain := _dotted(node.value)):
+            head, _, rest = chain.partition(".")
+            home = ".".join(filter(None, [aliases.get(head), rest])) if head in aliases else None
+            if home in MODULES and home != name:
+                found.append((node.lineno, home, node.attr))
+    return sorted(found)
+
+
+def test_private_crossing_detector():
+    def crossings(source: str, name: str = "rvpo_repro.analysis.report") -> list[tuple[str, str]]:
+        return [(home, n) for _, home, n in _private_crossings(ast.parse(source), name)]
+
+    assert crossings("from rvpo_repro.analysis.figures import _helper, method_styles") == [
+        ("rvpo_repro.analysis.figures", "_helper")
+    ]
+    assert crossings("def f():\n    from .figures import _x\n") == [("rvpo_repro.analysis.figures", "_x")]
+    assert crossings("import rvpo_repro.analysis.figures as fig\nfig._helper(1)") == [
+        ("rvpo_repro.analysis.figures", "_helper")
+    ]
+    assert crossings("from rvpo_repro.analysis import figures\nfigures._helper(1)") == [
+        ("rvpo_repro.analysis.figures", "_helper")
+    ]
+    assert crossings("import rvpo_repro.analysis.figures\nrvpo_repro.analysis.figures._helper(1)") == [
+        ("rvpo_repro.analysis.figures", "_helper")
+    ]
+    # its own names, dunders, other libraries' and objects' private attributes are no crossing
+    assert crossings("from rvpo_repro import __version__\nimport numpy as np\nnp._x\nself._y\n") == []
+    assert crossings("from rvpo_repro.analysis.figures import _helper", "rvpo_repro.analysis.figures") == []
+
+
+def test_no_private_name_crosses_a_module():
+    """What two modules share is public at its one home: no module of the package takes a private
+    name from another one."""
+    seen = {
+        (name, home, n): line
+        for name, p in MODULES.items()
+        for line, home, n in _private_crossings(_tree(p), name)
+    }
+    wrong = [
+        f"{MODULES[key[0]].relative_to(REPO)}:{line}: {key[2]} from {key[1]}"
+        for key, line in sorted(seen.items())
+    ]
+    assert wrong == [], (
+        "private names used outside their module (make them public at their home):\n" + "\n".join(wrong)
+    )
+
+
 def _imports(path: Path, name: str) -> set[str]:
     """rvpo_repro modules that importing `name` runs, including imports inside functions (a call
     that runs them closes a circle as surely as a module-level one).
@@ -288,7 +374,7 @@ def test_cycle_finder_sees_function_level_and_parent_package_imports():
     # rvpo_repro.evals.healthbench imports rvpo_repro.judges.base, so runs rvpo_repro.judges' __init__
     assert "rvpo_repro.judges" in graph["rvpo_repro.evals.healthbench"]
     # ... but a module inside rvpo_repro.tasks does not depend on rvpo_repro.tasks' __init__
-    assert "rvpo_repro.tasks" not in graph["rvpo_repro.tasks.custom"]
+    assert "rvpo_repro.tasks" not in graph["rvpo_repro.tasks.custom.task"]
 
 
 def test_no_import_cycle_inside_the_package():

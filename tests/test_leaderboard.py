@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis.leaderboard import ALL, build, complete_matrix, leaderboard
+from rvpo_repro.analysis.stats import intervals
 from rvpo_repro.config import ConfigError
 
 SNAPSHOT = Path(__file__).parents[1] / "results" / "snapshot"
@@ -18,43 +18,51 @@ SNAPSHOT = Path(__file__).parents[1] / "results" / "snapshot"
 
 def test_iqm_and_mean_follow_their_definitions():
     x = np.arange(1.0, 9.0).reshape(4, 2)  # eight entries 1..8: the middle half is 3, 4, 5, 6
-    assert ie.iqm(x) == pytest.approx(4.5)
-    assert ie.mean_score(x) == pytest.approx(4.5)
+    assert intervals.iqm(x) == pytest.approx(4.5)
+    assert intervals.mean_score(x) == pytest.approx(4.5)
     skewed = np.array([[0.0], [0.1], [0.2], [0.3], [100.0]])
-    assert ie.iqm(skewed) < 1.0 < ie.mean_score(skewed)  # robust to the outlying run
+    assert intervals.iqm(skewed) < 1.0 < intervals.mean_score(skewed)  # robust to the outlying run
     stack = np.stack([x, skewed[:4, :1].repeat(2, 1)])  # (2, runs, tasks): one value per matrix
-    np.testing.assert_allclose(ie.iqm(stack), [ie.iqm(x), ie.iqm(stack[1])])
+    np.testing.assert_allclose(intervals.iqm(stack), [intervals.iqm(x), intervals.iqm(stack[1])])
     with pytest.raises(ValueError, match=r"scores of shape \(0, 1\) are invalid"):
-        ie.iqm(np.array([]))
+        intervals.iqm(np.array([]))
 
 
 def test_the_bootstrap_resamples_each_task_on_its_own():
     """Row sums are constant here: resampling whole rows would give one value; strata do not."""
     a = np.array([0.0, 0.25, 0.75, 1.0])
     x = np.stack([a, a[::-1]], axis=1)
-    est, low, high = ie.stratified_bootstrap_ci(x, ie.mean_score, n_boot=500, seed=1)
+    est, low, high = intervals.stratified_bootstrap_ci(x, intervals.mean_score, n_boot=500, seed=1)
     assert est == pytest.approx(x.mean()) and low < est < high
-    assert ie.stratified_bootstrap_ci(x, ie.mean_score, n_boot=500, seed=1) == (est, low, high)  # seeded
+    assert intervals.stratified_bootstrap_ci(x, intervals.mean_score, n_boot=500, seed=1) == (
+        est,
+        low,
+        high,
+    )  # seeded
     const = np.full((5, 2), 0.3)
-    assert ie.stratified_bootstrap_ci(const, ie.iqm, n_boot=200) == pytest.approx((0.3, 0.3, 0.3))
+    assert intervals.stratified_bootstrap_ci(const, intervals.iqm, n_boot=200) == pytest.approx(
+        (0.3, 0.3, 0.3)
+    )
 
 
 def test_probability_of_improvement_counts_pairs_and_ties():
-    assert ie.probability_of_improvement([np.array([1.0, 2.0])], [np.array([0.0, 2.0])]) == pytest.approx(
-        0.625
-    )
+    assert intervals.probability_of_improvement(
+        [np.array([1.0, 2.0])], [np.array([0.0, 2.0])]
+    ) == pytest.approx(0.625)
     x, y = [np.array([0.1, 0.5, 0.9]), np.array([0.2])], [np.array([0.4, 0.6]), np.array([0.2, 0.3])]
-    assert ie.probability_of_improvement(x, y) + ie.probability_of_improvement(y, x) == pytest.approx(1.0)
-    p, low, high = ie.probability_of_improvement_ci(x, y, n_boot=300)
+    assert intervals.probability_of_improvement(x, y) + intervals.probability_of_improvement(
+        y, x
+    ) == pytest.approx(1.0)
+    p, low, high = intervals.probability_of_improvement_ci(x, y, n_boot=300)
     assert low <= p <= high
     with pytest.raises(ValueError, match="x has 2 tasks and y 1"):
-        ie.probability_of_improvement(x, y[:1])
+        intervals.probability_of_improvement(x, y[:1])
 
 
 def test_performance_profile_is_the_share_above_each_threshold():
     x = np.array([[0.2, 0.8], [0.5, 0.9]])
     np.testing.assert_allclose(
-        ie.performance_profile(x, np.array([0.0, 0.5, 0.85, 1.0])), [1.0, 0.5, 0.25, 0.0]
+        intervals.performance_profile(x, np.array([0.0, 0.5, 0.85, 1.0])), [1.0, 0.5, 0.25, 0.0]
     )
 
 

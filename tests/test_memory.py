@@ -1,4 +1,4 @@
-"""The memory plan (rvpo_repro.sweep.memory): each rank's peak memory by component from the composed
+"""The memory plan (rvpo_repro.sizing.memory): each rank's peak memory by component from the composed
 config, held against model.gpu_memory_gb before a run or a sweep starts."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import torch
 from omegaconf import OmegaConf
 
 from rvpo_repro.config import ConfigError, compose, grpo_kwargs, validate
-from rvpo_repro.sweep import shapes
-from rvpo_repro.sweep.memory import GB, check_memory, gpu_shortfall, plan_memory
-from rvpo_repro.sweep.shapes import model_shape
+from rvpo_repro.sizing import shapes
+from rvpo_repro.sizing.memory import GB, check_memory, gpu_shortfall, plan_memory
+from rvpo_repro.sizing.shapes import model_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,7 +203,7 @@ def test_sweeps_readme_memory_column_is_the_plan():
 def test_a_run_starting_on_a_smaller_gpu_says_so_once(monkeypatch, caplog):
     from types import SimpleNamespace
 
-    from rvpo_repro.run.job import warn_small_gpu
+    from rvpo_repro.run.training import warn_small_gpu
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -83,7 +83,7 @@ def test_a_step_at_the_paper_learning_rate_moves_bf16_runs_as_fp32(cache_dir):
 def test_the_reported_master_dtype_is_the_optimizers_copy_when_deepspeed_keeps_one():
     from types import SimpleNamespace
 
-    from rvpo_repro.rank_report import master_dtype
+    from rvpo_repro.run.rank_facts import master_dtype
 
     module = torch.nn.Linear(2, 2).to(torch.bfloat16)
     fp32_copy = [torch.zeros(6, dtype=torch.float32)]

@@ -17,7 +17,7 @@ from rvpo_repro.analysis.labels import method_label
 from rvpo_repro.analysis.paper import DASH, load_reference, paper_numbers
 from rvpo_repro.analysis.report import build_report
 from rvpo_repro.analysis.runs import load_runs
-from rvpo_repro.analysis.seed_stats import hierarchical_mean_ci
+from rvpo_repro.analysis.stats.seeds import hierarchical_mean_ci
 from rvpo_repro.analysis.wandb_report import log_table
 from rvpo_repro.evals.base import metric
 from rvpo_repro.io import write_jsonl

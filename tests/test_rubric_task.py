@@ -92,7 +92,7 @@ def test_item_weights_are_absolute_per_rollout_and_zero_for_absent_channels(conv
 
 
 def test_build_reports_truncated_prompts(tmp_path, caplog):
-    from rvpo_repro.evals.fixtures import write_rar_fixture
+    from rvpo_repro.evals.synthetic_benchmarks import write_rar_fixture
 
     path = write_rar_fixture(tmp_path / "rar.parquet", n=6, seed=0)
     cfg = RubricTaskConfig(source=str(path), max_channels=8, evals=[])

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from rvpo_repro.config import ConfigError
-from rvpo_repro.run.lifecycle import RunFailed, RunPlan, agree, check_same_config
-from rvpo_repro.run.ranks import Ranks
+from rvpo_repro.run.errors import RunFailed
+from rvpo_repro.run.lock import check_same_config
+from rvpo_repro.run.plan import RunPlan
+from rvpo_repro.run.ranks import Ranks, agree
 from rvpo_repro.run.verdicts import check_missing_share
 
 
@@ -133,7 +135,7 @@ def test_written_files_follow_the_umask(tmp_path):
 
 def test_a_failure_after_publishing_keeps_the_model_when_there_is_no_checkpoint(tmp_path):
     from rvpo_repro.run.checkpoints import publish_model
-    from rvpo_repro.run.lifecycle import discard_if_unstarted
+    from rvpo_repro.run.lock import discard_if_unstarted
 
     partial = tmp_path / "model.partial"
     partial.mkdir()
@@ -148,7 +150,7 @@ def test_a_failure_after_publishing_keeps_the_model_when_there_is_no_checkpoint(
 
 
 def test_an_unstarted_run_in_hydras_own_folder_keeps_hydras_files(tmp_path):
-    from rvpo_repro.run.lifecycle import discard_if_unstarted
+    from rvpo_repro.run.lock import discard_if_unstarted
 
     (tmp_path / ".hydra").mkdir()
     (tmp_path / "train.log").write_text("the log of this launch\n")
@@ -160,7 +162,7 @@ def test_an_unstarted_run_in_hydras_own_folder_keeps_hydras_files(tmp_path):
 
 def test_a_checkpoint_of_another_number_of_ranks_is_refused_naming_the_launch(tmp_path, monkeypatch):
     from rvpo_repro.run.checkpoints import seal
-    from rvpo_repro.run.lifecycle import other_world_size
+    from rvpo_repro.run.lock import other_world_size
 
     ckpt = tmp_path / "checkpoints" / "checkpoint-2"
     ckpt.mkdir(parents=True)
@@ -180,7 +182,7 @@ def test_a_checkpoint_of_another_number_of_ranks_is_refused_naming_the_launch(tm
 
 @pytest.mark.parametrize("name", ["../../x", "..", ".", "a/b", "a\\b", ""])
 def test_an_experiment_name_that_is_a_path_is_refused_in_one_line(name, compose_cfg):
-    from rvpo_repro.run.lifecycle import plan_run
+    from rvpo_repro.run.plan import plan_run
 
     cfg = compose_cfg("experiment=toy_smoke", f"experiment_name='{name}'")
     with pytest.raises(ConfigError, match=r"^experiment_name=.*: expected one folder name") as info:
@@ -264,3 +266,66 @@ def test_a_rank_in_a_session_of_its_own_dies_with_its_launcher(tmp_path):
         if child is not None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
+
+
+def test_a_job_builds_its_aggregator_once_and_trains_with_the_one_validation_built(compose_cfg, monkeypatch):
+    import rvpo_repro.aggregators as aggregators
+    from rvpo_repro.run.plan import plan_run
+
+    built, build = [], aggregators.aggregator_from_config
+    monkeypatch.setattr(
+        aggregators, "aggregator_from_config", lambda cfg: built.append(build(cfg)) or built[-1]
+    )
+    plan = plan_run(compose_cfg("experiment=toy_smoke", "aggregator=rvpo", "aggregator.risk=2.0"))
+    assert len(built) == 1 and plan.aggregator is built[0] and plan.aggregator.risk == 2.0
+
+
+class LearnsRunFromRank0(Ranks):
+    """Rank 1 of a job whose rank 0 decided to run."""
+
+    def __init__(self):
+        super().__init__(rank=1, world_size=2)
+
+    def gather(self, obj):
+        return [obj, obj]
+
+    def broadcast(self, obj):
+        return {"action": "run", "trained": None, "resume": None}
+
+
+CMD = "rvpo-train seed=1"
+ENOSPC = OSError(28, "No space left on device", "ckpt/optimizer.pt")
+
+
+@pytest.mark.parametrize(
+    ("rank", "published", "raised", "expected", "kept"),
+    [
+        (0, False, KeyboardInterrupt(), f"interrupted before the first checkpoint; nothing kept. Start again with: {CMD}", False),
+        (0, True, KeyboardInterrupt(), f"interrupted after training; evaluation is left. Finish it with: {CMD}", True),
+        (0, False, ENOSPC, f"no space left on the device writing ckpt/optimizer.pt; no complete checkpoint. Free space, then resume with: {CMD}", False),
+        (0, False, ValueError("boom"), "boom", False),
+        (1, False, KeyboardInterrupt(), "", True),  # rank 0 alone says where the run stands
+        (1, False, ENOSPC, f"no space left on the device writing ckpt/optimizer.pt; no complete checkpoint. Free space, then resume with: {CMD}", True),
+        (1, False, ValueError("boom"), "boom", True),  # rank 0 alone removes what the run wrote
+    ],
+)  # fmt: skip
+def test_a_run_that_ends_early_says_so_in_one_line_and_rank0_removes_an_unstarted_run(
+    tmp_path, rank, published, raised, expected, kept
+):
+    from rvpo_repro.run.errors import RunInterrupted
+    from rvpo_repro.run.lock import open_run
+
+    run_dir = tmp_path / "run"
+    (run_dir / "model").mkdir(parents=True)
+    if published:
+        from rvpo_repro.run.checkpoints import seal
+
+        seal(run_dir / "model")
+    plan = RunPlan(cfg=None, config={}, config_hash="h", run_id="r", run_dir=run_dir)
+    ranks = Ranks() if rank == 0 else LearnsRunFromRank0()
+    with pytest.raises(BaseException) as info, open_run(plan, ranks, CMD) as run:
+        assert run is not None and run.resume is None
+        raise raised
+    wanted = {KeyboardInterrupt: RunInterrupted if rank == 0 else KeyboardInterrupt, OSError: RunFailed}
+    assert type(info.value) is wanted.get(type(raised), type(raised)) and str(info.value) == expected
+    assert run_dir.is_dir() is kept and (run_dir / "model").is_dir() is kept

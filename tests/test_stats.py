@@ -1,4 +1,5 @@
-"""Tests for rvpo_repro.analysis.stats and .seed_stats: agreement with scipy, textbook Holm, degenerate inputs, example ids."""
+"""Tests for rvpo_repro.analysis.stats (paired, seeds, table_rule.holm): agreement with scipy, textbook Holm,
+degenerate inputs, example ids."""
 
 from __future__ import annotations
 
@@ -12,17 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from rvpo_repro.analysis.seed_stats import hierarchical_bootstrap, mann_whitney, welch
-from rvpo_repro.analysis.stats import (
-    cohens_d,
+from rvpo_repro.analysis.stats.paired import (
     cohens_dz,
-    hedges_g,
-    holm,
     paired_bootstrap,
     paired_permutation,
     paired_t,
     wilcoxon,
 )
+from rvpo_repro.analysis.stats.seeds import cohens_d, hedges_g, hierarchical_bootstrap, mann_whitney, welch
+from rvpo_repro.analysis.stats.table_rule import holm
 
 B = 10_000  # resamples for the Monte-Carlo comparisons with scipy
 
@@ -71,6 +70,15 @@ def test_bootstrap_p_agrees_with_its_ci():
             assert not r.ci[0] <= 0 <= r.ci[1]
         if r.p_value > 0.06:
             assert r.ci[0] <= 0 <= r.ci[1]
+
+
+def test_bootstrap_p_never_reads_zero():
+    """Every resampled difference above 0: the add-one rule gives the smallest p, 2 / (1 + B), not 0."""
+    a = np.linspace(0.0, 1.0, 30)
+    b = a - 1 - 0.1 * np.sin(np.arange(30))
+    assert paired_bootstrap(a, b, n_resamples=999, seed=0).p_value == 2 / 1000
+    h = hierarchical_bootstrap([a + 1, a + 1.1], [a, a + 0.05], n_resamples=999, seed=0)
+    assert h.p_value == 2 / 1000
 
 
 def test_permutation_p_matches_scipy_randomised(pair):
@@ -228,17 +236,20 @@ def test_identical_runs():
     a = np.array([0.2, 0.9, 0.4, 0.4, 1.0])
     for fn in (paired_bootstrap, paired_t):
         r = fn(a, a.copy())
-        assert (r.p_value, r.ci, r.statistic) == (1.0, (0.0, 0.0), 0.0)
+        assert (r.p_value, r.ci, r.statistic, r.effect_size) == (1.0, (0.0, 0.0), 0.0, 0.0)
     assert paired_permutation(a, a).p_value == 1.0
     r = wilcoxon(a, a)
     assert r.p_value == 1.0 and r.note
     r = welch([0.5, 0.5], [0.5, 0.5])
-    assert (r.p_value, r.ci) == (1.0, (0.0, 0.0)) and r.note
+    assert (r.p_value, r.ci, r.effect_size) == (1.0, (0.0, 0.0), 0.0) and r.note
 
 
 def test_constant_nonzero_difference():
     r = paired_t([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
     assert (r.p_value, r.ci, r.test_statistic) == (0.0, (1.0, 1.0), math.inf) and "zero variance" in r.note
+    # no spread makes the standardised effect infinite (or 0 for no difference), never NaN
+    assert r.effect_size == math.inf
+    assert cohens_dz([0.0, 1.0], [1.0, 2.0]) == -math.inf and hedges_g([2.0, 2.0], [1.0, 1.0]) == math.inf
 
 
 def test_one_seed_per_method_cannot_run():

@@ -3,7 +3,7 @@
 verl-GDPO (NVlabs/GDPO, verl-GDPO/verl/trainer/ppo/ray_trainer.py, adv_estimator=gdpo): per channel
 the GRPO outcome advantage (group mean, unbiased std + 1e-6), summed over channels, then
 `masked_whiten` over the response tokens of the batch (unbiased masked variance, rsqrt(var + 1e-8)).
-The reference below is written from that description, independently of rvpo_repro.advantage_ops.
+The reference below is written from that description, independently of rvpo_repro.aggregators.tensor_ops.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from rvpo_repro.tasks.toolrl import (
     write_prepared_split,
     write_rlla_fixture,
 )
-from rvpo_repro.tasks.toolrl.rewards import correctness_reward, format_reward
+from rvpo_repro.tasks.toolrl.rule_rewards import correctness_reward, format_reward
 
 THINK = "<think> plan </think>"
 

@@ -72,7 +72,7 @@ def test_evaluate_metrics_bottleneck_and_examples(tokenizer):
 
 
 def test_absent_channel_is_left_out_not_failed():
-    from rvpo_repro.evals.rewards import evaluate_channels
+    from rvpo_repro.evals.held_out_rewards import evaluate_channels
     from rvpo_repro.rewards import RewardChannel
 
     channels = [RewardChannel("a", binary=True), RewardChannel("b", binary=True)]

@@ -59,7 +59,7 @@ def test_only_the_main_process_opens_a_run(tmp_path, monkeypatch, compose_cfg):
 def test_a_resumed_job_continues_its_wandb_run_in_one_known_folder(tmp_path, compose_cfg):
     import wandb
 
-    from rvpo_repro.run.job import save_result
+    from rvpo_repro.run.evaluation import save_result
     from rvpo_repro.run.record import load_record, new_record, run_id, utc_now
 
     cfg = compose_cfg()

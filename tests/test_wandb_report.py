@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.toy_runs import toy_smoke_overrides
 
 from rvpo_repro.analysis.report import build_report
 from rvpo_repro.run.record import load_log_history, load_record
@@ -69,11 +70,12 @@ def test_dry_run_spec_matches_keys_the_trainer_logged(tmp_path):
 
 
 @pytest.mark.slow
-def test_dry_run_spec_against_a_fresh_training_run(tmp_path):
-    cmd = [sys.executable, "-m", "rvpo_repro.train", "experiment=toy_smoke", "aggregator=rvpo", "trainer.max_steps=2",
-           "logger=disabled", f"paths.results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]  # fmt: skip
+def test_dry_run_spec_against_a_fresh_training_run(tmp_path, cache_dir):
+    overrides = toy_smoke_overrides(tmp_path, cache_dir, "aggregator=rvpo", "trainer.max_steps=2")
+    cmd = [sys.executable, "-m", "rvpo_repro.train", *overrides]
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=900)
-    rep = build_report("toy_smoke", tmp_path, tmp_path, wandb=True, dry_run=True, snapshot=None)
-    dirs = sorted(p.parent for p in (tmp_path / "runs" / "toy_smoke").glob("*/result.json"))
+    results = tmp_path / "results"
+    rep = build_report("toy_smoke", results, tmp_path, wandb=True, dry_run=True, snapshot=None)
+    dirs = sorted(p.parent for p in (results / "runs" / "toy_smoke").glob("*/result.json"))
     logged = {k for d in dirs for row in load_log_history(d) for k in row}
     check_spec(json.loads(rep.wandb_spec.read_text()), logged, [load_record(d) for d in dirs])

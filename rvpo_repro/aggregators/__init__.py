@@ -8,8 +8,8 @@ function; none loops over groups or rows.
 This package holds the constructors (`get_aggregator`, `aggregator_from_config`); the contract (the
 `Aggregator` base class) and the registry are in `base`;
 each method lives in a module of its own (`grpo`, `zscore`, `rvpo`, `saw`, `conflict`, `mgda`,
-`constrained`) and registers itself on import. The tensor functions they share are in
-`rvpo_repro.advantage_ops`.
+`constrained`) and registers itself on import. The pure tensor functions they share (group
+z-scores, whitening, SoftMin, weighted moments over channels) are public in `tensor_ops`.
 
 Shared semantics follow TRL 1.16's `GRPOTrainer._generate_and_score_completions`, so `grpo`
 (with `missing="nansum"`) and `gdpo` reproduce its advantages: eps = 1e-4 is added to the std,

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from rvpo_repro.advantage_ops import DEFAULT_EPS, check_progress, check_weight_values
+from rvpo_repro.aggregators.tensor_ops import DEFAULT_EPS, check_progress, check_weight_values
 from rvpo_repro.ranges import POSITIVE, field_ranges, out_of_range, within
 
 AGGREGATORS: dict[str, type[Aggregator]] = {}

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rvpo_repro.advantage_ops import _channels, _wdot
 from rvpo_repro.aggregators.base import register
+from rvpo_repro.aggregators.tensor_ops import weighted_channels, weighted_row_sum
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
 from rvpo_repro.ranges import FINITE, within
 
@@ -61,13 +61,13 @@ class GD2PO(ZScoreAggregator):
             raise ValueError(f"mode = {self.mode!r}; expected one of {list(CONFLICT_MODES)}")
 
     def _reduce(self, z, w, present, num_generations, progress, scorable):
-        z, w, wsum = _channels(z, w, present)
+        z, w, wsum = weighted_channels(z, w, present)
         keep, share = conflict_keep(z, w, wsum > 0, num_generations, self.mode, self.tau)
-        total = _wdot(z.nan_to_num(0.0), w) * share
+        total = weighted_row_sum(z.nan_to_num(0.0), w) * share
         return torch.where(keep, total, math.nan)
 
     def kept(self, rewards: Tensor, num_generations: int, weights=None) -> Tensor:
         """(N,) bool: the rollouts GD²PO keeps (for logs and tests)."""
         x, w = self._prepare(rewards, num_generations, weights)
-        z, w, wsum = _channels(self.zscores(x, num_generations)[0], w)
+        z, w, wsum = weighted_channels(self.zscores(x, num_generations)[0], w)
         return conflict_keep(z, w, wsum > 0, num_generations, self.mode, self.tau)[0]

@@ -9,15 +9,15 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from rvpo_repro.advantage_ops import (
+from rvpo_repro.aggregators.base import Aggregator, register
+from rvpo_repro.aggregators.tensor_ops import (
     GRPO_SCALES,
     MISSING_RULES,
-    _group_deviation,
-    _presence,
-    _wdot,
+    group_deviation,
+    presence,
     renormalised_sum,
+    weighted_row_sum,
 )
-from rvpo_repro.aggregators.base import Aggregator, register
 
 
 def grpo_advantage(
@@ -29,13 +29,13 @@ def grpo_advantage(
     if missing == "renormalise":
         total = renormalised_sum(x, w, num_generations)
     else:  # TRL's nansum: a missing verdict adds 0
-        total = _wdot(x.nan_to_num(0.0), w)
-        total = torch.where(_presence(x).sum(-1) > 0, total, math.nan)  # unscorable rows, as TRL
-    dev, var, _ = _group_deviation(total.unsqueeze(-1), num_generations)
+        total = weighted_row_sum(x.nan_to_num(0.0), w)
+        total = torch.where(presence(x).sum(-1) > 0, total, math.nan)  # unscorable rows, as TRL
+    dev, var, _ = group_deviation(total.unsqueeze(-1), num_generations)
     if scale == "none":
         return dev.reshape(-1)
     if scale == "batch":  # std of the raw totals over the batch, as TRL
-        var = _group_deviation(total.unsqueeze(-1), max(len(total), 1))[1]
+        var = group_deviation(total.unsqueeze(-1), max(len(total), 1))[1]
     return (dev / (var.sqrt() + eps)).reshape(-1)
 
 

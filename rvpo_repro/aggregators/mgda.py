@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rvpo_repro.advantage_ops import _presence
 from rvpo_repro.aggregators.base import register
+from rvpo_repro.aggregators.tensor_ops import presence
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
 from rvpo_repro.ranges import FINITE_NON_NEGATIVE, within
 
@@ -69,7 +69,7 @@ class MGDA(ZScoreAggregator):
     def alpha(self, z: Tensor, w: Tensor | None) -> Tensor:
         """Z (N, K), NaN = absent -> alpha (K,), 0 for channels with no Z in the batch."""
         a = z.nan_to_num(0.0).T.double().cpu().numpy()  # (K, N)
-        counts = _presence(z).sum(0)
+        counts = presence(z).sum(0)
         if w is not None:  # a zero weight marks the channel absent (Amo would put all alpha on it)
             counts = counts * (w > 0)
         active = np.flatnonzero(counts.cpu().numpy() > 0)
@@ -92,7 +92,7 @@ class MGDA(ZScoreAggregator):
     def channel_weights(self, rewards, num_generations, weights=None, progress=0.0):
         x, w = self._prepare(rewards, num_generations, weights)
         z = self.zscores(x, num_generations)[0]
-        p = _presence(z) * self.alpha(z, w)
+        p = presence(z) * self.alpha(z, w)
         return (p / p.sum(-1, keepdim=True)).nan_to_num(0.0)
 
 

@@ -9,18 +9,18 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from rvpo_repro.advantage_ops import (
+from rvpo_repro.aggregators.base import register
+from rvpo_repro.aggregators.tensor_ops import (
     SCHEDULES,
-    _channels,
-    _mean_var,
-    _presence,
-    _softmin,
     check_progress,
+    mean_var_of_channels,
+    presence,
     risk_schedule,
+    softmin_of_channels,
     softmin_weights,
+    weighted_channels,
     zscore_bound,
 )
-from rvpo_repro.aggregators.base import register
 from rvpo_repro.aggregators.zscore import ZScoreAggregator
 from rvpo_repro.ranges import FINITE_NON_NEGATIVE, NON_NEGATIVE, within
 
@@ -29,7 +29,7 @@ from rvpo_repro.ranges import FINITE_NON_NEGATIVE, NON_NEGATIVE, within
 @dataclass
 class RVPO(ZScoreAggregator):
     """RVPO (arXiv 2605.05750, the SoftMin advantage): SoftMin of Z over channels with risk k
-    (see `rvpo_repro.advantage_ops.softmin`), then batch whitening.
+    (see `rvpo_repro.aggregators.tensor_ops.softmin`), then batch whitening.
 
     Either a constant `risk` (default `default_risk`), or `risk_start` -> `risk_end` with schedule
     linear (the default when they are given) or cosine over training progress.
@@ -70,7 +70,7 @@ class RVPO(ZScoreAggregator):
 
     def _reduce(self, z, w, present, num_generations, progress, scorable):
         k, bound = self.risk_at(progress), zscore_bound(num_generations)
-        return _softmin(*_channels(z, w, present), k, bound, scratch=present)
+        return softmin_of_channels(*weighted_channels(z, w, present), k, bound, scratch=present)
 
     def softmin_weights(
         self, rewards: Tensor, num_generations: int, weights: Any = None, progress: float = 0.0
@@ -91,15 +91,15 @@ class VariancePenalty(ZScoreAggregator):
     beta: float = within(FINITE_NON_NEGATIVE, 0.5)
 
     def _reduce(self, z, w, present, num_generations, progress, scorable):
-        mean, var = _mean_var(*_channels(z, w, present), scratch=present)
+        mean, var = mean_var_of_channels(*weighted_channels(z, w, present), scratch=present)
         return mean - self.beta * var
 
     def channel_weights(self, rewards, num_generations, weights=None, progress=0.0):
         """dA/dZ_j = (w_j / W) (1 - 2 beta (Z_j - mean)): sums to 1 over present channels."""
         x, w = self._prepare(rewards, num_generations, weights)
-        z, w, wsum = _channels(self.zscores(x, num_generations)[0], w)
+        z, w, wsum = weighted_channels(self.zscores(x, num_generations)[0], w)
         mean = (z.nan_to_num(0.0) * w).sum(-1, keepdim=True) / wsum.unsqueeze(-1)
-        grad = _presence(z) * w / wsum.unsqueeze(-1) * (1 - 2 * self.beta * (z - mean))
+        grad = presence(z) * w / wsum.unsqueeze(-1) * (1 - 2 * self.beta * (z - mean))
         return grad.nan_to_num(0.0)
 
 
@@ -109,7 +109,7 @@ class HardMin(ZScoreAggregator):
     """min_j Z_j over present channels (RVPO at k = inf)."""
 
     def _reduce(self, z, w, present, num_generations, progress, scorable):
-        return _softmin(*_channels(z, w, present), math.inf, scratch=present)
+        return softmin_of_channels(*weighted_channels(z, w, present), math.inf, scratch=present)
 
     def channel_weights(self, rewards, num_generations, weights=None, progress=0.0):
         x, w = self._prepare(rewards, num_generations, weights)

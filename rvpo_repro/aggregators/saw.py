@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rvpo_repro.advantage_ops import _group_deviation, _presence
 from rvpo_repro.aggregators.base import register
+from rvpo_repro.aggregators.tensor_ops import group_deviation, presence
 from rvpo_repro.aggregators.zscore import ZScoreAggregator, weighted_zsum
 
 CV_EPS = 1e-8  # as upstream, in both the CV's denominator and the weights' normaliser
@@ -21,8 +21,8 @@ def cv_weights(x: Tensor, offsets: Tensor | None = None) -> Tensor:
     if x.shape[0] < 2:
         return x.new_zeros(x.shape[1])
     x = x if offsets is None else x + offsets
-    _, var, _ = _group_deviation(x, max(x.shape[0], 1))  # the batch as one group
-    count = _presence(x).sum(0)
+    _, var, _ = group_deviation(x, max(x.shape[0], 1))  # the batch as one group
+    count = presence(x).sum(0)
     mean = x.nansum(0) / count.clamp(min=1.0)
     cv = torch.where(count > 1, var.reshape(-1).sqrt() / (mean.abs() + CV_EPS), 0.0)
     return cv * (count > 1).sum() / (cv.sum() + CV_EPS)

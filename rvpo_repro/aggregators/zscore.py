@@ -23,19 +23,19 @@ from dataclasses import dataclass
 
 import torch
 
-from rvpo_repro.advantage_ops import (
+from rvpo_repro.aggregators.base import Aggregator, register
+from rvpo_repro.aggregators.tensor_ops import (
     GDPO_REDUCTIONS,
     SATURATED_RULES,
     WHITENINGS,
-    _channels,
-    _presence,
-    _softmin,
-    _wdot,
-    _zscores,
     batch_whiten,
     drop_saturated,
+    presence,
+    softmin_of_channels,
+    weighted_channels,
+    weighted_row_sum,
+    zscores_with_presence,
 )
-from rvpo_repro.aggregators.base import Aggregator, register
 
 
 @dataclass
@@ -58,16 +58,16 @@ class ZScoreAggregator(Aggregator):
 
     def zscores(self, x, num_generations):
         """Z (N, K) and its presence mask, with saturated channels dropped if so configured."""
-        z, present = _zscores(x, num_generations, self.eps)
+        z, present = zscores_with_presence(x, num_generations, self.eps)
         if self.saturated == "drop":
             z = drop_saturated(z, num_generations)
-            present = _presence(z)
+            present = presence(z)
         return z, present
 
     def _aggregate(self, x, num_generations, w, progress, lengths):
         if self.whiten == "token" and lengths is None:
             raise ValueError("whiten='token' needs lengths= (N,) completion token counts")
-        scorable = _presence(x).sum(-1) > 0  # rows with any reward (TRL's unscorable mask)
+        scorable = presence(x).sum(-1) > 0  # rows with any reward (TRL's unscorable mask)
         z, present = self.zscores(x, num_generations)
         pre = self._reduce(z, w, present, num_generations, progress, scorable)
         return self.finish(pre, lengths)
@@ -88,13 +88,13 @@ class ZScoreAggregator(Aggregator):
         x, w = self._prepare(rewards, num_generations, weights)
         if factor is not None:
             w = factor(x) if w is None else w * factor(x)
-        z, w, wsum = _channels(self.zscores(x, num_generations)[0], w)
-        return (_presence(z) * w / wsum.unsqueeze(-1)).nan_to_num(0.0)
+        z, w, wsum = weighted_channels(self.zscores(x, num_generations)[0], w)
+        return (presence(z) * w / wsum.unsqueeze(-1)).nan_to_num(0.0)
 
 
 def weighted_zsum(z, w, present, scorable):
     """Weighted nansum of Z (TRL normalize_then_sum); NaN only for rows with no reward at all."""
-    total = _wdot(z.nan_to_num_(0.0), present.new_ones(present.shape[-1]) if w is None else w)
+    total = weighted_row_sum(z.nan_to_num_(0.0), present.new_ones(present.shape[-1]) if w is None else w)
     return torch.where(scorable, total, math.nan)
 
 
@@ -115,7 +115,7 @@ class GDPO(ZScoreAggregator):
 
     def _reduce(self, z, w, present, num_generations, progress, scorable):
         if self.reduce == "mean":
-            return _softmin(*_channels(z, w, present), 0.0)
+            return softmin_of_channels(*weighted_channels(z, w, present), 0.0)
         return weighted_zsum(z, w, present, scorable)
 
 

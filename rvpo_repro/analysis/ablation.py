@@ -12,7 +12,7 @@ metric, `best` the test value at the best checkpoint: the one with the highest v
 split, the highest test value of the checkpoint evaluations (`trainer.eval_checkpoints=true`) and the
 final one, which the table's `best selected on` column labels optimistic; the paper reports its
 pair as peak -> final. Means over seeds, with a 95% t
-interval over seeds (`compare.mean_ci`). Settings are named by `labels.setting_label`, with the
+interval over seeds (`stats.table_rule.mean_ci`). Settings are named by `labels.setting_label`, with the
 aggregators' own defaults filled in (rvpo's risk, variance_penalty's beta).
 """
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rvpo_repro.analysis.compare import mean_ci
 from rvpo_repro.analysis.labels import option_defaults, setting_label
 from rvpo_repro.analysis.output import save_figure, shows_same_table, write_if_changed
 from rvpo_repro.analysis.runs import record_dirs
+from rvpo_repro.analysis.stats.table_rule import mean_ci
 from rvpo_repro.run.checkpoint_eval import best_checkpoint
 from rvpo_repro.run.record import load_record
 

@@ -227,7 +227,7 @@ def curves(rates: pd.DataFrame) -> dict:
 
 
 def make_figures(rates, classes, summ, configs, outdir: Path, bench=None) -> list[tuple[Path, str]]:
-    from rvpo_repro.analysis.figures import _panels, method_styles
+    from rvpo_repro.analysis.figures import method_styles, panel_grid
     from rvpo_repro.analysis.output import save_figure
 
     meta = pd.DataFrame(
@@ -240,7 +240,7 @@ def make_figures(rates, classes, summ, configs, outdir: Path, bench=None) -> lis
                                                "risk": np.nan, "schedule": None} for r in extra.itertuples()])])  # fmt: skip
     styles = method_styles(meta)
     order = classes.sort_values(["class", "first_rate_pooled"], ascending=[True, False]).index.tolist()
-    fig, axes = _panels(len(order), ncols=3)
+    fig, axes = panel_grid(len(order), ncols=3)
     cur = curves(rates)
     for ax, ch in zip(axes, order, strict=True):
         for method in sorted(cur):
@@ -261,7 +261,7 @@ def make_figures(rates, classes, summ, configs, outdir: Path, bench=None) -> lis
     runs = [("600-step runs", summ, "o")] + (
         [("benchmark, 200 steps", bench, "X")] if bench is not None else []
     )
-    fig, axes = _panels(len(runs), ncols=2, size=(5.6, 4.2))
+    fig, axes = panel_grid(len(runs), ncols=2, size=(5.6, 4.2))
     for ax, (title, df, marker) in zip(axes, runs, strict=True):
         for r in df.itertuples():
             ax.scatter(r.slips_over_meets, r.late_last, s=50, marker=marker, color=styles[r.method]["color"],

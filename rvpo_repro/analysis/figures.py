@@ -55,7 +55,8 @@ def method_styles(df: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def _panels(n: int, ncols: int = 3, size=(4.6, 3.3)) -> tuple[Figure, list]:
+def panel_grid(n: int, ncols: int = 3, size=(4.6, 3.3)) -> tuple[Figure, list]:
+    """A figure of n panels, ncols to a row, each `size` inches: (figure, its n axes); spare cells hidden."""
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows + 1.0), layout="constrained")
@@ -103,7 +104,7 @@ def curves(hist: pd.DataFrame, panels: list[tuple[str, str, str]], styles: dict,
     window = max(1, int(hist.step.nunique()) // 20) if smooth else 1
     hist = hist[hist.key.isin([k for k, _, _ in panels])]
     methods = [m for m in styles if m in set(hist.method)]
-    fig, axes = _panels(len(panels))
+    fig, axes = panel_grid(len(panels))
     for ax, (key, name, ylabel) in zip(axes, panels, strict=True):
         h = hist[hist.key == key]
         for method in methods:
@@ -189,7 +190,7 @@ def checkpoint_figure(runs, metrics: list[str], styles: dict, outdir: Path) -> l
 def final_scores(runs, table: pd.DataFrame, styles: dict, path: Path) -> Path:
     """One panel per metric: each method's mean with its 95% CI, and every seed as a dot."""
     metrics = list(dict.fromkeys(table.metric))
-    fig, axes = _panels(len(metrics), ncols=3 if len(metrics) <= 9 else 4, size=(4.2, 3.4))
+    fig, axes = panel_grid(len(metrics), ncols=3 if len(metrics) <= 9 else 4, size=(4.2, 3.4))
     methods = [m for m in styles if m in set(table.method)]
     rng = np.random.default_rng(0)  # jitter of the seed dots only
     for ax, metric in zip(axes, metrics, strict=True):
@@ -228,7 +229,7 @@ def risk_figure(runs, metrics: list[str], styles: dict, path: Path) -> tuple[Pat
             None,
             f"No risk variation in this experiment (k values: {', '.join(f'{k:g}' for k in ks) or 'none'}): no score-vs-risk figure.",
         )
-    fig, axes = _panels(len(metrics))
+    fig, axes = panel_grid(len(metrics))
     others = [m for m in styles if m in set(df[df.risk.isna()].method)]
     for ax, metric in zip(axes, metrics, strict=True):
         for (_, constant), g in df[df.risk.notna()].groupby(

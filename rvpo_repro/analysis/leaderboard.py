@@ -4,7 +4,7 @@ Per task and across tasks, for each method (the aggregator's label, rvpo_repro.a
 the mean and the IQM of the task's primary metric over seeds with 95% stratified-bootstrap CIs, the
 probability of improvement over RVPO (k = 1) and over GDPO with their CIs, the bottleneck rate and
 each channel's held-out mean (rewards/<channel>, as channel/<channel>). Estimators: rvpo_repro.analysis.
-interval_estimates. The "all tasks" rows pool, per method, the seeds it finished on every task
+stats.intervals. The "all tasks" rows pool, per method, the seeds it finished on every task
 (a (seeds, tasks) matrix, as rliable's); the per-task rows use every finished seed.
 
 Writes results/tables/benchmark.{csv,md} (one row per method and task, plus the "all" rows),
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis import page, wandb_report
 from rvpo_repro.analysis.output import save_figure, shows_same_table, write_if_changed
 from rvpo_repro.analysis.runs import RecordError, load_runs, provenance
+from rvpo_repro.analysis.stats import intervals
 from rvpo_repro.config import ConfigError
 
 ALL = "all tasks"
@@ -87,7 +87,7 @@ def _improvement(df, method, ref, tasks, seed) -> tuple[float, float, float]:
     x, y = _by_task(df, method, tasks), _by_task(df, ref, tasks)
     if method == ref or not all(len(a) for a in x) or not all(len(b) for b in y):
         return (np.nan, np.nan, np.nan)
-    return ie.probability_of_improvement_ci(x, y, seed=seed)
+    return intervals.probability_of_improvement_ci(x, y, seed=seed)
 
 
 def leaderboard(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -109,8 +109,8 @@ def leaderboard(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             row = {"task": scope, "method": method, "aggregator": sub.aggregator.iloc[0],
                    "metric": "/".join(sorted(sub.metric.unique())), "runs": len(sub),
                    "seeds": " ".join(str(s) for s in sorted(sub.seed.unique())), "seeds_in_matrix": len(mat)}  # fmt: skip
-            for name, stat in (("mean", ie.mean_score), ("iqm", ie.iqm)):
-                est = ie.stratified_bootstrap_ci(mat, stat, seed=seed) if len(mat) else (np.nan,) * 3
+            for name, stat in (("mean", intervals.mean_score), ("iqm", intervals.iqm)):
+                est = intervals.stratified_bootstrap_ci(mat, stat, seed=seed) if len(mat) else (np.nan,) * 3
                 row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est
             for key, ref in REFERENCES.items():
                 est = _improvement(df, method, ref, scoped, seed)
@@ -141,7 +141,7 @@ def profiles(df: pd.DataFrame) -> dict[str, np.ndarray]:
     for method in sorted(df.method.unique()):
         mat = complete_matrix(df, method, tasks)
         if len(mat):
-            out[method] = ie.performance_profile(mat, TAUS)
+            out[method] = intervals.performance_profile(mat, TAUS)
     return out
 
 
@@ -228,7 +228,8 @@ def build(experiments: list[str], results_dir: str | Path = "results", out: str 
         return {}
     write_if_changed(paths["csv"], tab.to_csv(index=False))
     write_if_changed(paths["md"], md_text)
-    meta = {"experiments": experiments, "bootstrap": {"n": ie.N_BOOT, "confidence": ie.CONFIDENCE, "seed": seed},
+    boot = {"n": intervals.N_BOOT, "confidence": intervals.CONFIDENCE, "seed": seed}
+    meta = {"experiments": experiments, "bootstrap": boot,
             "runs": sorted(prov, key=lambda p: (p["experiment"], p["run_id"]))}  # fmt: skip
     write_if_changed(paths["provenance"], json.dumps(meta, indent=1) + "\n")
     figs = make_figures(tab, profiles(df), out / "figures" / "benchmark")

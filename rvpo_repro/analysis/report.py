@@ -1,5 +1,5 @@
 """rvpo-report: tables (Markdown, CSV, LaTeX), figures (PNG), a static HTML page and, on request,
-a W&B Report of an experiment. Load (runs) -> statistics (compare) -> table -> render (figures,
+a W&B Report of an experiment. Load (runs) -> statistics (stats.table_rule) -> table -> render (figures,
 page, W&B); this driver is imported by nothing in the package.
 
     rvpo-report [--experiment toy ...] [--results-dir results] [--out results] [--baseline gdpo]

@@ -2,7 +2,7 @@
 preamble, and the Markdown / CSV / LaTeX files.
 
 One row per (model, task, method, metric): the mean over seeds with a 95% CI, the difference to
-the baseline with the headline test of rvpo_repro.analysis.compare (Holm-adjusted over the table),
+the baseline with the headline test of rvpo_repro.analysis.stats.table_rule (Holm-adjusted over the table),
 the secondary tests, and the paper's number where it reports one.
 
 Baseline: `--baseline` names a method label (`gdpo (mean)`, `rvpo (k=1)`) or an aggregator name.
@@ -20,11 +20,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rvpo_repro.analysis.compare import RULE, bottleneck_source, bounds, compare, example_matrix, mean_ci
 from rvpo_repro.analysis.output import shows_same_table, write_if_changed
 from rvpo_repro.analysis.paper import DASH, has_counterpart, paper_numbers, paper_text
 from rvpo_repro.analysis.runs import Runs, missing_seeds
-from rvpo_repro.analysis.stats import holm
+from rvpo_repro.analysis.stats.table_rule import (
+    RULE,
+    bottleneck_source,
+    bounds,
+    compare,
+    example_matrix,
+    holm,
+    mean_ci,
+)
 
 
 class BaselineError(ValueError):

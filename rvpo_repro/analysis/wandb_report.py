@@ -6,7 +6,7 @@ grouped by `aggregator.name`), line panels over training steps of what RVPOTrain
 TRL (W&B prefixes TRL's keys with `train/`): per-channel satisfaction `train/channels/<c>/satisfied`,
 `train/channels/bottleneck`, `train/channels/all_constraints`, the risk `train/aggregator/risk` and
 the SoftMin weights `train/aggregator/weight/<c>`; a bar panel of the final evaluation metrics
-(W&B summary `eval/<metric>`, written by the run's evaluation in rvpo_repro.run.job); the results
+(W&B summary `eval/<metric>`, written by the run's evaluation in rvpo_repro.run.evaluation); the results
 table with CIs and p-values; and the paper's numbers beside ours. `--dry-run` writes the spec as JSON and
 needs no network; saving needs a W&B login.
 """

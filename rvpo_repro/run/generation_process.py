@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rvpo_repro.generation import GenerationSettings, generate_hf, generate_vllm, pick_backend
-from rvpo_repro.run.lifecycle import RunFailed
+from rvpo_repro.run.errors import RunFailed
 
 # Variables that make a process a rank of a distributed job (torchrun, accelerate launch, TRL's
 # colocated vLLM): the worker is a process of its own, not one more rank.

@@ -9,7 +9,9 @@ before TRL does: TRL and accelerate find the process group already initialised a
 default group uses the accelerator's backend (gloo on CPU; NCCL for CUDA tensors plus gloo for
 objects on GPU). Decisions travel on a separate gloo group with a long timeout of its own
 (`run.rank_wait_hours`), because ranks 1..N-1 wait there while rank 0 evaluates, which can take
-longer than the training group's timeout (`trainer.ddp_timeout`).
+longer than the training group's timeout (`trainer.ddp_timeout`). Where rank 0 alone works (the
+evaluation), `agree` has the other ranks wait for its outcome, so a launch ends the same way on
+every rank.
 
 torchrun and accelerate start each rank in a session of its own, so a launcher killed with SIGKILL
 would leave its ranks running (and rank 0 holding the run's lock): every rank of a multi-rank job
@@ -19,6 +21,7 @@ line is also the one to repeat to resume the job (`launch_command`).
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -26,10 +29,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from rvpo_repro.run.errors import RunFailed
 
 
 class RankError(RuntimeError):
@@ -178,3 +183,35 @@ def join(join_timeout_s: float, wait_hours: float) -> Ranks:
     group = dist.new_group(backend="gloo", timeout=timedelta(hours=wait_hours))
     _JOINED = Ranks(rank=dist.get_rank(), world_size=dist.get_world_size(), group=group)
     return _JOINED
+
+
+def join_ranks(cfg: Any) -> Ranks:
+    """The job's ranks (`join`, with the config's timeouts); ranks 1..N-1 keep their log to warnings on the console (rank 0 writes it)."""
+    ranks = join(float(cfg.trainer.get("ddp_timeout", 1800)), float(cfg.run.rank_wait_hours))
+    if not ranks.main:  # Hydra (re)attaches its job log file to every rank at each job's start
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+    return ranks
+
+
+def agree(ranks: Ranks, work: Callable[[], Any]) -> Any:
+    """Run `work` on rank 0 while the other ranks wait; every rank returns its result or raises.
+
+    The other ranks raise RunFailed with rank 0's one-line error (rank 0 raises the error itself),
+    so a launch ends the same way on every rank."""
+    if ranks.world_size == 1:
+        return work()
+    outcome: dict[str, Any] = {}
+    if ranks.main:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:
+            ranks.broadcast({"error": f"rank 0: {str(exc) or type(exc).__name__}"})
+            raise
+        return ranks.broadcast(outcome)["value"]
+    outcome = ranks.broadcast(None)
+    if "error" in outcome:
+        raise RunFailed(outcome["error"])
+    return outcome["value"]

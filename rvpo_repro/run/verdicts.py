@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rvpo_repro.run.lifecycle import RunFailed
+from rvpo_repro.run.errors import RunFailed
 from rvpo_repro.run.ranks import Ranks
 
 

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rvpo_repro.sizing.shapes import SHAPES_FILE, shipped_shape, shipped_shapes
+
 # Throughput on one H100-80GB SXM in bf16.
 HARDWARE: dict[str, Any] = {
     "peak_flops": 989e12,  # dense bf16 FLOP/s of an H100 SXM (NVIDIA datasheet); training MFU is against it
@@ -50,19 +52,6 @@ JUDGE: dict[str, Any] = {
     "max_num_seqs": 256,  # vLLM's default cap on sequences decoded together
     "gpu_memory_utilization": 0.9,  # `vllm serve ... --gpu-memory-utilization 0.9` (sweeps/README.md)
     "efficiency": 0.5,  # assumption: the fraction of the roofline bound vLLM reaches (scheduling, kernels)
-}
-
-# Judge models' shapes, from each model's config.json on the hub (bf16 weights).
-JUDGE_MODELS: dict[str, dict[str, float]] = {
-    "Qwen/Qwen2.5-7B-Instruct": {
-        "params": 7.62e9,
-        "hidden_size": 3584,
-        "num_hidden_layers": 28,
-        "num_key_value_heads": 4,
-        "head_dim": 128,
-        "vocab_size": 152064,
-        "tie_word_embeddings": False,
-    },
 }
 
 # Token counting without the models' tokenizers (none can be had offline; the suite's own tiny
@@ -147,7 +136,7 @@ def chat_tokens(messages: list[dict[str, str]]) -> float:
 def fixture_criterion_chars(domain: str = "medicine") -> float:
     """Mean characters of a rubric item's description as the reward sends it (kept items of the
     RaR fixture, in the real schema: "<Category> Criteria: <text>")."""
-    from rvpo_repro.evals.fixtures import rar_records
+    from rvpo_repro.evals.synthetic_benchmarks import rar_records
     from rvpo_repro.tasks.rubric import select_items
 
     items = [it["description"] for r in rar_records(16, 0, domain) for it in select_items(r["rubric"], 17)]
@@ -197,18 +186,19 @@ def judge_roofline(
     the requests in flight per GPU (`concurrency`) and what the KV cache holds. Prefill and decode
     share the GPU, so their times add."""
     g, j = {**GPU, **(gpu or {})}, {**JUDGE, **(judge or {})}
-    if model not in JUDGE_MODELS:
+    m = shipped_shape(model)
+    if m is None:
         raise ValueError(
-            f"no shape for judge model {model!r}; known: {sorted(JUDGE_MODELS)} (rvpo_repro/sweep/cost.py)"
+            f"no shape for judge model {model!r}; known: {sorted(shipped_shapes())} "
+            f"(rvpo_repro/assets/{SHAPES_FILE.name})"
         )
-    m = JUDGE_MODELS[model]
-    d, layers, reply = m["hidden_size"], m["num_hidden_layers"], float(j["reply_tokens"])
-    embed = m["vocab_size"] * d
-    body = m["params"] - embed * (1 if m["tie_word_embeddings"] else 2)  # no embedding, no LM head
+    d, layers, reply = m.hidden_size, m.num_hidden_layers, float(j["reply_tokens"])
+    embed = m.vocab_size * d
+    body = m.params - embed * (1 if m.tie_word_embeddings else 2)  # no embedding, no LM head
     new = prompt_tokens * (1 - j["prefix_cache_hit_rate"])
     prefill_s = new * (2 * body + 4 * layers * d * prompt_tokens) / g["bf16_flops"]
-    kv_per_token = 2 * layers * m["num_key_value_heads"] * m["head_dim"] * 2  # K and V, bf16
-    weights = 2 * m["params"]
+    kv_per_token = m.kv_bytes_per_token(2)  # K and V of every layer, bf16
+    weights = 2 * m.params
     kv_room = g["memory_bytes"] * j["gpu_memory_utilization"] - weights
     fits = int(kv_room // (kv_per_token * (prompt_tokens + reply)))
     batch = max(1, min(int(j["max_num_seqs"]), int(concurrency), fits))

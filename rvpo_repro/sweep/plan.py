@@ -32,8 +32,8 @@ from unittest import mock
 from omegaconf import OmegaConf
 
 from rvpo_repro.config import conf_dir, shipped_dir
+from rvpo_repro.sizing.memory import MemoryPlan, plan_memory
 from rvpo_repro.sweep.cost import Estimate, estimate
-from rvpo_repro.sweep.memory import MemoryPlan, plan_memory
 from rvpo_repro.version import version_text
 
 __all__ = ["Job", "Launch", "Sweep", "available", "expand", "load", "main", "plan"]
@@ -118,7 +118,7 @@ class Job:
     cfg: Any  # composed DictConfig, hydra node included
     estimate: Estimate
     status: str  # done | partial | new | conflict | ?
-    memory: MemoryPlan | None = None  # each rank's planned peak memory (rvpo_repro.sweep.memory)
+    memory: MemoryPlan | None = None  # each rank's planned peak memory (rvpo_repro.sizing.memory)
 
 
 @dataclass

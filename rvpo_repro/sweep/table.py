@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rvpo_repro.analysis.labels import method_label
-from rvpo_repro.sweep.memory import MemoryPlan
+from rvpo_repro.sizing.memory import MemoryPlan
 
 
 # Job, Launch and Sweep are rvpo_repro.sweep.plan's (which imports this module to print them).

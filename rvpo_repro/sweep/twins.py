@@ -29,7 +29,7 @@ VALIDATION_PROMPTS = 4  # the RaR fixture has 16 training prompts
 # The tiny model's attention as `model=tiny_h32` (vLLM's CPU build takes head_dim 32, not 16).
 TINY = ["model.source=tiny", "model.tiny.num_attention_heads=2", "model.tiny.num_key_value_heads=1"]
 
-# Each task's data shrunk to the fixtures in its real schema (rvpo_repro.evals.fixtures,
+# Each task's data shrunk to the fixtures in its real schema (rvpo_repro.evals.synthetic_benchmarks,
 # rvpo_repro.tasks.toolrl.fixture); a task without an entry has no twin.
 TASK_FIXTURES: dict[str, list[str]] = {
     "rar_medicine": ["task.source=fixture", "task.healthbench_source=fixture", "task.grader_template=builtin",

@@ -36,7 +36,11 @@ from typing import Any
 
 from rvpo_repro.evals import gpqa, healthbench, healthbench_grader
 from rvpo_repro.evals.base import EvalResult
-from rvpo_repro.evals.fixtures import write_gpqa_fixture, write_healthbench_fixture, write_rar_fixture
+from rvpo_repro.evals.synthetic_benchmarks import (
+    write_gpqa_fixture,
+    write_healthbench_fixture,
+    write_rar_fixture,
+)
 from rvpo_repro.judges.base import JudgeRequest
 from rvpo_repro.judges.parsing import parse_criteria_met
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel, completion_text

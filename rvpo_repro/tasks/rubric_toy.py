@@ -25,7 +25,7 @@ from typing import Any
 
 from rvpo_repro.evals import healthbench
 from rvpo_repro.evals.base import EvalResult
-from rvpo_repro.evals.rewards import evaluate_channels
+from rvpo_repro.evals.held_out_rewards import evaluate_channels
 from rvpo_repro.rewards import RewardChannel
 from rvpo_repro.tasks.base import Task, TaskData, register_task
 from rvpo_repro.tasks.rubric import PitfallConvention, RubricReward

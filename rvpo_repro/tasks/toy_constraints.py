@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rvpo_repro.evals.base import EvalResult
-from rvpo_repro.evals.rewards import evaluate_channels
+from rvpo_repro.evals.held_out_rewards import evaluate_channels
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel, completion_text
 from rvpo_repro.tasks.base import Task, TaskData, register_task
 

@@ -1,4 +1,4 @@
-"""The memory plan's copies of the engines' own arithmetic (rvpo_repro.sweep.memory) against the
+"""The memory plan's copies of the engines' own arithmetic (rvpo_repro.sizing.memory) against the
 engines themselves: DeepSpeed's ZeRO model-state estimators and its parameter count of a live model,
 vLLM's KV-cache page size. The suite does not depend on DeepSpeed or vLLM, so it reproduces their
 formulas; here, where both are installed, they must agree exactly."""
@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rvpo_repro.sweep import memory, shapes
+from rvpo_repro.sizing import memory, shapes
 
 PARAMS = (107_072, 1_543_714_304, 7_615_616_512, 14_770_033_664)  # tiny, Qwen2.5 1.5B, 7B, 14B
 GPUS = (1, 2, 4, 8)

@@ -13,8 +13,8 @@ import torch
 
 from rvpo_repro.aggregators import get_aggregator
 from rvpo_repro.aggregators.conflict import conflict_keep
-from rvpo_repro.analysis import interval_estimates as ie
 from rvpo_repro.analysis.leaderboard import ALL, leaderboard
+from rvpo_repro.analysis.stats import intervals
 
 pytestmark = pytest.mark.faults
 NAN = math.nan
@@ -91,13 +91,15 @@ def test_bootstrapped_iqm_trims_a_quarter_at_each_end():
     would take 1). Skewed values, so the two cuts give different means."""
     x = np.array([[0.0], [0.1], [0.15], [0.2], [0.4], [0.45], [0.9], [1.0]])
     stack = np.stack([x, x[::-1] ** 2])
-    np.testing.assert_allclose(ie.iqm(stack), [_hand_iqm(stack[0]), _hand_iqm(stack[1])])
+    np.testing.assert_allclose(intervals.iqm(stack), [_hand_iqm(stack[0]), _hand_iqm(stack[1])])
     # the CI: the same resamples drawn with numpy, each reduced by hand
     n_boot, seed = 300, 3
     idx = np.random.default_rng(seed).integers(0, 8, size=(n_boot, 8, 1))
     boots = [_hand_iqm(x[idx[b, :, 0], 0]) for b in range(n_boot)]
     expected = (_hand_iqm(x), *np.quantile(boots, [0.025, 0.975]))
-    assert ie.stratified_bootstrap_ci(x, ie.iqm, n_boot=n_boot, seed=seed) == pytest.approx(expected)
+    assert intervals.stratified_bootstrap_ci(x, intervals.iqm, n_boot=n_boot, seed=seed) == pytest.approx(
+        expected
+    )
 
 
 def test_leaderboard_channel_over_tasks_is_the_mean_of_the_task_means():

@@ -13,11 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_report import aggregator_cfg, write_runs  # noqa: E402
 
 from rvpo_repro.analysis import report  # noqa: E402
-from rvpo_repro.analysis.compare import mean_ci  # noqa: E402
 from rvpo_repro.analysis.report import build_report  # noqa: E402
 from rvpo_repro.analysis.runs import ConfigConflictError, MissingMetricError, load_runs  # noqa: E402
-from rvpo_repro.analysis.seed_stats import hierarchical_bootstrap  # noqa: E402
-from rvpo_repro.analysis.stats import paired_permutation  # noqa: E402
+from rvpo_repro.analysis.stats.paired import paired_permutation  # noqa: E402
+from rvpo_repro.analysis.stats.seeds import hierarchical_bootstrap  # noqa: E402
+from rvpo_repro.analysis.stats.table_rule import mean_ci  # noqa: E402
 from rvpo_repro.analysis.table import BaselineError  # noqa: E402
 from rvpo_repro.run.record import RESULT_FILE  # noqa: E402
 

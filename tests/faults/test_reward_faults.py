@@ -1,5 +1,5 @@
 """Rewards outside their domain (NaN, ±inf, ±1e308) are refused in one line naming the reward and
-the row, where they enter: a user's reward as it returns (tasks.user_code), any reward in the
+the row, where they enter: a user's reward as it returns (tasks.custom.user_code), any reward in the
 trainer's (N, K) matrix before advantages are computed."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel
 from rvpo_repro.tasks import TaskInputError
-from rvpo_repro.tasks.user_code import CheckedMultiReward, CheckedReward
+from rvpo_repro.tasks.custom.user_code import CheckedMultiReward, CheckedReward
 from rvpo_repro.trainer import RVPOTrainer
 
 pytestmark = pytest.mark.faults

@@ -240,8 +240,8 @@ def _rubric(tmp_path, cache_dir, *extra):
 
 @pytest.mark.slow
 def test_a_judge_that_never_answers_stops_the_first_step_and_seals_nothing(tmp_path, cache_dir):
+    from rvpo_repro.run.errors import RunFailed
     from rvpo_repro.run.job import train_and_evaluate
-    from rvpo_repro.run.lifecycle import RunFailed
 
     with pytest.raises(RunFailed) as info:
         train_and_evaluate(_rubric(tmp_path, cache_dir, "judge.failure_rate=1.0"))
@@ -258,8 +258,8 @@ def test_a_judge_that_never_answers_stops_the_first_step_and_seals_nothing(tmp_p
 def test_a_run_over_the_missing_verdict_share_is_not_sealed_and_a_finished_run_states_its_share(
     tmp_path, cache_dir
 ):
+    from rvpo_repro.run.errors import RunFailed
     from rvpo_repro.run.job import train_and_evaluate
-    from rvpo_repro.run.lifecycle import RunFailed
 
     with pytest.raises(RunFailed, match=r"judge rules/rules missed \d+ of \d+ verdicts \(\d+\.\d%, over "
                        r"run\.max_missing_share=0\.1\); nothing sealed \(delete .*\)"):  # fmt: skip

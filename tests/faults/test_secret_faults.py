@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers.toy_runs import toy_smoke_overrides
 
 from rvpo_repro import evaluate, train
 from rvpo_repro.config import ConfigError
@@ -27,13 +28,13 @@ KEY = "sk-test-CMDLINE-5e2c7a9d01b34f86"
 )
 @pytest.mark.parametrize("entry", [train.main, evaluate.main], ids=["rvpo-train", "rvpo-eval"])
 def test_a_secret_override_is_refused_before_anything_is_written(
-    tmp_path, monkeypatch, capsys, override, entry
+    tmp_path, cache_dir, monkeypatch, capsys, override, entry
 ):
     monkeypatch.chdir(tmp_path)  # Hydra's outputs/ and multirun/ would land here
     monkeypatch.setenv("RVPO_TEST_JUDGE_API_KEY", KEY)  # a secret-named variable holding it
     for argv in ([override], ["-m", override, "seed=0,1"], ["--cfg", "job", override]):
         with pytest.raises(SystemExit) as e:
-            entry(["experiment=toy_smoke", "logger=disabled", f"paths.results_dir={tmp_path}/results", *argv])
+            entry(toy_smoke_overrides(tmp_path, cache_dir, *argv))
         assert e.value.code == 2
         out, err = capsys.readouterr()
         assert KEY not in out + err and err.count("\n") == 1 and "<not shown>" in err, err

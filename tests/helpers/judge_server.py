@@ -266,7 +266,8 @@ class ScriptedChatServer:
                 pending = asyncio.all_tasks(loop)
                 for task in pending:
                     task.cancel()
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                if pending:  # gather() of nothing would look for this thread's (absent) loop
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(server.wait_closed())
                 loop.close()
 

@@ -30,9 +30,10 @@ def die(*_args, **_kwargs):
 
 def arm(phase: str) -> None:
     import rvpo_repro.run.checkpoints as checkpoints
-    import rvpo_repro.run.job as job
+    import rvpo_repro.run.evaluation as evaluation
     import rvpo_repro.run.record as record
     import rvpo_repro.run.resume as resume
+    import rvpo_repro.run.training as training
 
     phase, _, rank = phase.partition("@")
     if rank and os.environ.get("RANK", "0") != rank:
@@ -82,9 +83,9 @@ def arm(phase: str) -> None:
 
         torch.save = full_disk
     elif name == "publish":
-        job.publish_model = die
+        training.publish_model = die
     elif name == "evaluate":
-        job.evaluate_policy = die
+        evaluation.evaluate_policy = die
     elif name == "seal":
         write = record._atomic_write
 

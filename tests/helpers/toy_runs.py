@@ -1,4 +1,4 @@
-"""The toy_smoke run of the fault and launch tests: its overrides and the environment of its processes."""
+"""The toy_smoke run the tests start: its overrides and the environment of its processes."""
 
 from __future__ import annotations
 

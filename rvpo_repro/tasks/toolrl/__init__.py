@@ -2,7 +2,7 @@
 
 Training data: ToolRL's `rlla_rl.json` (4000 records {instruction, input, output}) or its prepared
 split `rlla_4k/train.parquet`. Prompts are ToolRL's own: the instruction as the system message,
-the input (dialogue history) as the user message. Channels (see `rewards`):
+the input (dialogue history) as the user message. Channels (see `rule_rewards`):
 
     format       {0, 1}    binary constraint: the <think>/<tool_call>/<response> layout of the ground truth
     correctness  [-3, 3]   tool names, parameter names and values
@@ -18,7 +18,7 @@ id, `RLLA_DIGEST`; null for any file).
     python -m rvpo_repro.tasks.toolrl --write-fixture data/rlla_fixture       # raw JSON fixture
     python -m rvpo_repro.tasks.toolrl --prepare data/rlla_fixture/rlla_rl.json data/rlla_fixture/rlla_4k
 
-Modules: `rewards` (the two channels), `data` (sources, split, prepared parquet), `fixture` (the
+Modules: `rule_rewards` (the two channels), `data` (sources, split, prepared parquet), `fixture` (the
 generated offline set), `task` (the registered task and this command line).
 """
 
@@ -37,7 +37,7 @@ from rvpo_repro.tasks.toolrl.data import (
     write_prepared_split,
 )
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, fixture_records, fixture_tools, write_rlla_fixture
-from rvpo_repro.tasks.toolrl.rewards import (
+from rvpo_repro.tasks.toolrl.rule_rewards import (
     CORRECTNESS_MAX,
     CORRECTNESS_MIN,
     ToolRLRewards,

@@ -15,7 +15,7 @@ from typing import Any
 from rvpo_repro.io import check_digest, download_once
 from rvpo_repro.tasks.base import TaskInputError
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, fixture_records
-from rvpo_repro.tasks.toolrl.rewards import ground_truth_calls
+from rvpo_repro.tasks.toolrl.rule_rewards import ground_truth_calls
 
 # Upstream's raw file at a fixed commit of github.com/qiancheng0/ToolRL: the head of `main` on
 # 2025-10-16 (the file is unchanged since the first commit, 6573565, 2025-04-14). The digest is the

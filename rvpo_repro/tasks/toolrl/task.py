@@ -14,7 +14,7 @@ from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
 from rvpo_repro.tasks.prompt_limit import prompt_tokens
 from rvpo_repro.tasks.toolrl.data import RLLA_DIGEST, RLLA_URL, load_rlla, read_raw, write_prepared_split
 from rvpo_repro.tasks.toolrl.fixture import RAW_NAME, write_rlla_fixture
-from rvpo_repro.tasks.toolrl.rewards import ToolRLRewards
+from rvpo_repro.tasks.toolrl.rule_rewards import ToolRLRewards
 
 log = logging.getLogger(__name__)
 

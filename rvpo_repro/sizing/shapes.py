@@ -1,4 +1,4 @@
-"""The architecture facts a memory plan needs (rvpo_repro.sweep.memory), found for a model group:
+"""The architecture facts a memory plan needs (rvpo_repro.sizing.memory), found for a model group:
 the tiny model's own settings, a config.json in a local model directory, or the facts shipped for the
 paper's hub models in rvpo_repro/assets/model_shapes.json (with the copies of config.json they were
 read from). A model none of them knows has no shape: its plan says so rather than guess.
@@ -94,9 +94,14 @@ def _local_config(model: Any) -> ModelShape | None:
     return None if missing else _shape(facts, str(config))
 
 
+def shipped_shape(hub_id: str) -> ModelShape | None:
+    """The shape shipped for a hub model id (the policy's model.path, the judge's model); None if none."""
+    facts = shipped_shapes().get(hub_id)
+    return None if facts is None else _shape(facts, f"{SHAPES_FILE.name}: {hub_id}")
+
+
 def _shipped(model: Any) -> ModelShape | None:
-    facts = shipped_shapes().get(str(model.path or ""))
-    return None if facts is None else _shape(facts, f"{SHAPES_FILE.name}: {model.path}")
+    return shipped_shape(str(model.path or ""))
 
 
 SHAPE_FINDERS: tuple[Callable[[Any], ModelShape | None], ...] = (_tiny, _local_config, _shipped)

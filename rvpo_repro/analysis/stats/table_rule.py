@@ -1,4 +1,5 @@
-"""The report's statistics: which CI and which test each row gets, by the number of seeds.
+"""The choice of test for a results table: which CI and which test each row gets, by the number of
+seeds, and the Holm adjustment over the table's family of p-values (`holm`).
 
 Rule (stated in every table's preamble, `RULE`):
 - Fewer than `HIER_MIN_SEEDS` (5) seeds on either side: the headline test is seed-level, Welch's t
@@ -29,13 +30,14 @@ import fnmatch
 import functools
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from rvpo_repro.analysis.runs import Runs, examples
-from rvpo_repro.analysis.seed_stats import (
+from rvpo_repro.analysis.stats.seeds import (
     hierarchical_bootstrap,
     hierarchical_mean_ci,
     seed_permutation,
@@ -163,3 +165,23 @@ def bottleneck_source(runs: Runs, run_dirs: list[str], metric: str) -> str | Non
         return None
     source = metric.rsplit("/", 1)[0] + "/" + channels.pop()
     return source if source in runs.metrics else None
+
+
+def holm(pvalues: Sequence[float | None]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values, shape (m,), in input order.
+
+    Sorted ascending, p_(i) becomes max_{j <= i} min(1, (m - j + 1) p_(j)) (1-based), so the
+    adjusted values keep the order of the raw ones and never exceed 1. Untestable entries
+    (None or NaN) are an error: leave them out of the family.
+    """
+    p = np.array([np.nan if v is None else v for v in pvalues], dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"pvalues must be a flat sequence, got shape {p.shape}")
+    bad = np.flatnonzero(~((p >= 0) & (p <= 1)))  # NaN fails both comparisons
+    if bad.size:
+        raise ValueError(f"p-values must lie in [0, 1]; bad at positions {bad[:10].tolist()}: {p[bad[:10]]}")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted

@@ -1,6 +1,6 @@
 """Each rank's peak GPU memory of one run, by component, from its composed config alone.
 
-`plan_memory(cfg)` reads the model's shape (rvpo_repro.sweep.shapes: a local config.json, the tiny
+`plan_memory(cfg)` reads the model's shape (rvpo_repro.sizing.shapes: a local config.json, the tiny
 model's settings, or the facts shipped for the paper's hub models), the
 strategy and ZeRO stage (conf/accelerate/<model.accelerate>.yaml), the GPUs, the precision, the
 batch and sequence lengths, the reference model (trainer.beta > 0) and the colocated vLLM engine
@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rvpo_repro.sweep.shapes import SHAPES_FILE, ModelShape, model_shape
+from rvpo_repro.sizing.shapes import SHAPES_FILE, ModelShape, model_shape
 
 GB = 1e9
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

@@ -3,7 +3,7 @@
     rvpo-train task=custom task.train_source=prompts.jsonl \\
         'task.rewards=[my_rewards:mentions_number,my_rewards:only_letters]' experiment_name=my_task
 
-Data (`custom_data`): a hub id or a local JSON/JSONL/Parquet/CSV file or directory; the prompt column
+Data (`data`): a hub id or a local JSON/JSONL/Parquet/CSV file or directory; the prompt column
 holds text or chat messages; every other column reaches the rewards as a keyword, as in TRL. Without
 `eval_source`, a seeded `eval_share` of the train rows is held out for evaluation.
 
@@ -35,11 +35,12 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from rvpo_repro.evals.base import EvalResult, mean_metric
-from rvpo_repro.evals.rewards import evaluate_channels
+from rvpo_repro.evals.held_out_rewards import evaluate_channels
 from rvpo_repro.rewards import MultiChannelReward, RewardChannel
-from rvpo_repro.tasks import custom_data, prompt_limit
+from rvpo_repro.tasks import prompt_limit
 from rvpo_repro.tasks.base import Task, TaskData, TaskInputError, register_task
-from rvpo_repro.tasks.user_code import (
+from rvpo_repro.tasks.custom import data as custom_data
+from rvpo_repro.tasks.custom.user_code import (
     CheckedMultiReward,
     CheckedReward,
     build_reward,

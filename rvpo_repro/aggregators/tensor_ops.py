@@ -1,8 +1,12 @@
-"""Pure tensor functions behind the aggregators: group z-scores, batch whitening, SoftMin, schedules.
+"""The pure tensor functions the aggregators share: group z-scores, batch whitening, SoftMin and
+weighted moments over channels, risk schedules, and the option values they accept.
 
 Shapes: rewards and Z are (N, K), rows ordered group by group (N = B*G), NaN = absent; channel
 weights are (K,) or (N, K); reductions return (N,). See `rvpo_repro.aggregators` for the semantics
 (TRL parity, lone values, missing verdicts, whitening over sequences or tokens).
+
+The `*_of_channels` reductions take the triple (z, w, wsum) that `weighted_channels` returns, so a
+method that already holds Z's presence mask prepares its channels once and reuses its buffers.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ SATURATED_RULES = ("keep", "drop")  # z-score methods: a channel constant within
 # temporaries in place (benchmarks/bench_aggregators.py).
 
 
-def _presence(x: Tensor) -> Tensor:
+def presence(x: Tensor) -> Tensor:
     """1.0 where x is present, 0.0 where NaN (same shape and dtype)."""
     return (x * 0.0).add_(1.0).nan_to_num_(0.0)
 
 
-def _group_deviation(x: Tensor, num_generations: int) -> tuple[Tensor, Tensor, Tensor]:
+def group_deviation(x: Tensor, num_generations: int) -> tuple[Tensor, Tensor, Tensor]:
     """x (N, K), NaN = absent -> (dev, var, scratch).
 
     dev (N/G, G, K): deviation from the group mean over present rows, NaN where absent.
@@ -56,14 +60,14 @@ def _group_deviation(x: Tensor, num_generations: int) -> tuple[Tensor, Tensor, T
 def _single(x: Tensor, num_generations: int) -> Tensor:
     """x (N, K) -> (N/G, 1, K): NaN where a channel has exactly one present row in its group, else 0."""
     n, k = x.shape
-    count = _presence(x).reshape(n // num_generations, num_generations, k).sum(1, keepdim=True)
+    count = presence(x).reshape(n // num_generations, num_generations, k).sum(1, keepdim=True)
     return torch.where(count == 1, math.nan, 0.0).to(x.dtype)
 
 
-def _zscores(rewards: Tensor, num_generations: int, eps: float) -> tuple[Tensor, Tensor]:
+def zscores_with_presence(rewards: Tensor, num_generations: int, eps: float) -> tuple[Tensor, Tensor]:
     """rewards (N, K), NaN = absent -> Z (N, K), NaN where absent or alone in its group, and Z's
     presence mask (N, K)."""
-    dev, var, buf = _group_deviation(rewards, num_generations)
+    dev, var, buf = group_deviation(rewards, num_generations)
     dev /= var.sqrt_().add_(eps)
     if num_generations > 1:  # a lone value has no group std: absent, as TRL's nanstd (G = 1: TRL's 0)
         dev += _single(rewards, num_generations)
@@ -79,7 +83,7 @@ def group_zscore(rewards: Tensor, num_generations: int, eps: float = DEFAULT_EPS
     channel constant within its group. Rewards are data: this function works in place on its
     temporaries and is not differentiable.
     """
-    return _zscores(rewards, num_generations, eps)[0]
+    return zscores_with_presence(rewards, num_generations, eps)[0]
 
 
 def batch_whiten(x: Tensor, eps: float = DEFAULT_EPS, lengths: Tensor | None = None) -> Tensor:
@@ -91,21 +95,21 @@ def batch_whiten(x: Tensor, eps: float = DEFAULT_EPS, lengths: Tensor | None = N
     completion, each carrying its sequence's advantage; Bessel over the token count).
     """
     if lengths is None:
-        dev, var, _ = _group_deviation(x.unsqueeze(-1), max(len(x), 1))  # the batch as one group
+        dev, var, _ = group_deviation(x.unsqueeze(-1), max(len(x), 1))  # the batch as one group
         return (dev / (var.sqrt() + eps)).reshape(-1).nan_to_num(0.0)
-    w = lengths.to(x.dtype) * _presence(x)
+    w = lengths.to(x.dtype) * presence(x)
     total = w.sum()
     mean = (x.nan_to_num(0.0) * w).sum() / total.clamp(min=1.0)
     var = ((x - mean).nan_to_num(0.0).square() * w).sum() / (total - 1.0).clamp(min=1.0)
     return ((x - mean) / (var.sqrt() + eps)).nan_to_num(0.0)
 
 
-def _wdot(x: Tensor, w: Tensor) -> Tensor:
+def weighted_row_sum(x: Tensor, w: Tensor) -> Tensor:
     """Row-wise weighted sum: x (N, K) finite, w (K,) or (N, K) -> (N,)."""
     return x @ w if w.ndim == 1 else torch.mul(x, w).sum(-1)
 
 
-def _channels(
+def weighted_channels(
     z: Tensor, weights: Tensor | None, present: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """z (N, K) -> (z, w (K,) or (N, K), wsum (N,)): zero-weight channels marked absent (NaN), since
@@ -113,15 +117,16 @@ def _channels(
     present channels.
     """
     if present is None:
-        present = _presence(z)
+        present = presence(z)
     if weights is None:
         weights = z.new_ones(z.shape[-1])
     elif not bool((weights > 0).all()):
         z = z + torch.where(weights > 0, 0.0, math.nan)
-    return z, weights, _wdot(present, weights)
+    return z, weights, weighted_row_sum(present, weights)
 
 
-def _check_risk(k: float) -> float:
+def check_risk(k: float) -> float:
+    """The risk coefficient k as a float; one line unless k >= 0 (inf = the min)."""
     k = float(k)
     if not k >= 0:  # also rejects NaN
         raise ValueError(f"risk coefficient k = {k} is invalid; expected k >= 0 (0 = mean, inf = min)")
@@ -135,13 +140,16 @@ def softmin(z: Tensor, k: float, weights: Tensor | None = None) -> Tensor:
     no present (positive-weight) channel. k = 0 is exactly the weighted mean, k = inf the min.
     Differentiable: dA/dz = softmax(-k z) over the present channels, 0 for absent ones.
     """
-    return _softmin(*_channels(z, weights), _check_risk(k))
+    return softmin_of_channels(*weighted_channels(z, weights), check_risk(k))
 
 
-def _softmin(
+def softmin_of_channels(
     z: Tensor, w: Tensor, wsum: Tensor, k: float, bound: float = math.inf, scratch: Tensor | None = None
 ) -> Tensor:
-    """Computed as m - log1p(S) / k, S = mean_w expm1(-k (z - m)), for a detached row shift m.
+    """`softmin` of channels prepared by `weighted_channels`: z (N, K), w (K,) or (N, K), wsum (N,)
+    -> (N,); k >= 0 already checked. scratch: an optional (N, K) buffer of z's dtype to overwrite.
+
+    Computed as m - log1p(S) / k, S = mean_w expm1(-k (z - m)), for a detached row shift m.
 
     Accurate to a few ulp for every k: for small k the first-order terms of S carry no rounding of
     1 + x, and 1 + S is never a tiny difference (>= 1 by Jensen when m is the weighted mean, >= the
@@ -150,10 +158,10 @@ def _softmin(
     overflow: then m is the weighted mean, a matrix-vector product instead of a slow row min.
     """
     if k == 0.0:
-        return _wdot(z.nan_to_num(0.0), w) / wsum
+        return weighted_row_sum(z.nan_to_num(0.0), w) / wsum
     if 2.0 * k * bound < 0.5 * math.log(torch.finfo(z.dtype).max):
         buf = torch.nan_to_num(z, 0.0, out=scratch)  # the one (N, K) temporary, reused in place below
-        m = (_wdot(buf, w) / wsum).unsqueeze(-1)
+        m = (weighted_row_sum(buf, w) / wsum).unsqueeze(-1)
         e = torch.sub(z, m, out=buf)
     else:
         buf = torch.nan_to_num(z, math.inf, out=scratch)
@@ -163,7 +171,7 @@ def _softmin(
         e = buf.sub_(m)
     # z - m is NaN or inf for absent channels and rows with none: all become expm1(-0.0) = 0.
     e = e.nan_to_num_(nan=0.0, posinf=0.0).mul_(-k).expm1_()
-    return m.squeeze(-1) - torch.log1p(_wdot(e, w) / wsum) / k
+    return m.squeeze(-1) - torch.log1p(weighted_row_sum(e, w) / wsum) / k
 
 
 def zscore_bound(num_generations: int) -> float:
@@ -177,8 +185,8 @@ def softmin_weights(z: Tensor, k: float, weights: Tensor | None = None) -> Tenso
     z: (N, K), NaN = absent. Returns (N, K), rows summing to 1, 0 for absent channels and for rows
     with none. k = inf splits the weight evenly over the tied minima.
     """
-    k = _check_risk(k)
-    z, w, _ = _channels(z, weights)
+    k = check_risk(k)
+    z, w, _ = weighted_channels(z, weights)
     e = z - z.nan_to_num(math.inf).amin(-1, keepdim=True)
     p = w * ((e == 0).to(z.dtype) if k == math.inf else torch.exp(-k * e).nan_to_num(0.0))
     return (p / p.sum(-1, keepdim=True)).nan_to_num(0.0)
@@ -189,14 +197,18 @@ def weighted_mean_var(z: Tensor, weights: Tensor | None = None) -> tuple[Tensor,
 
     z: (N, K), NaN = absent. Returns (mean, var), each (N,), NaN for rows with no channel.
     """
-    return _mean_var(*_channels(z, weights))
+    return mean_var_of_channels(*weighted_channels(z, weights))
 
 
-def _mean_var(z: Tensor, w: Tensor, wsum: Tensor, scratch: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def mean_var_of_channels(
+    z: Tensor, w: Tensor, wsum: Tensor, scratch: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """`weighted_mean_var` of channels prepared by `weighted_channels`: z (N, K), w (K,) or (N, K),
+    wsum (N,) -> (mean (N,), var (N,)). scratch: an optional (N, K) buffer of z's dtype to overwrite."""
     buf = torch.nan_to_num(z, 0.0, out=scratch)
-    mean = _wdot(buf, w) / wsum
+    mean = weighted_row_sum(buf, w) / wsum
     sq = torch.sub(z, mean.unsqueeze(-1), out=buf).nan_to_num_(0.0).square_()
-    return mean, _wdot(sq, w) / wsum
+    return mean, weighted_row_sum(sq, w) / wsum
 
 
 def risk_schedule(progress: float, start: float, end: float, schedule: str = "linear") -> float:
@@ -214,6 +226,7 @@ def risk_schedule(progress: float, start: float, end: float, schedule: str = "li
 
 
 def check_progress(progress: float) -> float:
+    """The fraction of training done as a float; one line unless it is in [0, 1]."""
     progress = float(progress)
     if not 0.0 <= progress <= 1.0:
         raise ValueError(f"progress = {progress} is outside [0, 1]; expected the fraction of training done")
@@ -238,11 +251,11 @@ def renormalised_sum(x: Tensor, w: Tensor, num_generations: int) -> Tensor:
     weighted mean of its graded items instead of 0. NaN for a row with no channel.
     """
     n, k = x.shape
-    present = _presence(x)
+    present = presence(x)
     graded = present.reshape(n // num_generations, num_generations, k).amax(1, keepdim=True)
     graded = graded.expand(-1, num_generations, -1).reshape(n, k)
-    w_row, w_group = _wdot(present, w), _wdot(graded, w)
-    total = _wdot(x.nan_to_num(0.0), w)
+    w_row, w_group = weighted_row_sum(present, w), weighted_row_sum(graded, w)
+    total = weighted_row_sum(x.nan_to_num(0.0), w)
     return torch.where(present.sum(-1) > 0, total * (w_group / w_row).nan_to_num(1.0), math.nan)
 
 

@@ -1,5 +1,6 @@
-"""Aggregate scores over runs and tasks with stratified-bootstrap CIs (Agarwal et al. 2021, "Deep RL
-at the edge of the statistical precipice", the estimators of the `rliable` library).
+"""Interval estimates across runs: aggregate scores over runs and tasks with stratified-bootstrap CIs
+(Agarwal et al. 2021, "Deep RL at the edge of the statistical precipice", the estimators of the
+`rliable` library).
 
 Computed with numpy and scipy rather than rliable 1.2.0: rliable installs with the pinned numpy, but
 brings arch, statsmodels, seaborn, absl-py and five more packages for a few lines of arithmetic, and
@@ -7,7 +8,8 @@ takes each method's runs as one (runs, tasks) matrix, as many runs on every task
 part-way has not; the probability of improvement here takes any run counts).
 
 A score matrix is (runs, tasks): one row per seed, one column per task, every task's score in the
-same units (here each task's primary metric, a rate in [0, 1]). Every random draw takes a seed.
+same units (here each task's primary metric, a rate in [0, 1]). Every random draw takes a seed
+(rvpo_repro.analysis.stats.base.seeded_rng).
 
 - mean: the mean of all entries; IQM: the mean of the middle 50% of all entries (scipy's
   trim_mean with 25% cut at each end), robust to an outlying run yet using half the runs;
@@ -24,6 +26,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats
+
+from rvpo_repro.analysis.stats.base import percentile_ci, seeded_rng
 
 N_BOOT = 2000
 CONFIDENCE = 0.95
@@ -63,13 +67,11 @@ def stratified_bootstrap_ci(
     task resampled with replacement on their own. `statistic` takes a matrix, or a stack
     (n_boot, runs, tasks) returning (n_boot,) (mean_score and iqm do)."""
     x = _matrix(scores)
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     n, t = x.shape
     idx = rng.integers(0, n, size=(n_boot, n, t))  # per task (column) its own row draws
     boot = np.asarray(statistic(np.take_along_axis(x[None], idx, axis=1)))
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
-    return float(statistic(x)), float(low), float(high)
+    return float(statistic(x)), *percentile_ci(boot, confidence)
 
 
 def _pairwise_greater(x: np.ndarray, y: np.ndarray) -> float:
@@ -95,7 +97,7 @@ def probability_of_improvement_ci(
     seed: int = 0,
 ) -> tuple[float, float, float]:  # fmt: skip
     """(P(X > Y), CI low, CI high): the runs of X and of Y resampled per task, independently."""
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     xs, ys = [np.asarray(a, float) for a in x], [np.asarray(b, float) for b in y]
     boot = np.zeros(n_boot)
     for a, c in zip(xs, ys, strict=True):
@@ -103,9 +105,7 @@ def probability_of_improvement_ci(
         dc = c[rng.integers(0, len(c), (n_boot, len(c)))]
         diff = da[:, :, None] - dc[:, None, :]
         boot += ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(1, 2)) / len(xs)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
-    return probability_of_improvement(xs, ys), float(low), float(high)
+    return probability_of_improvement(xs, ys), *percentile_ci(boot, confidence)
 
 
 def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Small fixture files in exactly the real schemas (HealthBench JSONL, GPQA CSV, RaR parquet).
+"""Synthetic benchmark files in exactly the real schemas (HealthBench JSONL, GPQA CSV, RaR parquet).
 
 No machine of this project can download the real data, so tests and tiny experiments run the real
 loaders on these. Content is synthetic and deterministic in `seed`; the schemas (field names,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rvpo_repro.evals.healthbench import AXES, THEMES
 
-FIXTURE_CANARY = "FIXTURE DATA written by rvpo_repro.evals.fixtures; not from any benchmark."
+FIXTURE_CANARY = "FIXTURE DATA written by rvpo_repro.evals.synthetic_benchmarks; not from any benchmark."
 
 # HealthBench record 0 is fixed whatever the seed, so tests can hand-compute its scores.
 HEALTHBENCH_RECORD0 = {

@@ -1,13 +1,15 @@
-"""Tests across seeds: several training runs per method (see rvpo_repro.analysis.stats for the
-p-value conventions and TestResult).
+"""Tests across seeds: several training runs per method (TestResult and the p-value conventions:
+rvpo_repro.analysis.stats.base).
 
 * ``welch``, ``mann_whitney``, ``seed_permutation``: per-seed scores of shape (n_seeds,);
 * ``hierarchical_bootstrap``: per-seed arrays of per-example scores, each (n_examples,),
   resampling seeds and then examples -- or examples only (``resample_seeds=False``: the
   comparison *conditional on these seeds*);
-* ``hierarchical_mean_ci``: the same two-level bootstrap for one method's grand mean.
+* ``hierarchical_mean_ci``: the same two-level bootstrap for one method's grand mean;
+* ``cohens_d``, ``hedges_g``: the two-sample effect sizes.
 
-The seeds-then-examples draw lives in one place, ``_hier_sums``.
+Seeds with a NaN score are dropped and counted. The seeds-then-examples draw lives in one place,
+``_hier_sums``.
 """
 
 from __future__ import annotations
@@ -17,21 +19,55 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
-from rvpo_repro.analysis.stats import (
+from rvpo_repro.analysis.stats.base import (
     Seed,
     TestResult,
-    _as_1d,
-    _boot_summary,
-    _check,
-    _chunks,
-    _degenerate,
-    _rng,
-    _too_few,
-    _two_samples,
-    hedges_g,
+    as_1d,
+    bootstrap_summary,
+    cannot_run,
+    check_args,
+    chunks,
+    percentile_ci,
+    seeded_rng,
+    standardised,
+    zero_spread,
 )
+
+
+# ---------------------------------------------------------------------------- inputs
+def _two_samples(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    a, b = as_1d(a, "a"), as_1d(b, "b")
+    dropped = int(np.isnan(a).sum() + np.isnan(b).sum())
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"no scores left after dropping NaN: {a.size} for a, {b.size} for b")
+    return a, b, dropped
+
+
+# ---------------------------------------------------------------------- effect sizes
+def cohens_d(a: Any, b: Any) -> float:
+    """Two-sample Cohen's d with the pooled sd (ddof=1). a: (n_a,), b: (n_b,), n_a + n_b >= 3."""
+    a, b = as_1d(a, "a"), as_1d(b, "b")
+    df = a.size + b.size - 2
+    if a.size < 1 or b.size < 1 or df < 1:
+        raise ValueError(f"Cohen's d needs n_a + n_b >= 3 with both non-empty, got {a.size} and {b.size}")
+    ss = ((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()
+    return standardised(a.mean() - b.mean(), math.sqrt(ss / df))
+
+
+def hedges_g(a: Any, b: Any) -> float:
+    """Cohen's d times the exact small-sample correction J(df) = G(df/2) / (sqrt(df/2) G((df-1)/2)).
+
+    a: (n_a,), b: (n_b,), df = n_a + n_b - 2 >= 2 (J(1) = 0 makes g meaningless below that).
+    """
+    df = np.size(a) + np.size(b) - 2
+    if df < 2:
+        raise ValueError(f"Hedges' g needs n_a + n_b >= 4, got {np.size(a)} and {np.size(b)}")
+    return (
+        cohens_d(a, b) * math.exp(special.gammaln(df / 2) - special.gammaln((df - 1) / 2)) / math.sqrt(df / 2)
+    )
 
 
 # --------------------------------------------------------------- across-seed tests
@@ -45,14 +81,14 @@ def welch(a: Any, b: Any, confidence: float = 0.95) -> TestResult:
     statistic: mean(a) - mean(b); test_statistic: t; ci: Welch CI of the difference;
     effect: Hedges' g. With fewer than 2 seeds on a side, p_value and ci are None.
     """
-    _check(confidence)
+    check_args(confidence)
     a, b, dropped = _two_samples(a, b)
     diff, kw = float(a.mean() - b.mean()), {"n_b": b.size, "confidence": confidence}
     if min(a.size, b.size) < 2:
-        return _too_few("welch", diff, a.size, dropped, _seed_need("Welch's t-test", a.size, b.size), **kw)
+        return cannot_run("welch", diff, a.size, dropped, _seed_need("Welch's t-test", a.size, b.size), **kw)
     kw |= {"effect_size": hedges_g(a, b), "effect_name": "hedges_g"}
     if a.std() == 0 and b.std() == 0:
-        return _degenerate("welch", diff, a.size, dropped, True, **kw)
+        return zero_spread("welch", diff, a.size, dropped, True, **kw)
     res = stats.ttest_ind(a, b, equal_var=False)
     ci, t = res.confidence_interval(confidence), float(res.statistic)
     kw |= {"test_statistic": t, "df": float(res.df)}
@@ -69,7 +105,7 @@ def mann_whitney(a: Any, b: Any, method: str = "auto") -> TestResult:
     a, b, dropped = _two_samples(a, b)
     diff, na, nb = float(a.mean() - b.mean()), a.size, b.size
     if min(na, nb) < 2:
-        return _too_few("mann-whitney", diff, na, dropped, _seed_need("Mann-Whitney U", na, nb), n_b=nb)
+        return cannot_run("mann-whitney", diff, na, dropped, _seed_need("Mann-Whitney U", na, nb), n_b=nb)
     res = stats.mannwhitneyu(a, b, alternative="two-sided", method=method)
     u = float(res.statistic)
     kw = {
@@ -82,7 +118,7 @@ def mann_whitney(a: Any, b: Any, method: str = "auto") -> TestResult:
 
 
 def _stack(runs: Sequence[Any], name: str) -> np.ndarray:
-    arrays = [_as_1d(r, f"{name}[{i}]") for i, r in enumerate(runs)]
+    arrays = [as_1d(r, f"{name}[{i}]") for i, r in enumerate(runs)]
     lengths = sorted({x.size for x in arrays})
     if len(lengths) != 1:
         raise ValueError(f"every run in {name} must score the same examples; lengths found: {lengths}")
@@ -104,15 +140,17 @@ def seed_permutation(a: Any, b: Any, n_resamples: int = 10000, seed: Seed = 0) -
     n_resamples splits; then the smallest attainable p, 2 / C(n_a + n_b, n_a), is in ``note``
     and ``test_statistic``-free: with 3 seeds a side it is 0.1, so no result reaches 0.05.
     """
-    _check(None, n_resamples)
+    check_args(None, n_resamples)
     a, b, dropped = _two_samples(a, b)
     diff, na, nb = float(a.mean() - b.mean()), a.size, b.size
     if min(na, nb) < 2:
-        return _too_few("permutation", diff, na, dropped, _seed_need("the permutation test", na, nb), n_b=nb)
+        return cannot_run(
+            "permutation", diff, na, dropped, _seed_need("the permutation test", na, nb), n_b=nb
+        )
     splits = math.comb(na + nb, na)
     res = stats.permutation_test(
         (a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), permutation_type="independent",
-        vectorized=True, n_resamples=n_resamples, alternative="two-sided", rng=_rng(seed),
+        vectorized=True, n_resamples=n_resamples, alternative="two-sided", rng=seeded_rng(seed),
     )  # fmt: skip
     exact = splits <= n_resamples
     note = (
@@ -122,11 +160,6 @@ def seed_permutation(a: Any, b: Any, n_resamples: int = 10000, seed: Seed = 0) -
     )
     kw = {"n_b": nb, "n_resamples": splits if exact else n_resamples, "note": note}
     return TestResult("permutation", diff, float(res.pvalue), None, na, dropped, test_statistic=diff, **kw)
-
-
-def min_permutation_p(na: int, nb: int) -> float:
-    """Smallest two-sided p the exact seed permutation test can give with n_a and n_b seeds."""
-    return min(1.0, 2 / math.comb(na + nb, na))
 
 
 def _hier_sums(xs: Sequence[np.ndarray], n_resamples: int, rng: np.random.Generator,
@@ -143,7 +176,7 @@ def _hier_sums(xs: Sequence[np.ndarray], n_resamples: int, rng: np.random.Genera
     """
     e = xs[0].shape[1]
     out = np.empty((len(xs), n_resamples))
-    for start, stop in _chunks(n_resamples, len(xs) * e):
+    for start, stop in chunks(n_resamples, len(xs) * e):
         m = stop - start
         cs = [_counts(rng, m, x.shape[0]) if resample_seeds else np.ones((m, x.shape[0])) for x in xs]
         w = _counts(rng, m, e)
@@ -164,10 +197,10 @@ def hierarchical_bootstrap(
     replicate for every run of both methods (see ``_hier_sums``). With resample_seeds=False
     only the examples are resampled: the answer is conditional on these seeds (test
     "example-bootstrap"), and one seed per method suffices. Examples with a NaN in any run are
-    dropped (n_dropped). Percentile CI and bootstrap p as in the stats module docstring;
+    dropped (n_dropped). Percentile CI and bootstrap p as in rvpo_repro.analysis.stats.base;
     effect: Hedges' g on seed means (when each side has 2 seeds).
     """
-    _check(confidence, n_resamples)
+    check_args(confidence, n_resamples)
     xa, xb = _stack(runs_a, "runs_a"), _stack(runs_b, "runs_b")
     if xa.shape[1] != xb.shape[1]:
         raise ValueError(f"runs_a score {xa.shape[1]} examples, runs_b {xb.shape[1]}; they must share them")
@@ -179,11 +212,11 @@ def hierarchical_bootstrap(
     diff = float(xa.mean() - xb.mean())
     name = "hier-bootstrap" if resample_seeds else "example-bootstrap"
     if resample_seeds and min(sa, sb) < 2:
-        return _too_few(name, diff, sa, dropped, _seed_need("the hierarchical bootstrap", sa, sb), n_b=sb)
+        return cannot_run(name, diff, sa, dropped, _seed_need("the hierarchical bootstrap", sa, sb), n_b=sb)
     if e < 2:
-        return _too_few(name, diff, sa, dropped, "the bootstrap needs at least 2 shared examples", n_b=sb)
-    sums = _hier_sums([xa, xb], n_resamples, _rng(seed), resample_seeds)
-    ci, p = _boot_summary((sums[0] - sums[1]) / e, confidence)
+        return cannot_run(name, diff, sa, dropped, "the bootstrap needs at least 2 shared examples", n_b=sb)
+    sums = _hier_sums([xa, xb], n_resamples, seeded_rng(seed), resample_seeds)
+    ci, p = bootstrap_summary((sums[0] - sums[1]) / e, confidence)
     kw = {"confidence": confidence, "n_resamples": n_resamples, "effect_name": "hedges_g"}
     g = hedges_g(xa.mean(1), xb.mean(1)) if min(sa, sb) >= 2 else None
     note = "" if resample_seeds else "conditional on these seeds: examples resampled, seeds fixed"
@@ -195,12 +228,10 @@ def hierarchical_mean_ci(
 ) -> tuple[float, float]:
     """Percentile CI of the grand mean of x (n_seeds, n_examples), by the draw of ``_hier_sums``
     for one method. A percentile CI of means never leaves [min(x), max(x)]."""
-    _check(confidence, n_resamples)
+    check_args(confidence, n_resamples)
     x = np.asarray(x, dtype=float)
     if x.ndim != 2 or x.shape[1] < 2:
         raise ValueError(f"x must be (n_seeds, n_examples) with n_examples >= 2, got shape {x.shape}")
     x = x[:, ~np.isnan(x).any(axis=0)]
-    dist = _hier_sums([x], n_resamples, _rng(seed), resample_seeds)[0] / x.shape[1]
-    alpha = 1 - confidence
-    low, high = np.quantile(dist, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    dist = _hier_sums([x], n_resamples, seeded_rng(seed), resample_seeds)[0] / x.shape[1]
+    return percentile_ci(dist, confidence)
