@@ -85,7 +85,8 @@ def one_line_errors(task_function: Callable, prog: str) -> Callable:
     Ctrl-C reported as one line on stderr and its exit status (`exit_codes`), not a traceback.
 
     In a multirun, config and input errors and held locks fail only their own job (Hydra logs it
-    and the sweep goes on); Ctrl-C stops the sweep.
+    and the sweep goes on); Ctrl-C stops the sweep. What does not compose (an unknown key, an option
+    a swept method does not take) refuses the whole sweep before its first job: Hydra composes them all first.
     """
 
     @functools.wraps(task_function)

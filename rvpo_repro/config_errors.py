@@ -126,8 +126,30 @@ def _foreign_option(key: str, near: str, config_name: str, overrides: Sequence[s
     elsewhere = any(key in (f.name for f in fields(cls.schema)) for cls in AGGREGATORS.values())
     if near and not elsewhere:
         return None
-    method = _node_at(config_name, "aggregator", overrides).get("name")
-    return foreign_options(method, [key]) if method in AGGREGATORS else None
+    # a multirun composes every job before the first starts: name the swept method that refuses it
+    fixed, swept = _without_sweep(overrides, "aggregator")
+    for choice in swept or [None]:
+        job = fixed if choice is None else [*fixed, f"aggregator={choice}"]
+        method = _node_at(config_name, "aggregator", job).get("name")
+        line = foreign_options(method, [key]) if method in AGGREGATORS else None
+        if line:
+            return line if choice is None else f"{line} (the sweep's job aggregator={choice})"
+    return None
+
+
+def _without_sweep(overrides: Sequence[str], group: str) -> tuple[list[str], list[str]]:
+    """`overrides` without a multirun sweep of `group` (aggregator=rvpo,grpo), and the swept
+    options ([] when `group` is not swept, or the overrides do not parse)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # noqa: BLE001 (a courtesy for the message: never a second error)
+        return list(overrides), []
+    for text, o in zip(overrides, parsed, strict=True):
+        if o.key_or_group == group and o.is_sweep_override():
+            return [x for x in overrides if x != text], [str(v) for v in o.sweep_string_iterator()]
+    return list(overrides), []
 
 
 def _keys_at(config_name: str, parent: str, overrides: Sequence[str]) -> list[str]:

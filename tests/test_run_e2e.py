@@ -147,21 +147,33 @@ def test_crashing_reward_fails_clearly_and_finishes_wandb(tmp_path, compose_cfg,
 
 
 def test_multirun_survives_a_failed_job(tmp_path, train_cmd):
-    """One job with a bad option fails; the other job of the sweep still finishes its record."""
+    """One job with a bad value fails when it runs; the other job of the sweep still finishes its record."""
     proc = _run(
         train_cmd(
-            "aggregator=rvpo,grpo",
-            "aggregator.risk=2.0",
+            "aggregator=rvpo",
+            "aggregator.risk=1.0,-1.0",
             "logger=disabled",
             "trainer.max_steps=2",
             multirun=True,
             console_script=True,
         )
     )
-    assert proc.returncode != 0  # grpo takes no risk coefficient
-    assert "risk" in proc.stderr
+    assert proc.returncode != 0  # a risk coefficient is >= 0
+    assert "aggregator.risk=-1.0: must be >= 0" in proc.stderr, proc.stderr[-3000:]
     run_dir = _only_run_dir(tmp_path)
     assert (
         "-rvpo-" in run_dir.name
         and json.loads((run_dir / "result.json").read_text())["run_id"] == run_dir.name
     )
+
+
+def test_a_sweep_with_an_option_one_of_its_methods_refuses_starts_no_job(tmp_path, train_cmd):
+    """Hydra composes every job of a multirun before the first starts: an option that a swept
+    method does not take refuses the sweep in one line naming that method and what it accepts."""
+    proc = _run(train_cmd("aggregator=rvpo,grpo", "aggregator.risk=2.0", multirun=True, console_script=True))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rvpo-train: aggregator.risk=2.0: option(s) ['risk'] do not apply to aggregator 'grpo'; it accepts "
+        "['eps', 'weights', 'use_item_weights', 'missing', 'scale'] (the sweep's job aggregator=grpo)"
+    ]
+    assert not (tmp_path / "results" / "runs").exists()
