@@ -100,6 +100,9 @@ def arm(phase: str) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C as a terminal delivers it, even when the tests run as a shell's background job (which
+    # starts with SIGINT ignored, and Python then never raises KeyboardInterrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     arm(sys.argv[1])
     sys.argv = [sys.argv[0], *sys.argv[2:]]
     from rvpo_repro.train import main

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 
@@ -24,3 +25,9 @@ def toy_smoke_overrides(root: Path, cache_dir: Path, *extra: str, process: bool 
 def process_env(**extra: str) -> dict[str, str]:
     """This environment for a run's process: offline, unbuffered output."""
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def sigint_as_in_a_terminal() -> None:
+    """`preexec_fn` of a launcher a test interrupts: SIGINT back to its default. A shell's background
+    job (`make test &`) starts with SIGINT ignored, and an interpreter started so never sees Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers.toy_runs import process_env, toy_smoke_overrides
+from helpers.toy_runs import process_env, sigint_as_in_a_terminal, toy_smoke_overrides
 
 from rvpo_repro.run import record
 
@@ -269,8 +269,8 @@ def test_a_two_rank_job_says_its_launch_on_ctrl_c_dies_with_its_launcher_and_res
     seals = "runs/*/*/checkpoints/checkpoint-2/rvpo-complete.json"
 
     # 1. Ctrl-C: torchrun hands SIGINT to its ranks; rank 0 names the launcher's own command line.
-    first = subprocess.Popen([*hold, "hold:3", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env())  # fmt: skip
+    first = subprocess.Popen([*hold, "hold:3", *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env(), preexec_fn=sigint_as_in_a_terminal)  # fmt: skip
     try:
         _wait_for(lambda: list((tmp_path / "results").glob(seals)), first, "checkpoint-2 sealed")
         first.send_signal(signal.SIGINT)
