@@ -21,6 +21,7 @@ line is also the one to repeat to resume the job (`launch_command`).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shlex
@@ -181,8 +182,19 @@ def join(join_timeout_s: float, wait_hours: float) -> Ranks:
                 f"launcher ({type(exc).__name__})"
             ) from None
     group = dist.new_group(backend="gloo", timeout=timedelta(hours=wait_hours))
+    atexit.register(_leave)
     _JOINED = Ranks(rank=dist.get_rank(), world_size=dist.get_world_size(), group=group)
     return _JOINED
+
+
+def _leave() -> None:
+    """At exit, this rank's process groups go before the interpreter's teardown: left to it, gloo's
+    threads can be destroyed while a peer that exited first closes its sockets, and the process
+    aborts ("terminate called without an active exception") after a job that finished."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def join_ranks(cfg: Any) -> Ranks:
