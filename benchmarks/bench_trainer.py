@@ -101,7 +101,9 @@ class TimedRVPOTrainer(RVPOTrainer):
         return wrapper
 
 
-def run(kind: str, model_dir: str, steps: int, lr: float, workdir: str) -> tuple[list[float], list[float], float]:
+def run(
+    kind: str, model_dir: str, steps: int, lr: float, workdir: str
+) -> tuple[list[float], list[float], float]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -133,7 +135,9 @@ def run(kind: str, model_dir: str, steps: int, lr: float, workdir: str) -> tuple
     torch.manual_seed(0)
     trainer.train()
     own = getattr(trainer, "own", [])
-    lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
+    lengths = [
+        h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h
+    ]
     return timer.times[2:], own[2:], lengths[-1]  # drop warm-up steps
 
 
@@ -165,7 +169,11 @@ def main() -> None:
     same = len(set().union(*lengths.values())) == 1
     print(
         f"learning rate {a.lr:g}: mean completion length "
-        + ("the same in every trainer" if same else f"differs: {dict((k, sorted(v)) for k, v in lengths.items())}")
+        + (
+            "the same in every trainer"
+            if same
+            else f"differs: {dict((k, sorted(v)) for k, v in lengths.items())}"
+        )
     )
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}; tiny model, 32 completions x 24 tokens"
