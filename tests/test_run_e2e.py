@@ -108,8 +108,8 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, train_cmd):
     ckpt_root = None
     while time.time() < deadline and proc.poll() is None:
         found = list(
-            (tmp_path / "results").glob("runs/toy_smoke/*/checkpoints/checkpoint-*/trainer_state.json")
-        )
+            (tmp_path / "results").glob("runs/toy_smoke/*/checkpoints/checkpoint-*/rvpo-complete.json")
+        )  # sealed: a checkpoint killed before its seal is set aside, not resumed from
         if found:
             ckpt_root = found[0].parent.parent
             break
