@@ -100,7 +100,7 @@ def recipe_option(option: str, *, _parent_: Any, _root_: Any) -> Any:
     of the experiment family (TrainConfig.recipe; null there: the method's default), or the
     method's own default when the family sets none. A family that sets the option but does not list
     the method is a ConfigError, so a method added later never takes a silent default there."""
-    from rvpo_repro.aggregators import AGGREGATORS
+    from rvpo_repro.aggregators import option_defaults
 
     name = _parent_.get("name")
     table = (_root_.get("recipe") or {}).get(option)
@@ -109,7 +109,7 @@ def recipe_option(option: str, *, _parent_: Any, _root_: Any) -> Any:
                           f"add one to the experiment family's recipe")  # fmt: skip
     value = None if table is None else table[name]
     if value is None:
-        value = next(f.default for f in fields(AGGREGATORS[name].schema) if f.name == option)
+        value = option_defaults(name)[option]
     return value
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rvpo_repro.aggregators import option_defaults
 from rvpo_repro.aggregators.base import AGGREGATORS
 from rvpo_repro.analysis import ablation
-from rvpo_repro.analysis.labels import method_label, option_defaults
+from rvpo_repro.analysis.labels import method_label
 from rvpo_repro.cli import run_hydra
 from rvpo_repro.config import conf_dir
 

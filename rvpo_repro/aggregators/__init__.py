@@ -41,8 +41,9 @@ by methods with state (`constrained_grpo`'s Lagrange multipliers).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from dataclasses import asdict, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from typing import Any
 
 from rvpo_repro.aggregators import conflict, constrained, grpo, mgda, rvpo, saw, zscore  # noqa: F401  (they register)
@@ -57,6 +58,14 @@ def get_aggregator(name: str, **options: Any) -> Aggregator:
     if problem := foreign_options(name, options):
         raise ValueError(problem)
     return AGGREGATORS[name](**options)
+
+
+@functools.cache
+def option_defaults(name: str) -> dict[str, Any]:
+    """{option: default} of the registered aggregator `name`, read from its class without building
+    one ({} for a name no longer registered)."""
+    cls = AGGREGATORS.get(name)
+    return {} if cls is None else {f.name: f.default for f in fields(cls.schema) if f.default is not MISSING}
 
 
 def aggregator_from_config(cfg: Any) -> Aggregator:

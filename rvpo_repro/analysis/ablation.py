@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rvpo_repro.analysis.labels import option_defaults, setting_label
+from rvpo_repro.analysis.labels import setting_label
 from rvpo_repro.analysis.output import save_figure, shows_same_table, write_if_changed
 from rvpo_repro.analysis.runs import record_dirs
 from rvpo_repro.analysis.stats.table_rule import mean_ci
@@ -57,6 +57,8 @@ def variant(agg: dict) -> tuple[str, float | None, int] | None:
     if name == "hard_min":
         return setting_label(agg), INF, 1
     if name == "variance_penalty":
+        from rvpo_repro.aggregators import option_defaults  # torch: only when a record needs it
+
         beta = option_defaults("variance_penalty")["beta"] if agg.get("beta") is None else float(agg["beta"])
         return setting_label({**agg, "beta": beta}), None, 3
     return None

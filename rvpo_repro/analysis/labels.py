@@ -15,21 +15,7 @@ as k = ∞: `rvpo (k=1)`, `rvpo (k 0.5→2, linear)`, `hard min (k=∞)`, `varia
 
 from __future__ import annotations
 
-import functools
-from dataclasses import MISSING, fields
-from typing import Any
-
 _RISK_KEYS = {"risk", "risk_start", "risk_end", "schedule"}
-
-
-@functools.cache
-def option_defaults(name: str) -> dict[str, Any]:
-    """{option: default} of the registered aggregator `name`, read from its class without building
-    one ({} for a name no longer registered)."""
-    from rvpo_repro.aggregators import AGGREGATORS  # torch: only once a label is rendered
-
-    cls = AGGREGATORS.get(name)
-    return {} if cls is None else {f.name: f.default for f in fields(cls.schema) if f.default is not MISSING}
 
 
 def risk_of(agg: dict) -> tuple[float | None, str | None]:
@@ -63,6 +49,8 @@ def method_label(agg_cfg: dict) -> str:
     if agg_cfg.get("use_item_weights"):
         parts.append("item weights")
     skip = {"name", "reduce", "use_item_weights", *_RISK_KEYS}
+    from rvpo_repro.aggregators import option_defaults  # torch: only once a label is rendered
+
     defaults = option_defaults(agg_cfg["name"])
     for key in sorted(agg_cfg):
         v = agg_cfg[key]

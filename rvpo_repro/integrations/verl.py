@@ -29,13 +29,12 @@ import inspect
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import torch
 
-from rvpo_repro.aggregators import aggregator_from_config
+from rvpo_repro.aggregators import aggregator_from_config, option_defaults
 from rvpo_repro.aggregators.base import AGGREGATORS, Aggregator
 from rvpo_repro.channel_metrics import channel_metrics
 from rvpo_repro.rewards import RewardChannel
@@ -103,8 +102,7 @@ def build_aggregator(name: str, algorithm: Any) -> Aggregator:
                 "set the channel weights in algorithm.gdpo_reward_weights, as for verl's gdpo"
             )
         options["weights"] = list(weights)
-    defaults = {f.name: f.default for f in fields(AGGREGATORS[name]) if f.init}
-    if defaults.get("whiten") == "sequence":
+    if option_defaults(name).get("whiten") == "sequence":
         options.setdefault("whiten", "token")
     try:
         return aggregator_from_config({"name": name, **options})
